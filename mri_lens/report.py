@@ -1,0 +1,160 @@
+"""Offline HTML reports built from a scan: statistics per layer and category differences.
+
+Every token and label is HTML-escaped; plotly.js is inlined once per page, so pages open with no network.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ScanError
+from .store import Scan
+
+__all__ = ["category_differences", "category_difference_figure", "write_scan_report"]
+
+
+def category_differences(scan: Scan, a: str, b: str | None = None, *, pooling: str = "mean"):
+    """Per-neuron difference between two categories of documents (``b=None``: ``a`` against all others).
+
+    Returns a pandas DataFrame with one row per (layer, neuron): the two means, Cohen's d (pooled SD), Welch's
+    t-test p-value and the Benjamini-Hochberg q-value over all neurons of all layers.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    if scan.labels is None:
+        raise ScanError("category differences need a labelled corpus")
+    names = scan.label_names
+    for c in [a] + ([b] if b is not None else []):
+        if c not in names:
+            raise ScanError(f"unknown category {c!r}; the scan has {names}")
+    in_a = scan.labels == names.index(a)
+    in_b = (scan.labels == names.index(b)) if b is not None else ~in_a
+    if in_a.sum() < 2 or in_b.sum() < 2:
+        raise ScanError("each category needs at least two documents")
+    X = scan.pooled(pooling).astype(np.float64)  # [n_docs, L, d]
+    xa, xb = X[in_a], X[in_b]
+    ma, mb = xa.mean(0), xb.mean(0)
+    va, vb = xa.var(0, ddof=1), xb.var(0, ddof=1)
+    na, nb = len(xa), len(xb)
+    sd = np.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(sd > 0, (ma - mb) / sd, 0.0)
+        p = stats.ttest_ind(xa, xb, axis=0, equal_var=False).pvalue
+    p = np.where(np.isfinite(p), p, 1.0)
+    q = stats.false_discovery_control(p.ravel(), method="bh").reshape(p.shape)
+    L, n = np.meshgrid(scan.layers, np.arange(scan.d_mlp), indexing="ij")
+    return pd.DataFrame({"layer": L.ravel(), "neuron": n.ravel(), f"mean_{a}": ma.ravel(),
+                         f"mean_{b or 'rest'}": mb.ravel(), "cohens_d": d.ravel(), "p_value": p.ravel(),
+                         "q_value": q.ravel()})
+
+
+def category_difference_figure(df, a: str, b: str | None = None, *, q: float = 0.05):
+    """Two panels per layer: distribution of Cohen's d over neurons, and count of neurons with q < ``q``."""
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"Cohen's d per neuron ({a} vs {b or 'rest'})", f"neurons with FDR q < {q}"))
+    layers = sorted(df["layer"].unique())
+    up, down = [], []
+    for layer in layers:
+        sub = df[df["layer"] == layer]
+        fig.add_trace(go.Violin(y=sub["cohens_d"], name=f"L{layer}", showlegend=False, line_color="#555",
+                                points=False), 1, 1)
+        sig = sub["q_value"] < q
+        up.append(int((sig & (sub["cohens_d"] > 0)).sum()))
+        down.append(int((sig & (sub["cohens_d"] < 0)).sum()))
+    names = [f"L{l}" for l in layers]
+    fig.add_trace(go.Bar(x=names, y=up, name=f"higher on {a}", marker_color="#b2182b"), 1, 2)
+    fig.add_trace(go.Bar(x=names, y=down, name=f"higher on {b or 'rest'}", marker_color="#2166ac"), 1, 2)
+    fig.update_layout(barmode="group", height=380)
+    return fig
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.3g}"
+    return str(v)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:left}th{background:#f3f3f3}h1{font-size:22px}h2{font-size:18px;margin-top:32px}.tok{white-space:pre}
+.max{background:#f4a582;font-weight:bold}"""
+
+
+def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_lens report",
+                      categories: tuple[str, str] | None = None, top_neurons: int = 8) -> str:
+    """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
+    different neurons and their top examples. Returns the path written."""
+    figs: list[str] = []
+
+    def add(fig) -> str:
+        # plotly.js is inlined once (first figure); the page never loads anything from the network.
+        figs.append(fig.to_html(full_html=False, include_plotlyjs=not figs, config={"displaylogo": False}))
+        return figs[-1]
+
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    m = scan.meta
+    facts = [("model", m.get("model_id")), ("architecture", m.get("architecture")), ("documents", scan.n_docs),
+             ("tokens counted", scan.stats.count), ("layers", scan.layers), ("d_mlp", scan.d_mlp),
+             ("hook", m.get("hook_template")), ("prepend_bos", m.get("prepend_bos")),
+             ("BOS in statistics", not m.get("bos_excluded_from_stats")), ("padding side", m.get("padding_side")),
+             ("max_length", m.get("max_length")), ("texts truncated", m.get("n_truncated")),
+             ("labels", scan.label_names), ("scan seconds", m.get("seconds")), ("versions", m.get("versions"))]
+    parts.append(_table(facts, ["", ""]))
+    parts.append("<h2>Per-layer neuron statistics</h2>")
+    parts.append(add(scan.figure()))
+    layer_rows = [(l, f"{scan.stats.mean[i].mean():.4f}", f"{scan.stats.std[i].mean():.4f}",
+                   f"{np.median(scan.stats.max[i]):.3f}", f"{scan.stats.frac_positive[i].mean():.3f}",
+                   int((scan.stats.max[i] <= 0).sum()))
+                  for i, l in enumerate(scan.layers)]
+    parts.append(_table(layer_rows, ["layer", "mean act", "mean std", "median neuron max",
+                                     "mean frac > 0", "never-positive neurons"]))
+    if scan.labels is not None and len(scan.label_names) >= 2:
+        a, b = categories or (scan.label_names[0], scan.label_names[1])
+        df = category_differences(scan, a, b)
+        parts.append(f"<h2>Category differences: {html.escape(a)} vs {html.escape(b)}</h2>")
+        parts.append(f"<p>Pooled mean activation per document; Welch's t-test per neuron, Benjamini-Hochberg over "
+                     f"all {len(df)} neurons. Documents: {html.escape(str(scan_label_counts(scan)))}.</p>")
+        parts.append(add(category_difference_figure(df, a, b)))
+        best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(top_neurons)
+        rows = []
+        for _, r in best.iterrows():
+            ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
+            toks = ", ".join(repr(t) for t in ex.max_tokens())
+            rows.append((int(r["layer"]), int(r["neuron"]), r[f"mean_{a}"], r[f"mean_{b}"], r["cohens_d"],
+                         r["q_value"], toks))
+        parts.append(_table(rows, ["layer", "neuron", f"mean {a}", f"mean {b}", "Cohen's d", "q", "top tokens"]))
+        parts.append("<h3>Top examples of the most different neurons</h3>")
+        for _, r in best.head(3).iterrows():
+            ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
+            parts.append(ex._repr_html_())
+    body = "\n".join(parts)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, path)
+    return path
+
+
+def scan_label_counts(scan: Scan) -> dict[str, int]:
+    if scan.labels is None:
+        return {}
+    c = np.bincount(scan.labels, minlength=len(scan.label_names))
+    return {n: int(k) for n, k in zip(scan.label_names, c)}

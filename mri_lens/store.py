@@ -1,0 +1,395 @@
+"""Scan results: plain dataclasses with save/load (safetensors + JSON), figures and notebook views.
+
+This is the public API every lens consumes; none of them touches capture internals.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ._io import load_dir, save_dir
+from .errors import ScanError, ScanFileError
+
+__all__ = ["Scan", "NeuronStats", "TopK", "TopExamples"]
+
+SCAN_FORMAT = "mri_lens.scan"
+SCAN_SCHEMA = 1
+_TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class NeuronStats:
+    """Per-neuron statistics over every counted token of the corpus (pads never, BOS only if asked).
+
+    Attributes: ``count`` tokens; ``mean``, ``std``, ``min``, ``max``, ``frac_positive`` of shape
+    ``[n_layers, d_mlp]``; ``hist_counts`` of shape ``[n_layers, d_mlp, len(hist_edges) + 1]`` whose first and last
+    bins are open-ended (below the first edge, at or above the last), so each neuron's counts sum to ``count``.
+    """
+
+    count: int
+    mean: np.ndarray
+    std: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    frac_positive: np.ndarray
+    hist_counts: np.ndarray
+    hist_edges: np.ndarray
+
+    _ARRAYS = ("mean", "std", "min", "max", "frac_positive", "hist_counts", "hist_edges")
+
+    def quantile(self, q: float | np.ndarray) -> np.ndarray:
+        """Approximate per-neuron quantile(s) from the histograms (linear inside a bin; open bins clamp to min/max).
+
+        Returns shape ``[n_layers, d_mlp]`` (or ``[len(q), n_layers, d_mlp]`` for an array of q).
+        """
+        q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
+        cum = np.cumsum(self.hist_counts, axis=-1)  # [L, d, nb]
+        lo = np.concatenate([self.min[..., None], np.broadcast_to(self.hist_edges, self.min.shape + self.hist_edges.shape)], -1)
+        hi = np.concatenate([np.broadcast_to(self.hist_edges, self.max.shape + self.hist_edges.shape), self.max[..., None]], -1)
+        lo = np.clip(lo, self.min[..., None], self.max[..., None])
+        hi = np.clip(hi, self.min[..., None], self.max[..., None])
+        out = []
+        for qq in q_arr:
+            target = qq * self.count
+            b = np.minimum((cum < target).sum(-1), cum.shape[-1] - 1)  # first bin reaching the target
+            prev = np.where(b > 0, np.take_along_axis(cum, np.maximum(b - 1, 0)[..., None], -1)[..., 0], 0)
+            inbin = np.take_along_axis(self.hist_counts, b[..., None], -1)[..., 0]
+            frac = np.where(inbin > 0, (target - prev) / np.maximum(inbin, 1), 0.0)
+            l_ = np.take_along_axis(lo, b[..., None], -1)[..., 0]
+            h_ = np.take_along_axis(hi, b[..., None], -1)[..., 0]
+            out.append(l_ + np.clip(frac, 0, 1) * (h_ - l_))
+        res = np.stack(out)
+        return res[0] if np.ndim(q) == 0 else res
+
+
+@dataclass
+class TopK:
+    """Per-neuron ranked examples: ``values``, ``docs`` and ``positions`` of shape ``[n_layers, d_mlp, k]``.
+
+    ``docs == -1`` marks an empty slot (fewer documents than k). Ties are ordered by document index.
+    """
+
+    values: np.ndarray
+    docs: np.ndarray
+    positions: np.ndarray
+
+
+@dataclass
+class TopExamples:
+    """The top (or bottom) examples of one neuron, Neuroscope's protocol: one example per document, ranked by the
+    neuron's max (or min) over the document's tokens.
+
+    Attributes: ``docs``, ``values``, ``positions`` (index of the max token in the document's tokens) of shape
+    ``[k]``; ``tokens`` token-id arrays; ``str_tokens`` decoded tokens (when the scan stored its tokenizer).
+    """
+
+    layer: int
+    neuron: int
+    which: str
+    docs: np.ndarray
+    values: np.ndarray
+    positions: np.ndarray
+    tokens: list[np.ndarray]
+    str_tokens: list[list[str]] | None = None
+    labels: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def __iter__(self) -> Iterator[tuple[int, float, int]]:
+        return iter(zip(self.docs.tolist(), self.values.tolist(), self.positions.tolist()))
+
+    def snippet(self, i: int, before: int = 50, after: int = 10) -> tuple[list[str], int]:
+        """Tokens around example i's max token: ``(tokens, index of the max token within them)``."""
+        toks = self.str_tokens[i] if self.str_tokens is not None else [str(t) for t in self.tokens[i]]
+        p = int(self.positions[i])
+        start = max(0, p - before)
+        return toks[start:p + after + 1], p - start
+
+    def max_tokens(self) -> list[str]:
+        """The token at each example's max position."""
+        return [self.snippet(i, 0, 0)[0][0] for i in range(len(self))]
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame({
+            "doc": self.docs, "value": self.values, "position": self.positions,
+            "token": self.max_tokens(),
+            "label": self.labels if self.labels is not None else [None] * len(self),
+            "snippet": ["".join(self.snippet(i, 20, 5)[0]) for i in range(len(self))],
+        })
+
+    def __repr__(self) -> str:
+        return f"TopExamples(layer={self.layer}, neuron={self.neuron}, which={self.which!r}, k={len(self)})"
+
+    def _repr_html_(self) -> str:
+        vmax = float(np.max(np.abs(self.values))) if len(self) else 1.0
+        rows = []
+        for i in range(len(self)):
+            toks, at = self.snippet(i)
+            cells = []
+            for j, t in enumerate(toks):
+                style = "background:#f4a582;font-weight:bold" if j == at else ""
+                cells.append(f'<span style="{style}">{html.escape(t)}</span>')
+            lab = html.escape(self.labels[i]) if self.labels else ""
+            rows.append(f"<tr><td>{i}</td><td>{int(self.docs[i])}</td><td>{self.values[i]:.3f}</td><td>{lab}</td>"
+                        f"<td style='text-align:left;white-space:pre-wrap'>{''.join(cells)}</td></tr>")
+        return (f"<div><b>L{self.layer} N{self.neuron}: {self.which} {len(self)} examples</b> (max |value| "
+                f"{vmax:.3f})<table><tr><th>#</th><th>doc</th><th>value</th><th>label</th><th>snippet</th></tr>"
+                f"{''.join(rows)}</table></div>")
+
+
+@dataclass
+class Scan:
+    """Everything a scan keeps. Arrays index layers by position in ``layers`` (the model's layer numbers).
+
+    Attributes
+    ----------
+    layers: model layer numbers captured, ``[n_layers]``.
+    pooled_: pooling name -> ``[n_docs, n_layers, d_mlp]`` (use :meth:`pooled`).
+    stats: :class:`NeuronStats`.
+    top, bottom: :class:`TopK` by the document's max / min.
+    token_ids, token_offsets: every document's input tokens (special tokens included), ragged:
+        document i is ``token_ids[token_offsets[i]:token_offsets[i+1]]``.
+    doc_token_counts: ``[n_docs]`` tokens of each document counted in statistics.
+    labels, label_names: the corpus labels (int codes) and their names, or None.
+    meta: model, tokenisation and run facts (model id, hook template, prepend_bos, padding side, versions...).
+    """
+
+    layers: list[int]
+    pooled_: dict[str, np.ndarray]
+    stats: NeuronStats
+    top: TopK
+    bottom: TopK
+    token_ids: np.ndarray
+    token_offsets: np.ndarray
+    doc_token_counts: np.ndarray
+    labels: np.ndarray | None = None
+    label_names: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    tokenizer_json: str | None = None
+
+    # ------------------------------------------------------------------ shapes and lookup
+    @property
+    def n_docs(self) -> int:
+        return len(self.token_offsets) - 1
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.stats.mean.shape[1])
+
+    @property
+    def poolings(self) -> list[str]:
+        return list(self.pooled_)
+
+    def layer_index(self, layer: int) -> int:
+        """Position of model layer ``layer`` in this scan's arrays."""
+        try:
+            return self.layers.index(int(layer))
+        except ValueError:
+            raise ScanError(f"layer {layer} was not scanned; this scan has layers {self.layers}") from None
+
+    def _check_neuron(self, neuron: int) -> int:
+        if not 0 <= int(neuron) < self.d_mlp:
+            raise ScanError(f"neuron must be in 0..{self.d_mlp - 1}, got {neuron}")
+        return int(neuron)
+
+    def pooled(self, name: str = "mean", layer: int | None = None) -> np.ndarray:
+        """Pooled activations ``[n_docs, n_layers, d_mlp]``, or ``[n_docs, d_mlp]`` for one model layer."""
+        if name not in self.pooled_:
+            raise ScanError(f"pooling {name!r} was not kept; this scan has {self.poolings}")
+        arr = self.pooled_[name]
+        return arr if layer is None else arr[:, self.layer_index(layer)]
+
+    def tokens(self, doc: int) -> np.ndarray:
+        """Input token ids of document ``doc`` (special tokens included) ``[n_tokens]``."""
+        if not 0 <= doc < self.n_docs:
+            raise ScanError(f"doc must be in 0..{self.n_docs - 1}, got {doc}")
+        return self.token_ids[self.token_offsets[doc]:self.token_offsets[doc + 1]]
+
+    @cached_property
+    def _tokenizer(self):
+        if self.tokenizer_json is None:
+            return None
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self.tokenizer_json)
+
+    def str_tokens(self, doc: int) -> list[str]:
+        """Decoded tokens of document ``doc`` (one string per token); ids as strings if no tokenizer was stored."""
+        ids = self.tokens(doc).tolist()
+        tok = self._tokenizer
+        if tok is None:
+            return [str(i) for i in ids]
+        return [tok.decode([i], skip_special_tokens=False) for i in ids]
+
+    def label_of(self, doc: int) -> str | None:
+        return None if self.labels is None else self.label_names[int(self.labels[doc])]
+
+    def top_examples(self, layer: int, neuron: int, k: int | None = None, which: str = "top") -> TopExamples:
+        """Neuroscope's top-k: documents ranked by the neuron's max over their tokens (``which="bottom"``: by min).
+
+        ``layer`` is the model's layer number. At most the scan's ``top_k`` examples exist.
+        """
+        if which not in ("top", "bottom"):
+            raise ValueError("which must be 'top' or 'bottom'")
+        li = self.layer_index(layer)
+        n = self._check_neuron(neuron)
+        src = self.top if which == "top" else self.bottom
+        docs = src.docs[li, n]
+        keep = docs >= 0
+        if k is not None:
+            keep &= np.arange(len(docs)) < k
+        docs = docs[keep]
+        has_tok = self._tokenizer is not None
+        return TopExamples(
+            layer=int(layer), neuron=n, which=which, docs=docs, values=src.values[li, n][keep],
+            positions=src.positions[li, n][keep], tokens=[self.tokens(int(d)) for d in docs],
+            str_tokens=[self.str_tokens(int(d)) for d in docs] if has_tok else None,
+            labels=[self.label_of(int(d)) for d in docs] if self.labels is not None else None,
+        )
+
+    def token_activations(self, model: Any, docs: Sequence[int], layer: int | None = None) -> list[np.ndarray]:
+        """Recompute per-token activations of a few documents from the model: ``[n_tokens, d_mlp]`` each.
+
+        The same tokens as the scan saw (special tokens included); the model must be the one scanned.
+        """
+        from .capture import token_activations
+
+        layer = self.layers[0] if layer is None else layer
+        self.layer_index(layer)
+        out = token_activations(model, [self.tokens(int(d)) for d in docs], [layer],
+                                backend=None)
+        return [o[layer] for o in out]
+
+    def neuron_table(self, layer: int):
+        """Per-neuron statistics of one layer as a pandas DataFrame (one row per neuron)."""
+        import pandas as pd
+
+        li = self.layer_index(layer)
+        s = self.stats
+        return pd.DataFrame({
+            "neuron": np.arange(self.d_mlp), "mean": s.mean[li], "std": s.std[li], "min": s.min[li],
+            "max": s.max[li], "frac_positive": s.frac_positive[li], "top_value": self.top.values[li, :, 0],
+            "top_doc": self.top.docs[li, :, 0],
+        })
+
+    def category_means(self, pooling: str = "mean") -> tuple[list[str], np.ndarray]:
+        """Mean pooled activation per category: ``(names, [n_categories, n_layers, d_mlp])``."""
+        if self.labels is None:
+            raise ScanError("the scan has no labels")
+        arr = self.pooled(pooling).astype(np.float32)
+        out = np.stack([arr[self.labels == c].mean(0) if np.any(self.labels == c) else np.zeros(arr.shape[1:])
+                        for c in range(len(self.label_names))])
+        return list(self.label_names), out
+
+    # ------------------------------------------------------------------ figures and display
+    def figure(self):
+        """Per-layer overview: distribution of neuron maxima and of the fraction of tokens where a neuron is > 0."""
+        from plotly.subplots import make_subplots
+        import plotly.graph_objects as go
+
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("neuron max activation", "fraction of tokens > 0"))
+        for li, layer in enumerate(self.layers):
+            fig.add_trace(go.Box(y=self.stats.max[li], name=f"L{layer}", boxpoints=False, showlegend=False,
+                                 marker_color="#b2182b"), 1, 1)
+            fig.add_trace(go.Box(y=self.stats.frac_positive[li], name=f"L{layer}", boxpoints=False, showlegend=False,
+                                 marker_color="#2166ac"), 1, 2)
+        fig.update_layout(title=f"{self.meta.get('model_id', 'model')}: {self.n_docs} documents, "
+                          f"{self.stats.count} tokens", height=380)
+        return fig
+
+    def __repr__(self) -> str:
+        lab = f", labels={len(self.label_names)}" if self.label_names else ""
+        return (f"Scan(model={self.meta.get('model_id')!r}, n_docs={self.n_docs}, layers={self.layers}, "
+                f"d_mlp={self.d_mlp}, tokens={self.stats.count}, pooling={self.poolings}{lab})")
+
+    def _repr_html_(self) -> str:
+        m = self.meta
+        rows = [("model", m.get("model_id")), ("architecture", m.get("architecture")),
+                ("documents", self.n_docs), ("tokens counted", self.stats.count), ("layers", self.layers),
+                ("d_mlp", self.d_mlp), ("hook", m.get("hook_template")), ("prepend_bos", m.get("prepend_bos")),
+                ("BOS in statistics", not m.get("bos_excluded_from_stats", False)),
+                ("padding side", m.get("padding_side")), ("pooling", self.poolings), ("top_k", m.get("top_k")),
+                ("labels", self.label_names)]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<div><b>mri_lens Scan</b><table>{body}</table></div>"
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> str:
+        """Write to directory ``path`` atomically (safetensors + JSON). Returns the absolute path."""
+        arrays: dict[str, np.ndarray] = {f"pooled.{k}": v for k, v in self.pooled_.items()}
+        for k in NeuronStats._ARRAYS:
+            arrays[f"stats.{k}"] = getattr(self.stats, k)
+        for name, tk in (("top", self.top), ("bottom", self.bottom)):
+            arrays[f"{name}.values"], arrays[f"{name}.docs"], arrays[f"{name}.positions"] = \
+                tk.values, tk.docs, tk.positions
+        arrays["token_ids"] = self.token_ids
+        arrays["token_offsets"] = self.token_offsets
+        arrays["doc_token_counts"] = self.doc_token_counts
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        meta = {"scan": self.meta, "layers": self.layers, "label_names": self.label_names,
+                "stats_count": int(self.stats.count), "poolings": self.poolings}
+        json.dumps(meta, allow_nan=False)  # fail before writing anything
+        extra = {_TOKENIZER_FILE: self.tokenizer_json} if self.tokenizer_json is not None else None
+        return save_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, arrays=arrays, meta=meta, extra_files=extra)
+
+    @classmethod
+    def load(cls, path) -> "Scan":
+        """Read a directory written by :meth:`save`; raises :class:`~mri_lens.errors.ScanFileError` when it is
+        missing, truncated, corrupted, foreign or inconsistent."""
+        arrays, meta, extras = load_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA)
+        try:
+            layers = [int(l) for l in meta["layers"]]
+            poolings = list(meta["poolings"])
+            pooled = {p: arrays[f"pooled.{p}"] for p in poolings}
+            stats = NeuronStats(count=int(meta["stats_count"]),
+                                **{k: arrays[f"stats.{k}"] for k in NeuronStats._ARRAYS})
+            top = TopK(arrays["top.values"], arrays["top.docs"], arrays["top.positions"])
+            bottom = TopK(arrays["bottom.values"], arrays["bottom.docs"], arrays["bottom.positions"])
+            scan = cls(layers=layers, pooled_=pooled, stats=stats, top=top, bottom=bottom,
+                       token_ids=arrays["token_ids"], token_offsets=arrays["token_offsets"],
+                       doc_token_counts=arrays["doc_token_counts"], labels=arrays.get("labels"),
+                       label_names=meta.get("label_names"), meta=meta.get("scan", {}),
+                       tokenizer_json=extras.get(_TOKENIZER_FILE))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ScanFileError(f"{path} is not a consistent saved scan: missing or malformed {e}") from None
+        scan._validate(path)
+        return scan
+
+    def _validate(self, path) -> None:
+        n, L, d = self.n_docs, self.n_layers, self.stats.mean.shape[-1]
+        problems = []
+        for p, a in self.pooled_.items():
+            if a.shape != (n, L, d):
+                problems.append(f"pooled.{p} has shape {a.shape}, expected {(n, L, d)}")
+        for name in ("mean", "std", "min", "max", "frac_positive"):
+            if getattr(self.stats, name).shape != (L, d):
+                problems.append(f"stats.{name} has the wrong shape")
+        if self.stats.hist_counts.shape != (L, d, len(self.stats.hist_edges) + 1):
+            problems.append("stats.hist_counts does not match hist_edges")
+        for tk in (self.top, self.bottom):
+            if not (tk.values.shape == tk.docs.shape == tk.positions.shape) or tk.values.shape[:2] != (L, d):
+                problems.append("top/bottom arrays have inconsistent shapes")
+            elif tk.docs.size and tk.docs.max() >= n:
+                problems.append("top/bottom refer to documents that do not exist")
+        if self.token_offsets[0] != 0 or self.token_offsets[-1] != len(self.token_ids) or \
+                np.any(np.diff(self.token_offsets) < 0):
+            problems.append("token offsets are inconsistent")
+        if self.labels is not None and (len(self.labels) != n or self.label_names is None):
+            problems.append("labels do not match the documents")
+        if problems:
+            raise ScanFileError(f"{path} is not a consistent saved scan: " + "; ".join(problems))

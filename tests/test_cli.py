@@ -1,0 +1,51 @@
+"""The command line, run in-process the way a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pandas as pd
+import pytest
+
+import mri_lens as ml
+from mri_lens.cli import main
+
+from conftest import PROSE, code_snippets
+
+
+def test_scan_and_report(tmp_path, capsys):
+    code = code_snippets(6)
+    df = pd.DataFrame({"body": code + PROSE[:6], "kind": ["code"] * 6 + ["prose"] * 6})
+    df.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "runs" / "x"
+    assert main(["scan", "--model", "tiny", "--corpus", str(tmp_path / "data.csv"), "--text-col", "body",
+                 "--label-col", "kind", "--out", str(out), "--layers", "0-1", "--quiet"]) == 0
+    s = ml.Scan.load(out)
+    assert s.layers == [0, 1] and s.n_docs == 12 and s.label_names == ["code", "prose"]
+    assert main(["report", "--scan", str(out)]) == 0
+    page = open(out / "report.html", encoding="utf-8").read()
+    assert "Category differences" in page
+    assert not re.search(r"<script[^>]+src=[\"']https?:", page)  # plotly.js is inline
+    assert "saved to" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("text,label\nhello,a\n")
+    code = main(["scan", "--model", "tiny", "--corpus", str(tmp_path / "d.csv"), "--label-col", "nope",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    assert "unknown label column 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_small(tmp_path, minilm, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--limit", "60", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out
+    page = open(tmp_path / "demo" / "index.html", encoding="utf-8").read()
+    assert "positive vs negative" in page
+    # No script, stylesheet or font is fetched from the network (plotly.js is inlined; URLs inside its source
+    # are for map tiles this page never draws).
+    assert not re.search(r"<script[^>]+src=[\"']?https?:|<link[^>]+href=[\"']?https?:|@import\s+url\(\s*[\"']?https?:", page)
+    assert ml.Scan.load(tmp_path / "demo" / "scan").n_docs == 60

@@ -1,0 +1,112 @@
+"""Corpus constructors and validation: every bad input gets a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mri_lens as ml
+from mri_lens import Corpus, CorpusError
+
+
+def test_from_list_string_labels():
+    c = Corpus(["a b", "c d", "e f"], ["neg", "pos", "neg"])
+    assert c.label_names == ["neg", "pos"]
+    np.testing.assert_array_equal(c.labels, [0, 1, 0])
+    assert c.label_counts() == {"neg": 2, "pos": 1}
+
+
+def test_integer_labels_with_names():
+    c = Corpus(["a", "b"], [1, 0], label_names=["x", "y"])
+    assert c.label_names == ["x", "y"] and list(c.labels) == [1, 0]
+
+
+@pytest.mark.parametrize("texts, labels, match", [
+    ([], None, "empty"),
+    (["a", "b"], ["x"], "length mismatch: 2 texts but 1 labels"),
+    (["a", 3], None, "text at index 1 is int"),
+    (["a", "  "], None, "text at index 1 is empty"),
+    (["a", None], None, "text at index 1 is NoneType"),
+    ("just one string", None, "not one string"),
+    (["a", "b"], ["x", None], "label at index 1 is missing"),
+])
+def test_bad_inputs(texts, labels, match):
+    with pytest.raises(CorpusError, match=match):
+        Corpus(texts, labels)
+
+
+def test_label_out_of_range():
+    with pytest.raises(CorpusError, match="outside 0..1"):
+        Corpus(["a", "b"], [0, 2], label_names=["x", "y"])
+
+
+def test_csv_tsv_jsonl_pandas(tmp_path):
+    df = pd.DataFrame({"text": ["one doc", "two doc", "three doc"], "label": ["a", "b", "a"]})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_csv(tmp_path / "d.tsv", sep="\t", index=False)
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for r in df.to_dict("records"):
+            f.write(json.dumps(r) + "\n")
+    for c in (Corpus.from_csv(tmp_path / "d.csv", "text", "label"), Corpus.from_csv(tmp_path / "d.tsv", "text", "label"),
+              Corpus.from_jsonl(tmp_path / "d.jsonl", "text", "label"), Corpus.from_pandas(df, "text", "label")):
+        assert c.texts == df["text"].tolist() and c.label_names == ["a", "b"]
+    with pytest.raises(CorpusError, match="unknown label column 'rating'"):
+        Corpus.from_csv(tmp_path / "d.csv", "text", "rating")
+    with pytest.raises(CorpusError, match="unknown text column"):
+        Corpus.from_pandas(df, "body")
+    with pytest.raises(CorpusError, match="no such file"):
+        Corpus.from_csv(tmp_path / "missing.csv")
+
+
+def test_pandas_categorical_keeps_category_order():
+    df = pd.DataFrame({"t": ["x", "y"], "l": pd.Categorical(["lo", "hi"], categories=["lo", "hi"])})
+    assert Corpus.from_pandas(df, "t", "l").label_names == ["lo", "hi"]
+
+
+def test_jsonl_errors(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"text": "ok"}\n{not json}\n')
+    with pytest.raises(CorpusError, match="bad.jsonl:2 is not valid JSON"):
+        Corpus.from_jsonl(p)
+    p.write_text('{"body": "ok"}\n')
+    with pytest.raises(CorpusError, match="record 0 has no text field"):
+        Corpus.from_jsonl(p)
+
+
+def test_hf_dataset_classlabel_names():
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"text": ["good", "bad", "fine"], "label": [1, 0, 1]},
+                                    features=datasets.Features({"text": datasets.Value("string"),
+                                                                "label": datasets.ClassLabel(names=["neg", "pos"])}))
+    c = Corpus.from_hf(ds)
+    assert c.label_names == ["neg", "pos"] and list(c.labels) == [1, 0, 1]
+    with pytest.raises(CorpusError, match="unknown label column"):
+        Corpus.from_hf(ds, label="stars")
+
+
+def test_where_subset_fingerprint():
+    c = Corpus(["a", "b", "c", "d"], ["x", "y", "z", "x"])
+    w = c.where(["x", "z"])
+    assert w.texts == ["a", "c", "d"] and w.label_names == ["x", "z"] and list(w.labels) == [0, 1, 0]
+    assert c.subset([0, 3]).texts == ["a", "d"]
+    assert c.fingerprint() == Corpus(["a", "b", "c", "d"], ["x", "y", "z", "x"]).fingerprint()
+    assert c.fingerprint() != Corpus(["a", "b", "c", "e"], ["x", "y", "z", "x"]).fingerprint()
+    with pytest.raises(CorpusError, match="unknown categories"):
+        c.where(["w"])
+    assert "<table>" in c._repr_html_()
+
+
+def test_drug_reviews_real_corpus():
+    c = ml.datasets.drug_reviews()
+    assert len(c) == 979 and c.label_counts() == {"negative": 256, "neutral": 90, "positive": 633}
+    assert not any("&#039;" in t or "&amp;" in t for t in c.texts)
+    pn = ml.datasets.drug_reviews(categories=["positive", "negative"])
+    assert len(pn) == 889 and pn.label_names == ["positive", "negative"]
+    cond = ml.datasets.drug_reviews(label="condition", min_count=20)
+    assert len(cond.label_names) >= 5
+    assert len(ml.datasets.drug_reviews(split="test")) == 379
+    with pytest.raises(CorpusError, match="label must be"):
+        ml.datasets.drug_reviews(label="stars")
