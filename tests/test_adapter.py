@@ -21,7 +21,7 @@ def test_encode_prepends_bos_once_and_truncates(tiny):
     ad = ModelAdapter(tiny)
     (seqs,), n_over = ad.encode(["def f(x): return x"])
     assert n_over == 0 and len(seqs) == 1
-    assert seqs[0][0] == tiny.tokenizer.bos_token_id and seqs[0].count(tiny.tokenizer.bos_token_id) == 1
+    assert seqs[0][0] == tiny.tokenizer.bos_token_id and list(seqs[0]).count(tiny.tokenizer.bos_token_id) == 1
     segs, n_over = ad.encode(["a b c d e f g h i j"], max_length=4, overflow="windows")
     assert n_over == 1 and all(len(s) <= 4 and s[0] == tiny.tokenizer.bos_token_id for s in segs[0])
     assert sum(len(s) - 1 for s in segs[0]) == len(tiny.tokenizer("a b c d e f g h i j",

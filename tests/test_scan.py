@@ -51,10 +51,15 @@ def _check_topk(result, ref):
             np.testing.assert_allclose(got_vals, want_vals, atol=ATOL)
             # Each kept document really has that value; ranks differ only where values tie within tolerance.
             np.testing.assert_allclose(np.take_along_axis(vals.T, got_docs, 1), got_vals, atol=ATOL)
-            same = got_docs == want_docs
-            assert same.mean() > 0.99
-            pos_ok = tk.positions[li, :, :n] == np.take_along_axis(ref[arg][:, li].T, got_docs, 1)
-            assert pos_ok.mean() > 0.99
+            # Where the order differs from the brute force, the documents tie within tolerance.
+            differ = got_docs != want_docs
+            ties = np.abs(np.take_along_axis(vals.T, got_docs, 1) - want_vals) <= 2 * ATOL
+            assert (ties | ~differ).all()
+            # The recorded position holds that value (BOS positions are NaN in the reference: never chosen).
+            pos = tk.positions[li, :, :n]
+            at_pos = np.array([[ref["doc_acts"][doc][li, p, j] for doc, p in zip(got_docs[j], pos[j])]
+                               for j in range(got_docs.shape[0])])
+            np.testing.assert_allclose(at_pos, got_vals, atol=ATOL)
             assert (tk.docs[li, :, n:] == -1).all()
 
 
