@@ -139,18 +139,11 @@ def throughput(name: str, n_docs: int, rounds: int, batch_size: int = 32) -> dic
 
 
 # ---------------------------------------------------------------------- memory (one contender per subprocess)
-def _rss_kb() -> int:
+def _status_kb(field: str) -> int:
+    """A memory field of /proc/self/status in kB (VmRSS: now; VmHWM: peak since the last reset)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _hwm_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -198,7 +191,7 @@ def memory_child(kind: str, name: str, n_docs: int) -> dict:
     corpus = corpus_for(name, n_docs)
     ml.scan(model, corpus.subset(range(8)), progress=False)  # warm-up: allocator, lazy imports
     naive_pool(model, corpus.subset(range(8)))
-    base = _rss_kb()
+    base = _status_kb("VmRSS")
     _reset_hwm()
     t0 = time.perf_counter()
     if kind == "scan":
@@ -217,7 +210,7 @@ def memory_child(kind: str, name: str, n_docs: int) -> dict:
         n_tokens = None
     secs = time.perf_counter() - t0
     return {"kind": kind, "model": name, "docs": n_docs, "tokens": n_tokens, "seconds": round(secs, 2),
-            "base_rss_mb": round(base / 1024, 1), "peak_rise_mb": round((_hwm_kb() - base) / 1024, 1),
+            "base_rss_mb": round(base / 1024, 1), "peak_rise_mb": round((_status_kb("VmHWM") - base) / 1024, 1),
             "pooled_mb": round(pooled_bytes / 2**20, 2)}
 
 

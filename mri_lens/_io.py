@@ -40,6 +40,9 @@ def save_dir(path: str | os.PathLike, *, fmt: str, schema: int, arrays: dict[str
     if os.path.exists(path) and not os.path.isdir(path):
         raise ScanFileError(f"{path} exists and is not a directory")
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a saved result gets ordinary permissions
     try:
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         tensor_path = os.path.join(tmp, TENSORS)

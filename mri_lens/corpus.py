@@ -102,10 +102,7 @@ class Corpus:
     def from_pandas(cls, df, text: str = "text", label: str | None = None, *,
                     label_names: Sequence[str] | None = None) -> "Corpus":
         """From a DataFrame with a text column and an optional label column."""
-        cols = list(df.columns)
-        for name, kind in ((text, "text"), (label, "label")):
-            if name is not None and name not in cols:
-                raise CorpusError(f"unknown {kind} column {name!r}; columns are {cols}")
+        _check_columns(list(df.columns), text, label)
         labels = None
         if label is not None:
             col = df[label]
@@ -156,10 +153,7 @@ class Corpus:
     @classmethod
     def from_hf(cls, dataset, text: str = "text", label: str | None = "label") -> "Corpus":
         """From a Hugging Face ``datasets.Dataset``; ``ClassLabel`` names are respected."""
-        cols = list(dataset.column_names)
-        for name, kind in ((text, "text"), (label, "label")):
-            if name is not None and name not in cols:
-                raise CorpusError(f"unknown {kind} column {name!r}; columns are {cols}")
+        _check_columns(list(dataset.column_names), text, label)
         names = None
         if label is not None:
             feat = dataset.features[label]
@@ -224,6 +218,12 @@ class Corpus:
                 f"{rows}</table></div>")
 
 
+def _check_columns(columns: list, text: str, label: str | None) -> None:
+    for name, kind in ((text, "text"), (label, "label")):
+        if name is not None and name not in columns:
+            raise CorpusError(f"unknown {kind} column {name!r}; columns are {columns}")
+
+
 def as_corpus(corpus: Any) -> Corpus:
     """Accept a Corpus or a plain sequence of strings."""
     if isinstance(corpus, Corpus):
@@ -231,7 +231,3 @@ def as_corpus(corpus: Any) -> Corpus:
     if isinstance(corpus, str):
         return Corpus([corpus])
     return Corpus(corpus)
-
-
-def unescape_html(text: str) -> str:
-    return html.unescape(text)

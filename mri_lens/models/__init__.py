@@ -40,4 +40,6 @@ def minilm(**kwargs: Any) -> Any:
     """The real pretrained MiniLM-L6 BERT encoder (6 layers, d_mlp 1536), offline, as a TransformerBridge."""
     from ..adapter import load_model
 
-    return load_model(minilm_dir(), **kwargs)
+    model = load_model(minilm_dir(), **kwargs)
+    model.cfg.model_name = "sentence-transformers/all-MiniLM-L6-v2"  # the directory is just named "model"
+    return model
