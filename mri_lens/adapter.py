@@ -264,8 +264,13 @@ class ModelAdapter:
         return tokens.to(dev), mask.to(dev), starts
 
     def str_tokens(self, ids: Sequence[int]) -> list[str]:
-        tok = self.model.tokenizer
-        return [tok.decode([int(i)]) for i in ids]
+        """One display string per token (see :func:`mri_lens.store.display_tokens`)."""
+        from .store import display_tokens
+
+        backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return [self.model.tokenizer.decode([int(i)]) for i in ids]
+        return display_tokens(backend, ids)
 
     def tokenizer_json(self) -> str | None:
         """The fast tokenizer's JSON, stored with scans so tokens can be shown without the model."""

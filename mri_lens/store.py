@@ -23,6 +23,29 @@ SCAN_SCHEMA = 1
 _TOKENIZER_FILE = "tokenizer.json"
 
 
+def display_tokens(tokenizer, ids: Sequence[int]) -> list[str]:
+    """One display string per token id such that ``"".join(...)`` reads like the text.
+
+    ``tokenizer`` is a ``tokenizers.Tokenizer``. Byte-level BPE (GPT-2 style) tokens decode one by one with their
+    spaces. WordPiece (BERT) tokens do not: a word-initial piece gets a leading space, a ``##`` continuation loses
+    its prefix, special tokens stay as they are.
+    """
+    model = tokenizer.model
+    prefix = getattr(model, "continuing_subword_prefix", None)
+    if type(model).__name__ != "WordPiece" or not prefix:
+        return [tokenizer.decode([int(i)], skip_special_tokens=False) for i in ids]
+    out = []
+    for j, i in enumerate(ids):
+        piece = tokenizer.id_to_token(int(i)) or ""
+        if piece.startswith(prefix):
+            out.append(piece[len(prefix):])
+        elif j == 0 or (piece.startswith("[") and piece.endswith("]")):
+            out.append(piece if j == 0 else " " + piece)
+        else:
+            out.append(" " + piece)
+    return out
+
+
 @dataclass
 class NeuronStats:
     """Per-neuron statistics over every counted token of the corpus (pads never, BOS only if asked).
@@ -227,12 +250,13 @@ class Scan:
         return Tokenizer.from_str(self.tokenizer_json)
 
     def str_tokens(self, doc: int) -> list[str]:
-        """Decoded tokens of document ``doc`` (one string per token); ids as strings if no tokenizer was stored."""
+        """Decoded tokens of document ``doc`` (one string per token, joining them gives the text back);
+        ids as strings if no tokenizer was stored."""
         ids = self.tokens(doc).tolist()
         tok = self._tokenizer
         if tok is None:
             return [str(i) for i in ids]
-        return [tok.decode([i], skip_special_tokens=False) for i in ids]
+        return display_tokens(tok, ids)
 
     def label_of(self, doc: int) -> str | None:
         return None if self.labels is None else self.label_names[int(self.labels[doc])]
