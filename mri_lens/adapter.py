@@ -120,6 +120,10 @@ class ModelAdapter:
         else:
             if tok.cls_token_id is None or tok.sep_token_id is None:
                 raise ModelAdapterError("encoder model whose tokenizer lacks [CLS]/[SEP] tokens")
+            if self.padding_side == "left":
+                # Encoders number positions from the first slot, pads included (wrong on TL 2's HookedEncoder).
+                raise ModelAdapterError("left padding would shift an encoder's absolute positions; use "
+                                        "padding_side='right' (the attention mask already hides the pads)")
             self.prepend_bos = True
             self._prefix, self._suffix = [int(tok.cls_token_id)], [int(tok.sep_token_id)]
         pad = tok.pad_token_id
@@ -156,6 +160,17 @@ class ModelAdapter:
             return next(self.model.parameters()).device
         except (StopIteration, AttributeError, TypeError):
             return torch.device(getattr(self.model.cfg, "device", None) or "cpu")
+
+    @property
+    def mask_kwarg(self) -> str:
+        """Name of the forward's attention-mask argument (TL 2's HookedEncoder calls it one_zero_attention_mask)."""
+        import inspect
+
+        try:
+            params = inspect.signature(self.model.forward).parameters
+        except (TypeError, ValueError):
+            return "attention_mask"
+        return "one_zero_attention_mask" if "one_zero_attention_mask" in params else "attention_mask"
 
     @property
     def n_special_prefix(self) -> int:
@@ -358,6 +373,8 @@ def _load_local_tl2(path: str, *, device: str, dtype: Any) -> Any:
     with open(os.path.join(path, "config.json")) as f:
         hf_cfg = json.load(f)
     arch = (hf_cfg.get("architectures") or ["?"])[0]
+    if hf_cfg.get("model_type") == "bert":
+        return _load_local_bert_tl2(path, hf_cfg, device=device, dtype=dtype)
     if arch != "GPT2LMHeadModel":
         raise ModelAdapterError(
             f"TransformerLens 2.x cannot load a local {arch} directory; upgrade to transformer-lens>=3 "
@@ -377,6 +394,34 @@ def _load_local_tl2(path: str, *, device: str, dtype: Any) -> Any:
     model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="right")
     model.load_and_process_state_dict(convert_gpt2_weights(hf_model, cfg), fold_ln=False, center_writing_weights=False,
                                       center_unembed=False, fold_value_biases=False, refactor_factored_attn_matrices=False)
+    model.to(device)
+    model.eval()
+    return model
+
+
+def _load_local_bert_tl2(path: str, hf_cfg: dict, *, device: str, dtype: Any) -> Any:
+    """TL 2.x: a local BERT directory (e.g. MiniLM-L6) as a ``HookedEncoder``, with TL's own weight conversion.
+
+    The checkpoint may lack the masked-LM head (sentence-transformers models do); TL's converter wants one, so
+    the heads come from a freshly initialised ``BertForPreTraining``. They never affect MLP activations.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertForPreTraining
+    from transformer_lens import HookedEncoder, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_bert_weights
+
+    hidden, heads = hf_cfg["hidden_size"], hf_cfg["num_attention_heads"]
+    cfg = HookedTransformerConfig(
+        d_model=hidden, d_head=hidden // heads, n_heads=heads, d_mlp=hf_cfg["intermediate_size"],
+        n_layers=hf_cfg["num_hidden_layers"], n_ctx=hf_cfg["max_position_embeddings"],
+        eps=hf_cfg.get("layer_norm_eps", 1e-12), d_vocab=hf_cfg["vocab_size"], act_fn=hf_cfg.get("hidden_act", "gelu"),
+        attention_dir="bidirectional", original_architecture="BertForMaskedLM", model_name=os.path.basename(path),
+        device=device, dtype=dtype,
+    )
+    torch.manual_seed(0)  # the unused heads are initialised deterministically
+    hf_model = BertForPreTraining.from_pretrained(path)
+    model = HookedEncoder(cfg, tokenizer=AutoTokenizer.from_pretrained(path))
+    model.load_state_dict(convert_bert_weights(hf_model, cfg), strict=False)
     model.to(device)
     model.eval()
     return model

@@ -75,7 +75,8 @@ class TransformerLensBackend(CaptureBackend):
         model = self.adapter.model
         with torch.inference_mode():
             try:
-                model.run_with_hooks(tokens, attention_mask=attention_mask, return_type=None, fwd_hooks=fwd_hooks)
+                model.run_with_hooks(tokens, return_type=None, fwd_hooks=fwd_hooks,
+                                     **{self.adapter.mask_kwarg: attention_mask})
             except _StopForward:  # run_with_hooks removes its hooks in its own `finally`
                 pass
         missing = [l for l in layers if l not in seen]

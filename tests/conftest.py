@@ -10,7 +10,6 @@ import warnings
 import pytest
 
 import mri_lens as ml
-from mri_lens.adapter import tl_major_version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", message=".*attention_mask.*")
@@ -58,8 +57,6 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def minilm():
-    if tl_major_version() < 3:
-        pytest.skip("loading the local MiniLM-L6 directory needs TransformerLens >= 3 (TransformerBridge)")
     return ml.models.minilm(device="cpu")
 
 

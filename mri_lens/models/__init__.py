@@ -37,7 +37,8 @@ def minilm_dir() -> str:
 
 
 def minilm(**kwargs: Any) -> Any:
-    """The real pretrained MiniLM-L6 BERT encoder (6 layers, d_mlp 1536), offline, as a TransformerBridge."""
+    """The real pretrained MiniLM-L6 BERT encoder (6 layers, d_mlp 1536), offline: a TransformerBridge on
+    TransformerLens >= 3, a HookedEncoder on TL 2.x."""
     from ..adapter import load_model
 
     model = load_model(minilm_dir(), **kwargs)
