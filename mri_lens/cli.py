@@ -3,6 +3,8 @@
     mri-lens scan --model <name|dir|tiny|minilm> --corpus data.csv --text-col text --label-col label --out runs/x
     mri-lens report --scan runs/x --out runs/x/report.html
     mri-lens demo [--out mri_lens_demo]
+    mri-lens neuroscope --model tiny --prompt "Sequence: red, green, blue" --out view.html [--hi 3 --lo 0]
+    mri-lens site --scan runs/x --model tiny --out site/ [--layers 0] [--neurons 0-99]
 """
 
 from __future__ import annotations
@@ -96,6 +98,57 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _value_errors_as_one_line(f):
+    """New subcommands report bad option values (ValueError) like MriLensError: one line, exit status 2."""
+    def wrapped(args) -> int:
+        try:
+            return f(args)
+        except ValueError as e:
+            if isinstance(e, MriLensError):
+                raise
+            print(f"mri-lens: error: {e}", file=sys.stderr)
+            return 2
+    wrapped.__doc__ = f.__doc__
+    return wrapped
+
+
+@_value_errors_as_one_line
+def cmd_neuroscope(args) -> int:
+    from .neuroscope import ColorBins, neuroscope
+    from .prompts import sequence_prompts
+
+    prompts = args.prompt or sequence_prompts()
+    scan = None
+    if args.relative is not None:
+        if not args.scan:
+            raise ValueError("--relative needs --scan (a saved scan of the same model) to take quantiles from")
+        from .store import Scan
+
+        scan = Scan.load(args.scan)
+    bins = ColorBins(red=args.red, orange=args.orange if args.orange is not None else args.hi, lo=args.lo)
+    model = _model(args.model, args.device)
+    view = neuroscope(model, prompts, layers=_layers(args.layers), hi=args.hi, lo=args.lo, select=args.select,
+                      relative=args.relative, relative_to=args.relative_to, scan=scan, sort=args.sort,
+                      max_neurons_per_layer=args.max_neurons or None, bins=bins)
+    out = view.save_html(args.out, summary=args.summary)
+    print(f"{view!r}\nview written to {out}")
+    return 0
+
+
+@_value_errors_as_one_line
+def cmd_site(args) -> int:
+    from .site import neuroscope_site
+    from .store import Scan
+
+    s = Scan.load(args.scan)
+    model = _model(args.model or s.meta.get("model_id") or "", args.device)
+    t0 = time.perf_counter()
+    index = neuroscope_site(s, model, args.out, layers=_layers(args.layers), neurons=_layers(args.neurons),
+                            k=args.k)
+    print(f"site written to {index} in {time.perf_counter() - t0:.1f} s (open it in a browser; works offline)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mri-lens", description="Neuron-level lenses for TransformerLens models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +185,36 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default=None)
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    n = sub.add_parser("neuroscope", help="thresholded token view of prompts across layers (offline HTML)")
+    n.add_argument("--model", required=True, help="TL/hub name, local HF directory, 'tiny' or 'minilm'")
+    n.add_argument("--prompt", action="append", default=None,
+                   help="a prompt (repeat for several; default: the in-context sequence prompts)")
+    n.add_argument("--out", required=True, help="output HTML file")
+    n.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: all)")
+    n.add_argument("--hi", type=float, default=3.0)
+    n.add_argument("--lo", type=float, default=0.0)
+    n.add_argument("--select", choices=("hi", "lo", "either"), default="hi")
+    n.add_argument("--relative", type=float, default=None, help="quantile, e.g. 0.999 (needs --scan)")
+    n.add_argument("--relative-to", choices=("neuron", "layer"), default="neuron")
+    n.add_argument("--scan", default=None, help="saved scan of the same model, for --relative")
+    n.add_argument("--sort", choices=("max", "coverage"), default="max")
+    n.add_argument("--max-neurons", type=int, default=50, help="per layer (0: no cap)")
+    n.add_argument("--red", type=float, default=3.5, help="colour bin: red above this")
+    n.add_argument("--orange", type=float, default=None, help="colour bin: orange above this (default: --hi)")
+    n.add_argument("--summary", action="store_true", help="add the layer progression figure (plotly inlined)")
+    n.add_argument("--device", default=None)
+    n.set_defaults(func=cmd_neuroscope)
+
+    t = sub.add_parser("site", help="offline static Neuroscope site (neuron pages) of a saved scan")
+    t.add_argument("--scan", required=True)
+    t.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: every scanned layer)")
+    t.add_argument("--neurons", default=None, help="e.g. 0-99 (default: all)")
+    t.add_argument("--k", type=int, default=20, help="top examples per neuron")
+    t.add_argument("--device", default=None)
+    t.set_defaults(func=cmd_site)
     return p
 
 
