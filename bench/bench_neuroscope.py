@@ -43,7 +43,7 @@ def main() -> None:
                  if f.startswith("N")]
         sizes = [os.path.getsize(f) for f in pages]
         total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)
-    print(f"| model | docs | tokens | layers scanned | site layer | neuron pages | k | scan s | site s | "
+    print("| model | docs | tokens | layers scanned | site layer | neuron pages | k | scan s | site s | "
           "site / scan | median page KB | max page KB | site total MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| tiny_lm | {scan.n_docs} | {scan.stats.count} | {scan.n_layers} | {args.layer} | {len(pages)} | "

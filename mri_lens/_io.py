@@ -29,6 +29,31 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _ordinary_permissions(path: str, mode: int) -> None:
+    """mkstemp/mkdtemp create private entries; saved results get what the user's umask gives new files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> str:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling and a rename. Returns the absolute path."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        _ordinary_permissions(tmp, 0o666)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def save_dir(path: str | os.PathLike, *, fmt: str, schema: int, arrays: dict[str, np.ndarray],
              meta: dict[str, Any], extra_files: dict[str, str] | None = None) -> str:
     """Write ``arrays`` + ``meta`` to directory ``path`` atomically (temporary sibling, then rename)."""
@@ -40,9 +65,7 @@ def save_dir(path: str | os.PathLike, *, fmt: str, schema: int, arrays: dict[str
     if os.path.exists(path) and not os.path.isdir(path):
         raise ScanFileError(f"{path} exists and is not a directory")
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a saved result gets ordinary permissions
+    _ordinary_permissions(tmp, 0o777)
     try:
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         tensor_path = os.path.join(tmp, TENSORS)

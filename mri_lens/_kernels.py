@@ -16,15 +16,12 @@ _kernel = None
 
 
 def available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
 
 
 def _build():
-    import numba
     from numba import njit, prange
 
     @njit(parallel=True, cache=True, nogil=True)

@@ -14,15 +14,15 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
+from ._io import write_text_atomic
 from .errors import ScanError
 
-__all__ = ["ColorBins", "NeuroscopeView", "neuroscope", "write_text_atomic"]
+__all__ = ["ColorBins", "NeuroscopeView", "neuroscope"]
 
 SELECT_MODES = ("hi", "lo", "either")
 SORT_MODES = ("max", "coverage")
@@ -94,23 +94,6 @@ class ColorBins:
                  ("grey", f"{self.lo:g} &le; x &le; {self.orange:g}"), ("blue", f"&lt; {self.lo:g}")]
         return "<div class='nb-legend'>" + "".join(
             f"<span style='background:{c[n]}'>{n}: x {t}</span> " for n, t in items) + "</div>"
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> str:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary sibling and a rename. Returns the absolute path."""
-    path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def show_token(tok: str) -> str:
@@ -196,7 +179,7 @@ class NeuroscopeView:
         """The binned view as an HTML fragment (inline CSS, no JavaScript, every token escaped)."""
         thr = (f"relative: quantile {self.relative:g} of each neuron's distribution" if self.relative is not None
                else f"hi={_first(self.hi):g}, lo={_first(self.lo):g}")
-        note = (f"<p>Grey-struck first token (BOS) is shown but excluded from selection.</p>"
+        note = ("<p>Grey-struck first token (BOS) is shown but excluded from selection.</p>"
                 if self.n_excluded_prefix else "")
         return (f"<div class='nsv'><style>{self._CSS}{self.bins.css()}</style>"
                 f"<p><b>mri_lens Neuroscope view</b> {html.escape(self.model_id)}: {len(self.prompts)} prompt(s), "

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._io import write_text_atomic
 from .errors import ScanError
 from .store import Scan
 
@@ -144,13 +145,7 @@ def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_
     body = "\n".join(parts)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>")
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, page)
 
 
 def scan_label_counts(scan: Scan) -> dict[str, int]:

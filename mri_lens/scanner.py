@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .adapter import ModelAdapter, as_adapter, library_versions
+from .adapter import as_adapter, library_versions
 from .capture import CaptureBackend, get_backend
 from .corpus import Corpus, as_corpus
 from .errors import ScanError

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import ScanError
-from .neuroscope import write_text_atomic
+from ._io import write_text_atomic
 
 __all__ = ["neuroscope_site", "SITE_CSS", "SITE_JS"]
 
