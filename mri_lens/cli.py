@@ -74,10 +74,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """MiniLM-L6 on drug reviews (positive vs negative): scan, save, offline HTML report."""
+    """MiniLM-L6 on drug reviews (positive vs negative): scan, save, offline HTML report; then the Neuroscope
+    lens on the tiny LM: the thresholded view of the sequence prompts and a small neuron site."""
     from . import datasets, models
+    from .neuroscope import neuroscope
+    from .prompts import sequence_prompts
     from .report import write_scan_report
     from .scanner import scan
+    from .site import neuroscope_site
 
     t0 = time.perf_counter()
     corpus = datasets.drug_reviews(label="rating", categories=["positive", "negative"])
@@ -88,12 +92,29 @@ def cmd_demo(args) -> int:
     result = scan(model, corpus, batch_size=args.batch_size, pooling=("mean", "max"), progress=not args.quiet)
     t_scan = time.perf_counter() - t0
     scan_dir = result.save(os.path.join(args.out, "scan"))
+    print(f"{result!r}\nscan: {t_scan:.1f} s")
+
+    t1 = time.perf_counter()
+    tiny = models.tiny_lm(device=args.device)
+    view = neuroscope(tiny, sequence_prompts(), hi=3.0, lo=0.0, select="hi")
+    view.save_html(os.path.join(args.out, "neuroscope_view.html"), summary=True,
+                   title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts")
+    code = scan(tiny, datasets.stdlib_code(n_docs=args.limit or 200), progress=not args.quiet)
+    layer0 = code.stats.max[0]
+    neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
+    neuroscope_site(code, tiny, os.path.join(args.out, "site"), layers=[0], neurons=neurons,
+                    title="mri_lens demo: tiny LM neurons on standard-library code")
+    print(f"neuroscope view and site: {time.perf_counter() - t1:.1f} s")
+
     report = write_scan_report(result, os.path.join(args.out, "index.html"),
                                title="mri_lens demo: MiniLM-L6 on drug reviews (positive vs negative)",
-                               categories=("positive", "negative"))
-    print(f"{result!r}")
-    print(f"scan: {t_scan:.1f} s; total {time.perf_counter() - t0:.1f} s")
+                               categories=("positive", "negative"),
+                               links=[("Neuroscope view: tiny LM on in-context sequence prompts",
+                                       "neuroscope_view.html"),
+                                      ("Neuroscope site: 12 tiny-LM neurons on standard-library code",
+                                       "site/index.html")])
     print(f"saved scan: {scan_dir}")
+    print(f"total {time.perf_counter() - t0:.1f} s")
     print(f"report: {os.path.abspath(report)}  (open it in a browser; works offline)")
     return 0
 

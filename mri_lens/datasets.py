@@ -12,7 +12,7 @@ import zipfile
 from .corpus import Corpus
 from .errors import CorpusError
 
-__all__ = ["drug_reviews"]
+__all__ = ["drug_reviews", "stdlib_code"]
 
 _SPLITS = {"train": ["drugsComTrain.tsv"], "test": ["drugsComTest.tsv"], "all": ["drugsComTrain.tsv", "drugsComTest.tsv"]}
 
@@ -60,3 +60,25 @@ def drug_reviews(label: str = "rating", split: str = "all", categories: list[str
     if categories is not None:
         corpus = corpus.where(list(categories))
     return corpus
+
+
+def stdlib_code(n_docs: int = 200, chars: int = 600) -> Corpus:
+    """Real Python code every installation carries: consecutive ``chars``-character chunks of the standard
+    library's top-level modules (file name order), labelled by module. The tiny LM's own domain, offline."""
+    import glob
+    import sysconfig
+
+    root = sysconfig.get_paths()["stdlib"]
+    texts, labels = [], []
+    for path in sorted(glob.glob(os.path.join(root, "*.py")), key=os.path.basename):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            src = f.read()
+        for i in range(0, len(src) - chars + 1, chars):
+            if src[i:i + chars].strip():
+                texts.append(src[i:i + chars])
+                labels.append(os.path.basename(path)[:-3])
+            if len(texts) == n_docs:
+                return Corpus(texts, labels, meta={"source": "Python standard library"})
+    if not texts:
+        raise CorpusError("no standard-library sources found")
+    return Corpus(texts, labels, meta={"source": "Python standard library"})

@@ -96,9 +96,11 @@ text-align:left}th{background:#f3f3f3}h1{font-size:22px}h2{font-size:18px;margin
 
 
 def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_lens report",
-                      categories: tuple[str, str] | None = None, top_neurons: int = 8) -> str:
+                      categories: tuple[str, str] | None = None, top_neurons: int = 8,
+                      links: Sequence[tuple[str, str]] = ()) -> str:
     """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
-    different neurons and their top examples. Returns the path written."""
+    different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top.
+    Returns the path written."""
     figs: list[str] = []
 
     def add(fig) -> str:
@@ -107,6 +109,9 @@ def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_
         return figs[-1]
 
     parts = [f"<h1>{html.escape(title)}</h1>"]
+    if links:
+        parts.append("<ul>" + "".join(f"<li><a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a></li>"
+                                      for text, href in links) + "</ul>")
     m = scan.meta
     facts = [("model", m.get("model_id")), ("architecture", m.get("architecture")), ("documents", scan.n_docs),
              ("tokens counted", scan.stats.count), ("layers", scan.layers), ("d_mlp", scan.d_mlp),

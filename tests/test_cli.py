@@ -48,3 +48,8 @@ def test_demo_small(tmp_path, minilm, capsys):
     # are for map tiles this page never draws).
     assert not re.search(r"<script[^>]+src=[\"']?https?:|<link[^>]+href=[\"']?https?:|@import\s+url\(\s*[\"']?https?:", page)
     assert ml.Scan.load(tmp_path / "demo" / "scan").n_docs == 60
+    # The Neuroscope part: the thresholded view and a small site, linked from the report.
+    assert "neuroscope_view.html" in page and "site/index.html" in page
+    view = open(tmp_path / "demo" / "neuroscope_view.html", encoding="utf-8").read()
+    assert "Sequence" in view
+    assert len(list((tmp_path / "demo" / "site" / "L0").glob("N*.html"))) == 12

@@ -99,6 +99,11 @@ def test_where_subset_fingerprint():
     assert "<table>" in c._repr_html_()
 
 
+def test_stdlib_code_corpus():
+    c = ml.datasets.stdlib_code(n_docs=30, chars=300)
+    assert len(c) == 30 and all(len(t) == 300 for t in c.texts) and c.label_names
+
+
 def test_drug_reviews_real_corpus():
     c = ml.datasets.drug_reviews()
     assert len(c) == 979 and c.label_counts() == {"negative": 256, "neutral": 90, "positive": 633}
