@@ -99,7 +99,7 @@ def cmd_demo(args) -> int:
     view = neuroscope(tiny, sequence_prompts(), hi=3.0, lo=0.0, select="hi")
     view.save_html(os.path.join(args.out, "neuroscope_view.html"), summary=True,
                    title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts")
-    code = scan(tiny, datasets.stdlib_code(n_docs=args.limit or 200), progress=not args.quiet)
+    code = scan(tiny, datasets.stdlib_code(n_docs=args.limit or 200), overflow="windows", progress=not args.quiet)
     layer0 = code.stats.max[0]
     neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
     neuroscope_site(code, tiny, os.path.join(args.out, "site"), layers=[0], neurons=neurons,
