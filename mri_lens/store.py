@@ -287,15 +287,27 @@ class Scan:
     def token_activations(self, model: Any, docs: Sequence[int], layer: int | None = None) -> list[np.ndarray]:
         """Recompute per-token activations of a few documents from the model: ``[n_tokens, d_mlp]`` each.
 
-        The same tokens as the scan saw (special tokens included); the model must be the one scanned.
+        The same tokens as the scan saw (special tokens included); the model must be the one scanned. A document
+        the scan split into windows (``overflow="windows"``) is run window by window, as in the scan: every window
+        but the last is exactly ``max_length`` tokens long.
         """
         from .capture import token_activations
 
         layer = self.layers[0] if layer is None else layer
         self.layer_index(layer)
-        out = token_activations(model, [self.tokens(int(d)) for d in docs], [layer],
-                                backend=None)
-        return [o[layer] for o in out]
+        width = int(self.meta.get("max_length") or 0)
+        pieces, owner = [], []
+        for i, d in enumerate(docs):
+            toks = self.tokens(int(d))
+            step = width if width and len(toks) > width else max(len(toks), 1)
+            for s in range(0, len(toks), step):
+                pieces.append(toks[s:s + step])
+                owner.append(i)
+        out = token_activations(model, pieces, [layer])
+        acts: list[list[np.ndarray]] = [[] for _ in docs]
+        for i, o in zip(owner, out):
+            acts[i].append(o[layer])
+        return [a[0] if len(a) == 1 else np.concatenate(a) for a in acts]
 
     def neuron_table(self, layer: int):
         """Per-neuron statistics of one layer as a pandas DataFrame (one row per neuron)."""

@@ -100,6 +100,12 @@ def test_windows_cover_every_token(tiny, code_prose):
     _check_against_reference(result, ref, list(range(4)))
     _check_topk(result, ref)
     assert result.meta["n_sequences"] == sum(len(s) for s in segs)
+    # Recomputing a windowed document's activations runs it window by window, like the scan.
+    long_doc = max(range(len(segs)), key=lambda i: len(segs[i]))
+    again = result.token_activations(tiny, [long_doc], layer=2)[0]
+    want = ref["doc_acts"][long_doc][2]
+    real = ~np.isnan(want[:, 0])
+    np.testing.assert_allclose(again[real], want[real], atol=ATOL)
     # A document appears at most once per neuron's top list.
     docs = result.top.docs
     for li in range(result.n_layers):
