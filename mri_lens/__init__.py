@@ -10,8 +10,8 @@ Pipeline: model + corpus -> :func:`scan` -> lenses -> figures / report.
 __version__ = "0.1.0"
 
 from . import datasets, models, prompts
-from .adapter import HookedModel, ModelAdapter, load_model
-from .capture import CaptureBackend, TransformerLensBackend, token_activations
+from .adapter import HFModel, HookedModel, ModelAdapter, load_model
+from .capture import CaptureBackend, HuggingFaceBackend, TransformerLensBackend, token_activations
 from .corpus import Corpus
 from .errors import CorpusError, ModelAdapterError, MriLensError, ScanError, ScanFileError
 from .neuroscope import ColorBins, NeuroscopeView, neuroscope
@@ -20,7 +20,7 @@ from .site import neuroscope_site
 from .store import NeuronStats, Scan, TopExamples, TopK
 
 __all__ = [
-    "__version__", "datasets", "models", "HookedModel", "ModelAdapter", "load_model", "CaptureBackend",
+    "__version__", "datasets", "models", "HFModel", "HookedModel", "HuggingFaceBackend", "ModelAdapter", "load_model", "CaptureBackend",
     "TransformerLensBackend", "token_activations", "Corpus", "CorpusError", "ModelAdapterError", "MriLensError",
     "ScanError", "ScanFileError", "scan", "NeuronStats", "Scan", "TopExamples", "TopK", "prompts", "neuroscope",
     "neuroscope_site", "NeuroscopeView", "ColorBins",

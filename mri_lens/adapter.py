@@ -1,7 +1,9 @@
-"""Model adapter: one duck-typed view of a TransformerLens model, whatever its version.
+"""Model adapter: one duck-typed view of a TransformerLens model, whatever its version, or of a plain Hugging Face
+model.
 
-Accepts a TL 2.x/3.x ``HookedTransformer`` or a TL 3.x/4.x ``TransformerBridge`` without importing either class at
-module level. The adapter owns tokenisation, so BOS handling and padding are explicit and identical on every TL
+Accepts a TL 2.x/3.x ``HookedTransformer``, a TL 3.x/4.x ``TransformerBridge`` (neither class is imported at module
+level), or a plain ``transformers`` model wrapped in :class:`HFModel` (a bare ``PreTrainedModel`` is wrapped
+automatically, its tokenizer loaded from ``model.name_or_path``). The adapter owns tokenisation, so BOS handling and padding are explicit and identical on every TL
 version (TL's own defaults differ between versions: see ``prepend_bos``).
 """
 
@@ -10,14 +12,15 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from .errors import ModelAdapterError
 
-__all__ = ["HookedModel", "ModelAdapter", "as_adapter", "load_model", "library_versions", "tl_major_version"]
+__all__ = ["HFModel", "HookedModel", "ModelAdapter", "as_adapter", "load_model", "library_versions", "tl_major_version"]
 
 # Short names users type in notebooks, mapped to Hugging Face ids for the bridge loader (TL >= 3).
 HUB_ALIASES = {
@@ -67,13 +70,93 @@ def library_versions() -> dict[str, str | None]:
 
 
 @dataclass
+class HFModel:
+    """A plain Hugging Face ``transformers`` model plus its tokenizer, scanned without TransformerLens.
+
+    Captured with :class:`~mri_lens.capture.HuggingFaceBackend`: forward pre-hooks on each layer's MLP
+    down-projection, whose input equals TL's ``blocks.{layer}.mlp.hook_post`` on the supported architectures
+    (``mri_lens.capture.HF_ARCHITECTURES``). Tokenisation, BOS and padding are the adapter's, exactly as for a TL
+    model, so both backends see the same tokens and masks.
+
+    Parameters
+    ----------
+    model: a ``transformers.PreTrainedModel`` (a base model or one with a head: only ``model.base_model`` runs).
+    tokenizer: its tokenizer (a fast tokenizer keeps token display exact).
+    """
+
+    model: Any
+    tokenizer: Any
+    cfg: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from .capture import hf_architecture
+
+        if getattr(self.model, "config", None) is None or not hasattr(self.model, "base_model"):
+            raise ModelAdapterError(f"{type(self.model).__name__} is not a transformers PreTrainedModel")
+        if self.tokenizer is None:
+            raise ModelAdapterError("HFModel needs a tokenizer")
+        config = self.model.config
+        arch = hf_architecture(config)  # raises for an architecture it does not know
+        n_ctx = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 0
+        d_mlp = getattr(config, "n_inner", None) or getattr(config, "intermediate_size", None)
+        if d_mlp is None and config.model_type == "gpt2":
+            d_mlp = 4 * config.n_embd
+        arch_names = getattr(config, "architectures", None) or [type(self.model).__name__]
+        # TL-like facts read by ModelAdapter; attention_dir distinguishes encoders (BERT) from causal models.
+        self.cfg = SimpleNamespace(
+            n_layers=int(config.num_hidden_layers), d_mlp=int(d_mlp), n_ctx=int(n_ctx),
+            attention_dir="causal" if arch.causal else "bidirectional",
+            model_name=str(getattr(config, "name_or_path", "") or getattr(config, "_name_or_path", "") or ""),
+            original_architecture=str(arch_names[0]), model_type=str(config.model_type))
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any = None) -> "HFModel":
+        """Wrap a bare ``PreTrainedModel``; without ``tokenizer`` it is loaded from ``model.name_or_path``."""
+        if tokenizer is None:
+            name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
+            try:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(name)
+            except Exception as e:  # noqa: BLE001 - any loader failure means: ask the user for the tokenizer
+                raise ModelAdapterError(
+                    f"could not load a tokenizer for the {type(model).__name__} ({name!r}): {e}; "
+                    "pass mri_lens.HFModel(model, tokenizer)") from e
+        return cls(model, tokenizer)
+
+    @property
+    def model_class(self) -> str:
+        return type(self.model).__name__
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def to(self, device: Any) -> "HFModel":
+        self.model.to(device)
+        return self
+
+    def eval(self) -> "HFModel":
+        self.model.eval()
+        return self
+
+
+def _is_hf_pretrained(model: Any) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:
+        return False
+    return isinstance(model, PreTrainedModel)
+
+
+@dataclass
 class ModelAdapter:
     """A TransformerLens model plus the explicit choices a scan depends on.
 
     Parameters
     ----------
     model:
-        ``HookedTransformer`` (TL 2/3) or ``TransformerBridge`` (TL 3/4).
+        ``HookedTransformer`` (TL 2/3), ``TransformerBridge`` (TL 3/4), or :class:`HFModel` (a bare
+        ``transformers`` model is wrapped in one, its tokenizer loaded from ``model.name_or_path``).
     prepend_bos:
         Causal models: put the tokenizer's BOS token before every text. ``None`` means True when the tokenizer has a
         BOS token (GPT-2, Pythia, tiny LM). Passed explicitly because TL's default differs between versions.
@@ -95,11 +178,15 @@ class ModelAdapter:
         m = self.model
         if isinstance(m, ModelAdapter):
             raise ModelAdapterError("pass the model itself, not a ModelAdapter, or use as_adapter()")
-        for attr in ("cfg", "run_with_hooks"):
+        if _is_hf_pretrained(m):
+            m = self.model = HFModel.from_model(m)
+        required = ("cfg",) if isinstance(m, HFModel) else ("cfg", "run_with_hooks")
+        for attr in required:
             if not hasattr(m, attr):
                 raise ModelAdapterError(
-                    f"{type(m).__name__} is not a TransformerLens model (no `{attr}`); pass a HookedTransformer or "
-                    "a TransformerBridge, or load one with mri_lens.load_model()")
+                    f"{type(m).__name__} is not a TransformerLens model (no `{attr}`); pass a HookedTransformer, "
+                    "a TransformerBridge or a transformers model (mri_lens.HFModel), or load one with "
+                    "mri_lens.load_model()")
         if getattr(m, "tokenizer", None) is None:
             raise ModelAdapterError("the model has no tokenizer; load it with a tokenizer (model.set_tokenizer(...))")
         if self.padding_side not in ("left", "right"):
@@ -148,8 +235,16 @@ class ModelAdapter:
         return os.path.basename(os.path.normpath(name)) if os.path.isabs(name) else name
 
     @property
+    def is_hf(self) -> bool:
+        """True for a plain Hugging Face model (:class:`HFModel`), captured by the ``"hf"`` backend."""
+        return isinstance(self.model, HFModel)
+
+    @property
     def family(self) -> str:
-        """``"bridge"`` for TL >= 3 TransformerBridge, ``"hooked"`` for HookedTransformer / HookedEncoder."""
+        """``"bridge"`` for TL >= 3 TransformerBridge, ``"hooked"`` for HookedTransformer / HookedEncoder,
+        ``"hf"`` for a plain Hugging Face model."""
+        if self.is_hf:
+            return "hf"
         return "bridge" if "Bridge" in type(self.model).__name__ else "hooked"
 
     @property
@@ -192,6 +287,11 @@ class ModelAdapter:
         return "blocks.{layer}.mlp.hook_post"
 
     def _check_hooks(self) -> None:
+        if self.is_hf:
+            from .capture import hf_down_projections
+
+            hf_down_projections(self.model.model, range(self.n_layers))  # raises when a module is missing
+            return
         names = set(self._hook_names())
         missing = [self.hook_name(l) for l in range(self.n_layers) if self.hook_name(l) not in names]
         if missing or getattr(self.model.cfg, "attn_only", False):
@@ -295,7 +395,7 @@ class ModelAdapter:
     def describe(self) -> dict[str, Any]:
         """Facts recorded in saved results."""
         return {
-            "model_id": self.model_id, "architecture": self.architecture, "model_class": type(self.model).__name__,
+            "model_id": self.model_id, "architecture": self.architecture, "model_class": getattr(self.model, "model_class", type(self.model).__name__),
             "n_layers": self.n_layers, "d_mlp": self.d_mlp, "n_ctx": self.n_ctx, "is_causal": self.is_causal,
             "hook_template": self.hook_template, "prepend_bos": bool(self.prepend_bos),
             "special_prefix": list(self._prefix), "special_suffix": list(self._suffix),
@@ -321,8 +421,12 @@ def _default_device() -> str:
 
 
 def load_model(name_or_dir: str | os.PathLike, *, device: str | None = None, dtype: Any = None,
-               **kwargs: Any) -> Any:
-    """Load a TransformerLens model with the installed TL's own loader.
+               backend: str = "transformer_lens", **kwargs: Any) -> Any:
+    """Load a TransformerLens model with the installed TL's own loader, or a plain Hugging Face model.
+
+    ``backend="hf"``: an :class:`HFModel` (``transformers.AutoModel`` base model + ``AutoTokenizer``, eval mode),
+    scanned with forward pre-hooks on each layer's MLP down-projection; same activations as the TL model, without
+    TL's wrapping overhead.
 
     TL >= 3: ``TransformerBridge.boot_transformers`` (hub names and local Hugging Face directories).
     TL 2.x: ``HookedTransformer.from_pretrained`` for hub names; a local GPT-2-style Hugging Face directory is
@@ -333,9 +437,12 @@ def load_model(name_or_dir: str | os.PathLike, *, device: str | None = None, dty
     name_or_dir: a TL/hub model name (``"gpt2-small"``, ``"pythia-70m"``...) or a local HF-format directory.
     device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
     dtype: torch dtype (default float32).
+    backend: ``"transformer_lens"`` (default; also ``"tl"``) or ``"hf"``.
     """
     import torch
 
+    if backend not in ("transformer_lens", "tl", "hf"):
+        raise ValueError(f"backend must be 'transformer_lens' or 'hf', got {backend!r}")
     device = device or _default_device()
     dtype = dtype or torch.float32
     name = os.fspath(name_or_dir)
@@ -343,6 +450,8 @@ def load_model(name_or_dir: str | os.PathLike, *, device: str | None = None, dty
     if not local and (name.startswith((".", "/", "~")) or os.sep in name and os.path.exists(os.path.dirname(name))):
         if not os.path.exists(os.path.expanduser(name)):
             raise ModelAdapterError(f"no model directory at {name!r}")
+    if backend == "hf":
+        return _load_hf(name, local=local, device=device, dtype=dtype, **kwargs)
     major = tl_major_version()
     if major == 0:
         raise ModelAdapterError("TransformerLens is not installed: pip install transformer-lens")
@@ -360,6 +469,23 @@ def load_model(name_or_dir: str | os.PathLike, *, device: str | None = None, dty
     from transformer_lens import HookedTransformer
 
     return HookedTransformer.from_pretrained(name, device=device, dtype=dtype, **kwargs)
+
+
+def _load_hf(name: str, *, local: bool, device: str, dtype: Any, **kwargs: Any) -> HFModel:
+    """A plain Hugging Face base model and its tokenizer (local directories offline)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    target = name if local else HUB_ALIASES.get(name, name)
+    if local:
+        if not os.path.exists(os.path.join(name, "config.json")):
+            raise ModelAdapterError(f"{name!r} is not a Hugging Face model directory (no config.json)")
+        kwargs.setdefault("local_files_only", True)
+    dkw = {"dtype": dtype} if _accepts_dtype() else {"torch_dtype": dtype}
+    model = AutoModel.from_pretrained(target, **dkw, **kwargs)
+    tok = AutoTokenizer.from_pretrained(target, local_files_only=kwargs.get("local_files_only", False))
+    model.to(device)
+    model.eval()
+    return HFModel(model, tok)
 
 
 def _load_local_tl2(path: str, *, device: str, dtype: Any) -> Any:

@@ -1,18 +1,72 @@
 """Capture backends: run a batch through a model and hand back MLP neuron activations.
 
 Nothing above this module knows how activations are obtained. The TransformerLens backend hooks
-``blocks.{layer}.mlp.hook_post`` (or the adapter's template); another backend (e.g. hooks on a plain Hugging Face
-model's down-projection input) only has to implement :class:`CaptureBackend`.
+``blocks.{layer}.mlp.hook_post`` (or the adapter's template); the Hugging Face backend puts forward pre-hooks on a
+plain ``transformers`` model's MLP down-projections, whose input is the same activation. Another backend only has to
+implement :class:`CaptureBackend`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from .adapter import ModelAdapter, as_adapter
+from .errors import ModelAdapterError
 
-__all__ = ["CaptureBackend", "TransformerLensBackend", "get_backend", "token_activations"]
+__all__ = ["CaptureBackend", "HF_ARCHITECTURES", "HuggingFaceBackend", "TransformerLensBackend", "get_backend",
+           "hf_architecture", "hf_down_projections", "token_activations"]
+
+
+class HFArchitecture(NamedTuple):
+    """Where a Hugging Face architecture keeps its MLP down-projections, relative to ``model.base_model``."""
+
+    layers: str  # dotted path of the block list
+    down_proj: str  # dotted path of the down-projection inside a block; its input is TL's mlp.hook_post
+    causal: bool  # False for encoders (BERT): [CLS] ... [SEP], bidirectional attention
+
+
+# config.model_type -> module paths. The down-projection input equals TL's blocks.{l}.mlp.hook_post on each.
+HF_ARCHITECTURES: dict[str, HFArchitecture] = {
+    "gpt2": HFArchitecture("h", "mlp.c_proj", True),
+    "gpt_neox": HFArchitecture("layers", "mlp.dense_4h_to_h", True),
+    "llama": HFArchitecture("layers", "mlp.down_proj", True),
+    "mistral": HFArchitecture("layers", "mlp.down_proj", True),
+    "qwen2": HFArchitecture("layers", "mlp.down_proj", True),
+    "gemma": HFArchitecture("layers", "mlp.down_proj", True),
+    "gemma2": HFArchitecture("layers", "mlp.down_proj", True),
+    "bert": HFArchitecture("encoder.layer", "output.dense", False),
+}
+
+
+def hf_architecture(config: Any) -> HFArchitecture:
+    """The :data:`HF_ARCHITECTURES` entry of a ``transformers`` config; a clear error for an unknown one."""
+    mt = getattr(config, "model_type", None)
+    if mt not in HF_ARCHITECTURES:
+        raise ModelAdapterError(
+            f"the Hugging Face capture backend does not know the architecture {mt!r}; supported model types: "
+            f"{', '.join(sorted(HF_ARCHITECTURES))}. Load the model through TransformerLens instead "
+            "(mri_lens.load_model(name) without backend='hf')")
+    return HF_ARCHITECTURES[mt]
+
+
+def _get_path(root: Any, path: str) -> Any:
+    obj = root
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return obj
+
+
+def hf_down_projections(model: Any, layers: Sequence[int]) -> dict[int, Any]:
+    """``{layer: down-projection module}`` of a plain ``transformers`` model (paths from :data:`HF_ARCHITECTURES`)."""
+    arch = hf_architecture(model.config)
+    base = model.base_model
+    try:
+        blocks = _get_path(base, arch.layers)
+        return {l: _get_path(blocks[l], arch.down_proj) for l in layers}
+    except (AttributeError, IndexError, TypeError) as e:
+        raise ModelAdapterError(f"{type(model).__name__} ({model.config.model_type}) has no "
+                                f"`{arch.layers}.<layer>.{arch.down_proj}` module: {e}") from e
 
 
 class _StopForward(Exception):
@@ -87,16 +141,89 @@ class TransformerLensBackend(CaptureBackend):
         return out
 
 
-_BACKENDS = {"transformer_lens": TransformerLensBackend, "tl": TransformerLensBackend}
+class HuggingFaceBackend(CaptureBackend):
+    """Forward pre-hooks on a plain ``transformers`` model's MLP down-projections (:class:`~mri_lens.HFModel`).
+
+    Runs ``model.base_model`` (no head) in inference mode with the adapter's tokens and mask; causal models also
+    get position ids counted over real tokens (``cumsum(mask) - 1``), so left padding gives the same activations
+    as right padding. The down-projection input ``[batch, pos, d_mlp]`` is TL's ``blocks.{l}.mlp.hook_post``.
+    The last requested layer's hook stops the forward; every hook handle is removed in ``finally``, so the model
+    is never left modified, also after an exception.
+    """
+
+    name = "hf"
+
+    def __init__(self, adapter: ModelAdapter):
+        super().__init__(adapter)
+        if not getattr(adapter, "is_hf", False):
+            raise ModelAdapterError(
+                "the 'hf' capture backend needs a plain Hugging Face model: load it with "
+                "mri_lens.load_model(name, backend='hf') or pass mri_lens.HFModel(model, tokenizer)")
+        self.arch = hf_architecture(adapter.model.model.config)
+
+    def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
+        import torch
+
+        layers = list(layers)
+        last = max(layers)
+        out: dict[int, Any] = {}
+        seen: set[int] = set()
+        model = self.adapter.model.model
+        modules = hf_down_projections(model, layers)
+
+        def make_hook(layer: int):
+            def hook(module, args):
+                seen.add(layer)
+                act = args[0].detach().to(torch.float32)  # a copy only when the model is not float32
+                if consume is None:
+                    out[layer] = act
+                else:
+                    consume(layer, act)
+                if layer == last:  # later blocks never run
+                    raise _StopForward
+                return None
+            return hook
+
+        kwargs: dict[str, Any] = {"input_ids": tokens, "attention_mask": attention_mask}
+        if self.arch.causal:
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            kwargs["use_cache"] = False
+        handles = []
+        try:
+            for l in layers:
+                handles.append(modules[l].register_forward_pre_hook(make_hook(l)))
+            with torch.inference_mode():
+                try:
+                    model.base_model(**kwargs)
+                except _StopForward:
+                    pass
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [l for l in layers if l not in seen]
+        if missing:
+            raise ModelAdapterError(f"down-projection hooks for layers {missing} never fired "
+                                    f"({self.arch.layers}.{missing[0]}.{self.arch.down_proj})")
+        return out
+
+
+_BACKENDS = {"transformer_lens": TransformerLensBackend, "tl": TransformerLensBackend, "hf": HuggingFaceBackend}
 
 
 def get_backend(adapter: ModelAdapter, backend: str | CaptureBackend | None = None) -> CaptureBackend:
-    """Resolve a backend name (``"transformer_lens"``; default) or pass an instance through."""
+    """Resolve a backend name or pass an instance through.
+
+    Default: ``"hf"`` for a plain Hugging Face model (:class:`~mri_lens.HFModel`), ``"transformer_lens"`` for a
+    TransformerLens model.
+    """
     if isinstance(backend, CaptureBackend):
         return backend
-    name = backend or "transformer_lens"
+    name = backend or ("hf" if getattr(adapter, "is_hf", False) else "transformer_lens")
     if name not in _BACKENDS:
         raise ValueError(f"unknown capture backend {name!r}; available: {sorted(set(_BACKENDS))}")
+    if name != "hf" and getattr(adapter, "is_hf", False):
+        raise ModelAdapterError(f"the {name!r} capture backend needs a TransformerLens model; this is a plain "
+                                "Hugging Face model (use backend='hf')")
     return _BACKENDS[name](adapter)
 
 
