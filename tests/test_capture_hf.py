@@ -22,12 +22,12 @@ POOLING = ("mean", "max", "min", "last")
 
 @pytest.fixture(scope="module")
 def tiny_hf():
-    return ml.load_model(ml.models.tiny_lm_dir(), backend="hf", device="cpu")
+    return ml.models.tiny_lm(backend="hf", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def minilm_hf():
-    return ml.load_model(ml.models.minilm_dir(), backend="hf", device="cpu")
+    return ml.models.minilm(backend="hf", device="cpu")
 
 
 def _scan(model, corpus, **kw):
@@ -110,6 +110,8 @@ def test_minilm_hf_equals_tl_equals_bruteforce(minilm, minilm_hf, reviews):
     layers = list(range(6))
     hf = _scan(minilm_hf, corpus, batch_size=4)
     tl = _scan(minilm, corpus, batch_size=4)
+    assert hf.meta["model_id"] == tl.meta["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hf.meta["is_causal"] is False and hf.meta["special_suffix"] == tl.meta["special_suffix"]
     segs, _ = ml.ModelAdapter(minilm).encode(corpus.texts)
     assert all((a == b).all() for x, y in zip(segs, ml.ModelAdapter(minilm_hf).encode(corpus.texts)[0])
                for a, b in zip(x, y))  # same [CLS] ... [SEP]
@@ -158,6 +160,7 @@ def _random_model(kind: str, vocab: int):
     return model
 
 
+@pytest.mark.filterwarnings("ignore:.*truncated")
 @pytest.mark.parametrize("kind", ["gpt_neox", "llama"])
 def test_random_architectures_match_hook_bruteforce(tiny_hf, code_prose, kind):
     tok = tiny_hf.tokenizer

@@ -21,7 +21,7 @@ def tiny_lm_dir() -> str:
 def tiny_lm(**kwargs: Any) -> Any:
     """The project's own 4-layer causal LM trained on Python standard-library sources, loaded with the installed
     TransformerLens's real loader (``TransformerBridge`` on TL >= 3, ``HookedTransformer`` on TL 2).
-    ``kwargs`` go to :func:`mri_lens.load_model` (``device``, ``dtype``)."""
+    ``kwargs`` go to :func:`mri_lens.load_model` (``device``, ``dtype``; ``backend="hf"``: an :class:`~mri_lens.HFModel`)."""
     from ..adapter import load_model
 
     return load_model(tiny_lm_dir(), **kwargs)
@@ -38,7 +38,8 @@ def minilm_dir() -> str:
 
 def minilm(**kwargs: Any) -> Any:
     """The real pretrained MiniLM-L6 BERT encoder (6 layers, d_mlp 1536), offline: a TransformerBridge on
-    TransformerLens >= 3, a HookedEncoder on TL 2.x."""
+    TransformerLens >= 3, a HookedEncoder on TL 2.x, an :class:`~mri_lens.HFModel` with ``backend="hf"``.
+    ``kwargs`` go to :func:`mri_lens.load_model`."""
     from ..adapter import load_model
 
     model = load_model(minilm_dir(), **kwargs)
