@@ -20,7 +20,8 @@ from .site import neuroscope_site
 from .store import NeuronStats, Scan, TopExamples, TopK
 
 __all__ = [
-    "__version__", "datasets", "models", "HFModel", "HookedModel", "HuggingFaceBackend", "ModelAdapter", "load_model", "CaptureBackend",
+    "__version__", "datasets", "models", "HFModel", "HookedModel", "HuggingFaceBackend", "ModelAdapter", "load_model",
+    "CaptureBackend",
     "TransformerLensBackend", "token_activations", "Corpus", "CorpusError", "ModelAdapterError", "MriLensError",
     "ScanError", "ScanFileError", "scan", "NeuronStats", "Scan", "TopExamples", "TopK", "prompts", "neuroscope",
     "neuroscope_site", "NeuroscopeView", "ColorBins",

@@ -3,8 +3,9 @@ model.
 
 Accepts a TL 2.x/3.x ``HookedTransformer``, a TL 3.x/4.x ``TransformerBridge`` (neither class is imported at module
 level), or a plain ``transformers`` model wrapped in :class:`HFModel` (a bare ``PreTrainedModel`` is wrapped
-automatically, its tokenizer loaded from ``model.name_or_path``). The adapter owns tokenisation, so BOS handling and padding are explicit and identical on every TL
-version (TL's own defaults differ between versions: see ``prepend_bos``).
+automatically, its tokenizer loaded from ``model.name_or_path``). The adapter owns tokenisation, so BOS handling
+and padding are explicit and identical on every TL version and backend (TL's own defaults differ between versions:
+see ``prepend_bos``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from .errors import ModelAdapterError
 
-__all__ = ["HFModel", "HookedModel", "ModelAdapter", "as_adapter", "load_model", "library_versions", "tl_major_version"]
+__all__ = ["HFModel", "HookedModel", "ModelAdapter", "as_adapter", "load_model", "library_versions",
+           "tl_major_version"]
 
 # Short names users type in notebooks, mapped to Hugging Face ids for the bridge loader (TL >= 3).
 HUB_ALIASES = {
@@ -395,7 +397,8 @@ class ModelAdapter:
     def describe(self) -> dict[str, Any]:
         """Facts recorded in saved results."""
         return {
-            "model_id": self.model_id, "architecture": self.architecture, "model_class": getattr(self.model, "model_class", type(self.model).__name__),
+            "model_id": self.model_id, "architecture": self.architecture,
+            "model_class": getattr(self.model, "model_class", type(self.model).__name__),
             "n_layers": self.n_layers, "d_mlp": self.d_mlp, "n_ctx": self.n_ctx, "is_causal": self.is_causal,
             "hook_template": self.hook_template, "prepend_bos": bool(self.prepend_bos),
             "special_prefix": list(self._prefix), "special_suffix": list(self._suffix),

@@ -58,7 +58,7 @@ def _get_path(root: Any, path: str) -> Any:
 
 
 def hf_down_projections(model: Any, layers: Sequence[int]) -> dict[int, Any]:
-    """``{layer: down-projection module}`` of a plain ``transformers`` model (paths from :data:`HF_ARCHITECTURES`)."""
+    """``{layer: down-projection module}`` of a plain ``transformers`` model (paths: :data:`HF_ARCHITECTURES`)."""
     arch = hf_architecture(model.config)
     base = model.base_model
     try:

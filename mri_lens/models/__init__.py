@@ -21,7 +21,8 @@ def tiny_lm_dir() -> str:
 def tiny_lm(**kwargs: Any) -> Any:
     """The project's own 4-layer causal LM trained on Python standard-library sources, loaded with the installed
     TransformerLens's real loader (``TransformerBridge`` on TL >= 3, ``HookedTransformer`` on TL 2).
-    ``kwargs`` go to :func:`mri_lens.load_model` (``device``, ``dtype``; ``backend="hf"``: an :class:`~mri_lens.HFModel`)."""
+    ``kwargs`` go to :func:`mri_lens.load_model` (``device``, ``dtype``; ``backend="hf"``: an
+    :class:`~mri_lens.HFModel`)."""
     from ..adapter import load_model
 
     return load_model(tiny_lm_dir(), **kwargs)
