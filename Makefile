@@ -27,7 +27,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
-# The adapter, scan and store tests again, on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
+# The adapter, scan, store and Hugging Face backend tests again, on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
 # TL 2 pins numpy<2; the newest pyarrow (pulled by datasets) imports only with numpy>=2, hence the pyarrow pin.
 $(VENV_TL2)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_TL2)
@@ -37,7 +37,7 @@ $(VENV_TL2)/.installed: pyproject.toml
 	touch $@
 
 test-tl2: $(VENV_TL2)/.installed
-	$(VENV_TL2)/bin/python -m pytest -q tests/test_adapter.py tests/test_scan.py tests/test_store.py
+	$(VENV_TL2)/bin/python -m pytest -q tests/test_adapter.py tests/test_scan.py tests/test_store.py tests/test_capture_hf.py
 
 bench: setup
 	$(VENV)/bin/python bench/bench_scan.py

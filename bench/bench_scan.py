@@ -99,6 +99,17 @@ def throughput(name: str, n_docs: int, rounds: int, batch_size: int = 32) -> dic
     corpus = corpus_for(name, n_docs)
     batches, n_tokens = batches_for(model, corpus, batch_size)
     hf = base_hf_model(model)
+    # The same weights as a plain transformers model (no TL wrappers): its own forward, and the hf-backend scan.
+    plain = ml.load_model(ml.models.tiny_lm_dir() if name == "tiny" else ml.models.minilm_dir(), device="cpu",
+                          backend="hf")
+
+    def plain_forward():
+        with torch.inference_mode():
+            for t, m in batches:
+                plain.model(input_ids=t, attention_mask=m)
+
+    def scan_hf():
+        ml.scan(plain, corpus, batch_size=batch_size, progress=False)
 
     def bare():
         with torch.inference_mode():
@@ -121,7 +132,8 @@ def throughput(name: str, n_docs: int, rounds: int, batch_size: int = 32) -> dic
         for t, m in batches:
             cap.forward(t, m, range(model.cfg.n_layers))
 
-    contenders = {"bare_forward": bare, "scan": scan, "capture_only": capture_only}
+    contenders = {"bare_forward": bare, "scan": scan, "capture_only": capture_only,
+                  "plain_hf_forward": plain_forward, "scan_hf_backend": scan_hf}
     if hf is not None:
         contenders["hf_forward"] = hf_forward
     bare()  # warm-up
@@ -135,6 +147,9 @@ def throughput(name: str, n_docs: int, rounds: int, batch_size: int = 32) -> dic
     if hf is not None:
         row["scan_vs_hf"] = round(best["hf_forward"] / best["scan"], 3)
         row["bare_vs_hf"] = round(best["hf_forward"] / best["bare_forward"], 3)
+    row["hf_scan_vs_plain_hf_forward"] = round(best["plain_hf_forward"] / best["scan_hf_backend"], 3)
+    row["bare_vs_plain_hf_forward"] = round(best["plain_hf_forward"] / best["bare_forward"], 3)
+    row["hf_scan_vs_tl_scan"] = round(best["scan"] / best["scan_hf_backend"], 3)
     return row
 
 
