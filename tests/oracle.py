@@ -17,6 +17,17 @@ def per_token_activations(model, seqs, layers, hook="blocks.{layer}.mlp.hook_pos
     return out
 
 
+def pool_document(doc, layers, res, tokens_all) -> None:
+    """Append one document's numpy pooling (mean, max, min, last) to ``res`` and its tokens to ``tokens_all``.
+    ``doc``: {layer: [n_counted_tokens, d_mlp]}."""
+    for l in layers:
+        tokens_all[l].append(doc[l])
+    res["mean"].append(np.stack([doc[l].mean(0) for l in layers]))
+    res["max"].append(np.stack([doc[l].max(0) for l in layers]))
+    res["min"].append(np.stack([doc[l].min(0) for l in layers]))
+    res["last"].append(np.stack([doc[l][-1] for l in layers]))
+
+
 def reference(model, seqs_per_doc, layers, skip_first: int):
     """Pooled values, token statistics and per-document max/argmax computed in numpy.
 
@@ -46,12 +57,7 @@ def reference(model, seqs_per_doc, layers, skip_first: int):
         for li, l in enumerate(layers):
             full[li, pos] = doc[l]
         doc_acts.append(full)
-        for l in layers:
-            tokens_all[l].append(doc[l])
-        res["mean"].append(np.stack([doc[l].mean(0) for l in layers]))
-        res["max"].append(np.stack([doc[l].max(0) for l in layers]))
-        res["min"].append(np.stack([doc[l].min(0) for l in layers]))
-        res["last"].append(np.stack([doc[l][-1] for l in layers]))
+        pool_document(doc, layers, res, tokens_all)
         res["argmax"].append(np.stack([pos[doc[l].argmax(0)] for l in layers]))
         res["argmin"].append(np.stack([pos[doc[l].argmin(0)] for l in layers]))
     out = {key: np.stack(v) for key, v in res.items()}  # [n_docs, L, d]

@@ -14,7 +14,7 @@ import mri_lens as ml
 from mri_lens.capture import HF_ARCHITECTURES, get_backend, hf_down_projections
 from mri_lens.errors import ModelAdapterError
 
-from oracle import reference
+from oracle import pool_document, reference
 
 ATOL = 1e-5
 POOLING = ("mean", "max", "min", "last")
@@ -59,6 +59,21 @@ def _check_same(a, b):
     np.testing.assert_allclose(a.bottom.values, b.bottom.values, atol=ATOL)
 
 
+def _three_way(hf, tl, tl_model, segs, layers, skip_first: int):
+    """hf scan == brute force, TL scan == brute force, hf scan == TL scan."""
+    ref = reference(tl_model, segs, layers, skip_first=skip_first)
+    _check(hf, ref, len(layers))
+    _check(tl, ref, len(layers))
+    _check_same(hf, tl)
+
+
+def _same_tokens(model_a, model_b, texts) -> bool:
+    """Both adapters produce identical input sequences (same special tokens)."""
+    a, _ = ml.ModelAdapter(model_a).encode(texts)
+    b, _ = ml.ModelAdapter(model_b).encode(texts)
+    return all((x == y).all() for sa, sb in zip(a, b) for x, y in zip(sa, sb))
+
+
 def _hook_brute_force(hf: ml.HFModel, seqs_per_doc, layers, skip_first: int):
     """Per document, unpadded, no mask: down-projection inputs read with this test's own pre-hooks."""
     model = hf.model
@@ -76,13 +91,7 @@ def _hook_brute_force(hf: ml.HFModel, seqs_per_doc, layers, skip_first: int):
         finally:
             for h in handles:
                 h.remove()
-        doc = {l: got[l][skip_first:] for l in layers}
-        for l in layers:
-            tokens[l].append(doc[l])
-        res["mean"].append(np.stack([doc[l].mean(0) for l in layers]))
-        res["max"].append(np.stack([doc[l].max(0) for l in layers]))
-        res["min"].append(np.stack([doc[l].min(0) for l in layers]))
-        res["last"].append(np.stack([doc[l][-1] for l in layers]))
+        pool_document({l: got[l][skip_first:] for l in layers}, layers, res, tokens)
     out = {p: np.stack(v) for p, v in res.items()}
     out["tokens"] = np.stack([np.concatenate(tokens[l]) for l in layers])
     return out
@@ -96,13 +105,9 @@ def test_tiny_lm_hf_equals_tl_equals_bruteforce(tiny, tiny_hf, code_prose, paddi
     tl = _scan(tiny, code_prose, padding_side=padding_side)
     assert hf.meta["model_id"] == tl.meta["model_id"] == "tiny_lm"
     assert hf.meta["backend"] == "hf" and tl.meta["backend"] == "transformer_lens"
+    assert _same_tokens(tiny, tiny_hf, code_prose.texts)  # same tokens, same BOS
     segs, _ = ml.ModelAdapter(tiny).encode(code_prose.texts)
-    assert all((a == b).all() for x, y in zip(segs, ml.ModelAdapter(tiny_hf).encode(code_prose.texts)[0])
-               for a, b in zip(x, y))  # same tokens, same BOS
-    ref = reference(tiny, segs, layers, skip_first=1)
-    _check(hf, ref, 4)
-    _check(tl, ref, 4)
-    _check_same(hf, tl)
+    _three_way(hf, tl, tiny, segs, layers, skip_first=1)
 
 
 def test_minilm_hf_equals_tl_equals_bruteforce(minilm, minilm_hf, reviews):
@@ -112,13 +117,9 @@ def test_minilm_hf_equals_tl_equals_bruteforce(minilm, minilm_hf, reviews):
     tl = _scan(minilm, corpus, batch_size=4)
     assert hf.meta["model_id"] == tl.meta["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert hf.meta["is_causal"] is False and hf.meta["special_suffix"] == tl.meta["special_suffix"]
+    assert _same_tokens(minilm, minilm_hf, corpus.texts)  # same [CLS] ... [SEP]
     segs, _ = ml.ModelAdapter(minilm).encode(corpus.texts)
-    assert all((a == b).all() for x, y in zip(segs, ml.ModelAdapter(minilm_hf).encode(corpus.texts)[0])
-               for a, b in zip(x, y))  # same [CLS] ... [SEP]
-    ref = reference(minilm, segs, layers, skip_first=0)
-    _check(hf, ref, 6)
-    _check(tl, ref, 6)
-    _check_same(hf, tl)
+    _three_way(hf, tl, minilm, segs, layers, skip_first=0)
 
 
 def test_hf_layer_subset_and_token_activations(tiny, tiny_hf, code_prose):
