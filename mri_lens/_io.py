@@ -54,6 +54,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> str:
     return path
 
 
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Parse a JSON file written by mri_lens; a missing, truncated or non-JSON file raises
+    :class:`~mri_lens.errors.ScanFileError` naming ``what`` was expected there."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ScanFileError(f"{path} does not exist (no saved {what} there)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ScanFileError(f"{path} is corrupted or truncated (not valid JSON: {e})") from None
+
+
 def save_dir(path: str | os.PathLike, *, fmt: str, schema: int, arrays: dict[str, np.ndarray],
              meta: dict[str, Any], extra_files: dict[str, str] | None = None) -> str:
     """Write ``arrays`` + ``meta`` to directory ``path`` atomically (temporary sibling, then rename)."""

@@ -5,6 +5,7 @@
     mri-lens demo [--out mri_lens_demo]
     mri-lens neuroscope --model tiny --prompt "Sequence: red, green, blue" --out view.html [--hi 3 --lo 0]
     mri-lens site --scan runs/x --model tiny --out site/ [--layers 0] [--neurons 0-99]
+    mri-lens explain --scan runs/x --layer 0 --neurons 0-63 --out runs/x/n2g [--model tiny]
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """MiniLM-L6 on drug reviews (positive vs negative): scan, save, offline HTML report; then the Neuroscope
-    lens on the tiny LM: the thresholded view of the sequence prompts and a small neuron site."""
-    from . import datasets, models
+    """MiniLM-L6 on drug reviews (positive vs negative): scan, MRI lens (region maps, graph, probe), offline HTML
+    report; then the Neuroscope and N2G lenses on the tiny LM: the thresholded view of the sequence prompts and a
+    small neuron site whose pages show each neuron's N2G graph and scores."""
+    from . import datasets, models, regions
     from .neuroscope import neuroscope
     from .prompts import sequence_prompts
     from .report import write_scan_report
@@ -88,11 +90,20 @@ def cmd_demo(args) -> int:
     if args.limit:
         corpus = corpus.subset(range(min(args.limit, len(corpus))))
     print(f"corpus: {corpus!r}")
-    model = models.minilm(device=args.device)
+    # the map workers start (and compile umap-learn) in the background while the scan runs
+    regions.warm_up(n_jobs=-1, n_layers=6)
+    # the plain Hugging Face model and the "hf" capture backend: same activations as the TL bridge (tested), faster
+    model = models.minilm(device=args.device, backend="hf")
     result = scan(model, corpus, batch_size=args.batch_size, pooling=("mean", "max"), progress=not args.quiet)
     t_scan = time.perf_counter() - t0
-    scan_dir = result.save(os.path.join(args.out, "scan"))
     print(f"{result!r}\nscan: {t_scan:.1f} s")
+    _, mri_t = _run_mri(result, os.path.join(args.out, "mri"), grid=10, seed=0,
+                                 categories=("positive", "negative"), progress=not args.quiet,
+                                 title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
+                                 links=[("back to the demo report", "../index.html")])
+    print(f"MRI pipeline (scan + region maps + graph): {t_scan + mri_t['region maps'] + mri_t['graph']:.1f} s "
+          f"(scan {t_scan:.1f}, maps {mri_t['region maps']:.1f}, graph {mri_t['graph']:.2f})")
+    scan_dir = result.save(os.path.join(args.out, "scan"))
 
     t1 = time.perf_counter()
     tiny = models.tiny_lm(device=args.device)
@@ -102,20 +113,69 @@ def cmd_demo(args) -> int:
     code = scan(tiny, datasets.stdlib_code(n_docs=args.limit or 200), overflow="windows", progress=not args.quiet)
     layer0 = code.stats.max[0]
     neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
+    from .n2g import demo_section
+
+    n2g_graphs, n2g_links = demo_section(tiny, code, args.out, neurons)  # N2G graphs of the same 12 neurons
     neuroscope_site(code, tiny, os.path.join(args.out, "site"), layers=[0], neurons=neurons,
-                    title="mri_lens demo: tiny LM neurons on standard-library code")
+                    title="mri_lens demo: tiny LM neurons on standard-library code", n2g=n2g_graphs)
     print(f"neuroscope view and site: {time.perf_counter() - t1:.1f} s")
 
     report = write_scan_report(result, os.path.join(args.out, "index.html"),
                                title="mri_lens demo: MiniLM-L6 on drug reviews (positive vs negative)",
                                categories=("positive", "negative"),
-                               links=[("Neuroscope view: tiny LM on in-context sequence prompts",
+                               links=[("MRI: region maps, co-activation graph, enriched regions, probe",
+                                       "mri/index.html"),
+                                      ("Neuroscope view: tiny LM on in-context sequence prompts",
                                        "neuroscope_view.html"),
                                       ("Neuroscope site: 12 tiny-LM neurons on standard-library code",
-                                       "site/index.html")])
+                                       "site/index.html")] + n2g_links)
     print(f"saved scan: {scan_dir}")
     print(f"total {time.perf_counter() - t0:.1f} s")
     print(f"report: {os.path.abspath(report)}  (open it in a browser; works offline)")
+    return 0
+
+
+def _run_mri(scan, out: str, *, grid: int = 10, mode: str = "neurons", seed: int = 0, min_weight: int = 5,
+             top_k: int | None = 3, categories=None, n_jobs: int = -1, progress: bool = True, title: str | None = None,
+             links=()) -> tuple[str, dict[str, float]]:
+    """Region maps + co-activation graph + report of a scan, saved under ``out``. Returns (report path, timings)."""
+    from .graph import coactivation_graph, write_graph
+    from .regions import RegionMaps, separability
+    from .report import write_mri_report
+
+    t0 = time.perf_counter()
+    maps = RegionMaps.fit(scan, grid=grid, mode=mode, seed=seed, n_jobs=n_jobs, progress=progress)
+    t_maps = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    g = coactivation_graph(maps, min_weight=min_weight, top_k=top_k or None, enrichment=maps.labels is not None)
+    t_graph = time.perf_counter() - t1
+    maps.save(os.path.join(out, "maps"))
+    for ext in ("json", "graphml", "gexf"):
+        write_graph(g, os.path.join(out, f"graph.{ext}"))
+    t2 = time.perf_counter()
+    probe = separability(maps, scan, seed=seed) if scan.labels is not None and len(scan.label_names) >= 2 else None
+    t_probe = time.perf_counter() - t2
+    timings = {"region maps": t_maps, "graph": t_graph}
+    if probe is not None:
+        timings["probe"] = t_probe
+    report = write_mri_report(maps, g, scan, os.path.join(out, "index.html"), categories=categories, probe=probe,
+                              timings=timings, title=title or f"mri_lens MRI: {scan.meta.get('model_id')}",
+                              links=links)
+    print(f"{maps!r}\nregion maps: {t_maps:.1f} s, graph: {t_graph:.2f} s ({g.number_of_nodes()} regions, "
+          f"{g.number_of_edges()} edges)" + (f", probe: {t_probe:.1f} s" if probe is not None else ""))
+    return report, timings
+
+
+def cmd_mri(args) -> int:
+    """Region maps, co-activation graph, metrics and probe of a saved scan, as an offline HTML page."""
+    from .store import Scan
+
+    result = Scan.load(args.scan)
+    out = args.out or os.path.join(args.scan, "mri")
+    cats = args.categories.split(",") if args.categories else None
+    report, _ = _run_mri(result, out, grid=args.grid, mode=args.mode, seed=args.seed, min_weight=args.min_weight,
+                         top_k=args.top_k, categories=cats, n_jobs=args.n_jobs, progress=not args.quiet)
+    print(f"report: {report}  (maps/, graph.json, graph.graphml, graph.gexf beside it)")
     return 0
 
 
@@ -153,6 +213,27 @@ def cmd_neuroscope(args) -> int:
                       max_neurons_per_layer=args.max_neurons or None, bins=bins)
     out = view.save_html(args.out, summary=args.summary)
     print(f"{view!r}\nview written to {out}")
+    return 0
+
+
+@_value_errors_as_one_line
+def cmd_explain(args) -> int:
+    """N2G graphs of a layer's neurons from a saved scan: one JSON per neuron plus a summary table (resumable)."""
+    from .n2g import N2GConfig, explain_layer
+    from .store import Scan
+
+    s = Scan.load(args.scan)
+    model = _model(args.model or s.meta.get("model_id") or "", args.device)
+    cfg = N2GConfig(pivots_per_example=args.pivots)
+    t0 = time.perf_counter()
+    for layer in _layers(args.layer) or []:
+        graphs = explain_layer(model, s, layer, _layers(args.neurons), k=args.k, config=cfg, seed=args.seed,
+                               out_dir=args.out, evaluate=not args.no_eval, progress=not args.quiet)
+        print(f"{graphs!r}")
+        table = graphs.table()
+        if len(table):
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"N2G graphs written to {os.path.abspath(args.out)} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -227,6 +308,21 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--device", default=None)
     n.set_defaults(func=cmd_neuroscope)
 
+    m = sub.add_parser("mri", help="MRI lens of a saved scan: region maps, co-activation graph, report")
+    m.add_argument("--scan", required=True)
+    m.add_argument("--out", default=None, help="output directory (default: <scan>/mri)")
+    m.add_argument("--grid", type=int, default=10, help="n: regions form an n x n grid")
+    m.add_argument("--mode", choices=("neurons", "documents"), default="neurons")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--min-weight", type=int, default=5, help="drop edges with fewer co-activating documents")
+    m.add_argument("--top-k", type=int, default=3,
+                   help="keep an edge only if it is among the k heaviest out-edges of its source or in-edges of its "
+                        "target (0: keep all)")
+    m.add_argument("--categories", default=None, help="label names to contrast, comma separated")
+    m.add_argument("--n-jobs", type=int, default=-1, help="worker processes for the per-layer maps")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=_value_errors_as_one_line(cmd_mri))
+
     t = sub.add_parser("site", help="offline static Neuroscope site (neuron pages) of a saved scan")
     t.add_argument("--scan", required=True)
     t.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
@@ -236,6 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--k", type=int, default=20, help="top examples per neuron")
     t.add_argument("--device", default=None)
     t.set_defaults(func=cmd_site)
+
+    e = sub.add_parser("explain", help="N2G graphs (token patterns) of neurons from a saved scan")
+    e.add_argument("--scan", required=True)
+    e.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
+    e.add_argument("--layer", required=True, help="e.g. 0, or 0-3 for several layers")
+    e.add_argument("--neurons", default=None, help="e.g. 0-63 (default: all)")
+    e.add_argument("--out", required=True, help="output directory (L<layer>/N<neuron>.json, summary.csv)")
+    e.add_argument("--k", type=int, default=20, help="top examples per neuron (half train, half test)")
+    e.add_argument("--pivots", type=int, default=1, help="pivots per example (1: the paper's method)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
+    e.add_argument("--device", default=None)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_explain)
     return p
 
 

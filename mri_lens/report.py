@@ -15,7 +15,7 @@ from ._io import write_text_atomic
 from .errors import ScanError
 from .store import Scan
 
-__all__ = ["category_differences", "category_difference_figure", "write_scan_report"]
+__all__ = ["category_differences", "category_difference_figure", "write_scan_report", "write_mri_report"]
 
 
 def category_differences(scan: Scan, a: str, b: str | None = None, *, pooling: str = "mean"):
@@ -90,6 +90,7 @@ def _fmt(v: Any) -> str:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
+.wide{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:left}th{background:#f3f3f3}h1{font-size:22px}h2{font-size:18px;margin-top:32px}.tok{white-space:pre}
 .max{background:#f4a582;font-weight:bold}"""
@@ -158,3 +159,124 @@ def scan_label_counts(scan: Scan) -> dict[str, int]:
         return {}
     c = np.bincount(scan.labels, minlength=len(scan.label_names))
     return {n: int(k) for n, k in zip(scan.label_names, c)}
+
+
+def _df_html(df, n: int | None = None) -> str:
+    """A DataFrame as an HTML table; pandas escapes every cell."""
+    if n is not None:
+        df = df.head(n)
+    return ("<div class='wide'>" + df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3g}", border=0,
+                                              na_rep="") + "</div>")
+
+
+def write_mri_report(maps, graph, scan: Scan, path: str | os.PathLike, *, title: str = "mri_lens MRI",
+                     categories: Sequence[str] | None = None, probe=None, timings: dict[str, float] | None = None,
+                     top_rows: int = 12, links: Sequence[tuple[str, str]] = ()) -> str:
+    """Write the MRI lens as one offline HTML page: region images per category for every layer, the layer with the
+    largest category contrast in detail (region images, neuron scatter), the co-activation graph, graph metrics,
+    enriched regions and edges, and the separability probe. Returns the path written.
+
+    Parameters
+    ----------
+    maps: fitted :class:`~mri_lens.regions.RegionMaps`; graph: its :func:`~mri_lens.graph.coactivation_graph`.
+    categories: the categories to contrast (default: the first two label names); one category, or an
+        unlabelled scan, gives the maps and the graph without the comparison.
+    probe: a :func:`~mri_lens.regions.separability` table (computed here when None and the scan is labelled).
+    timings: seconds per stage, shown in the facts table.
+    """
+    from .graph import compare_categories, graph_figure, graph_metrics
+    from .regions import separability
+
+    figs: list[str] = []
+
+    def add(fig) -> str:
+        figs.append(fig.to_html(full_html=False, include_plotlyjs=not figs, config={"displaylogo": False}))
+        return figs[-1]
+
+    names = list(maps.label_names or [])
+    cats = list(categories) if categories is not None else names[:2]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if links:
+        parts.append("<ul>" + "".join(f"<li><a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a></li>"
+                                      for text, href in links) + "</ul>")
+    counts = scan_label_counts(scan)
+    facts = [("model", scan.meta.get("model_id")), ("documents", maps.n_docs), ("categories", counts or None),
+             ("mode", f"{maps.mode} (points are {'neurons' if maps.mode == 'neurons' else 'documents'})"),
+             ("grid", f"{maps.grid} x {maps.grid} = {maps.n_regions} regions per layer ({maps.binning} bins)"),
+             ("activation rule", f"{maps.rule} {maps.threshold_:g} on the region's mean neuron z-score"
+              if maps.mode == "neurons" else "the document's own cell"),
+             ("pooling", maps.pooling), ("aligned across layers", maps.align), ("seed", maps.seed),
+             ("graph", f"{graph.number_of_nodes()} regions, {graph.number_of_edges()} edges kept of "
+                       f"{graph.graph.get('n_edges_untrimmed', '?')} (trimming: "
+                       + ", ".join(f"{k} {v}" for k, v in graph.graph.get("params", {}).items()
+                                   if k != "categories" and v is not None) + ")")]
+    for k, v in (timings or {}).items():
+        facts.append((f"{k} seconds", f"{v:.1f}"))
+    parts.append(_table(facts, ["", ""]))
+
+    two = len(cats) >= 2
+    parts.append("<h2>Region images, all layers</h2>")
+    parts.append("<p>Each square is one layer's map cut into regions (rows and columns of the grid); a region is a "
+                 "group of neurons with similar activation patterns over the corpus. " +
+                 ("Colour: log-odds that a document activating the region is " + html.escape(cats[0]) + " rather "
+                  "than " + html.escape(cats[1]) + " (red: " + html.escape(cats[0]) + ", blue: " +
+                  html.escape(cats[1]) + "); blank regions hold no points.</p>" if two else
+                  "Colour: fraction of documents activating the region.</p>"))
+    if two:
+        parts.append(add(maps.small_multiples(cats[:2], value="log-odds")))
+    parts.append(add(maps.small_multiples(cats or None, value="fraction")))
+
+    best = maps.layers[-1]
+    if two:
+        contrast = [float(np.nanmax(np.abs(maps.log_odds(l, cats[0], cats[1])))) for l in maps.layers]
+        best = maps.layers[int(np.argmax(contrast))]
+    parts.append(f"<h2>Layer {best} in detail</h2>")
+    parts.append(add(maps.figure(best, cats or None)))
+    parts.append(add(maps.scatter(best, cats[0] if cats else None, cats[1] if two else None)))
+
+    parts.append("<h2>Co-activation graph</h2>")
+    parts.append("<p>Nodes are regions (one column per layer, regions in grid order); an edge joins a region of one "
+                 "layer to a region of the next, weighted by the number of documents activating both. Colours "
+                 "mark edges and regions enriched for a category (one-vs-rest Fisher's exact test, "
+                 "Benjamini-Hochberg q &lt; 0.05); widths are relative to the heaviest edge.</p>")
+    parts.append(add(graph_figure(graph, highlight=cats or None)))
+    metrics = graph_metrics(graph)
+    parts.append("<h3>Graph metrics</h3>")
+    parts.append(_df_html(metrics.summary.reset_index()))
+    parts.append(_df_html(metrics.layers))
+    if metrics.category_pairs is not None and len(metrics.category_pairs):
+        parts.append(_df_html(metrics.category_pairs))
+
+    if two:
+        cmp = compare_categories(maps, graph, cats[0], cats[1])
+        parts.append(f"<h2>{html.escape(cats[0])} vs {html.escape(cats[1])}: enriched regions and edges</h2>")
+        parts.append("<p>" + html.escape(", ".join(f"{k}: {_fmt(v)}" for k, v in cmp.summary.items())) + "</p>")
+        parts.append(add(cmp.figure()))
+        for name, df in (("regions", cmp.regions), ("edges", cmp.edges)):
+            col = "q_value" if "q_value" in df.columns else df.columns[-1]
+            parts.append(f"<h3>Most enriched {name}</h3>")
+            parts.append(_df_html(df.sort_values(col, kind="stable"), top_rows))
+        if maps.mode == "neurons":
+            parts.append("<h3>Neurons of the most enriched regions</h3>")
+            rows = []
+            for _, r in cmp.regions.sort_values("q_value", kind="stable").head(6).iterrows():
+                neurons = maps.region_neurons(int(r["layer"]), int(r["region"]))
+                li = scan.layer_index(int(r["layer"]))
+                strongest = neurons[np.argsort(-scan.stats.max[li, neurons], kind="stable")][:5]
+                toks = "; ".join(
+                    f"N{n}: " + ", ".join(repr(t) for t in scan.top_examples(int(r["layer"]), int(n), k=3).max_tokens())
+                    for n in strongest)
+                rows.append((int(r["layer"]), int(r["region"]), len(neurons), toks))
+            parts.append(_table(rows, ["layer", "region", "neurons", "strongest neurons: their top tokens"]))
+
+    if maps.labels is not None and len(counts) >= 2:
+        if probe is None:
+            probe = separability(maps, scan)
+        parts.append("<h2>How much the map keeps: separability probe</h2>")
+        parts.append("<p>Cross-validated logistic regression per layer (balanced accuracy, folds fitted inside the "
+                     "cross-validation) on the region activations against the same layer's raw pooled neurons.</p>")
+        parts.append(_df_html(probe))
+    body = "\n".join(parts)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+    return write_text_atomic(path, page)

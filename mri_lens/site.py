@@ -147,7 +147,7 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
                     neurons: Sequence[int] | None = None, k: int = 20, bands: Sequence[float] = (0.25, 0.5, 0.75),
                     per_band: int = 2, n_random: int = 5, n_logits: tuple[int, int] = (10, 5), seed: int = 0,
                     batch_size: int = 16, links: Callable[[int, int], list[tuple[str, str]]] | None = None,
-                    title: str | None = None) -> str:
+                    title: str | None = None, n2g: Any = None) -> str:
     """Build the static Neuroscope site of ``scan`` in ``out_dir``. Returns the absolute path of ``index.html``.
 
     Parameters
@@ -164,6 +164,8 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
         files).
     links: optional ``f(layer, neuron) -> [(text, relative_url)]`` for links to other lenses (MRI region, N2G
         graph) when those exist.
+    n2g: N2G graphs to show on neuron pages (inline SVG and scores): ``{(layer, neuron): NeuronGraph}``, or the
+        ``out_dir`` of :func:`mri_lens.n2g.explain_layer` (graphs are read from ``L{layer}/N{neuron}.json``).
     """
     from .adapter import as_adapter
 
@@ -230,7 +232,7 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
                    "next": id_list[j + 1] if j + 1 < len(id_list) else None,
                    "random": int(rng.choice(id_list))}
             page = _neuron_page(scan, li, l, n, ex, acts, stoks, nav, logits, adapter, n_logits, coverage,
-                                toks_txt, has_max, bands, links)
+                                toks_txt, has_max, bands, links, _n2g_html(n2g, l, n))
             write_text_atomic(os.path.join(out_dir, f"L{l}", f"N{n}.html"), page)
             s = scan.stats
             rows.append((n, float(s.max[li, n]), float(s.frac_positive[li, n]), coverage, toks_txt))
@@ -280,8 +282,22 @@ def _examples_for_layer(scan, li: int, ids: np.ndarray, k: int, bands: list[floa
     return out
 
 
+def _n2g_html(n2g: Any, layer: int, n: int) -> str:
+    """The N2G section of a neuron page, or "" when no graph of that neuron is available."""
+    if n2g is None:
+        return ""
+    from .n2g import NeuronGraph, site_section
+
+    if isinstance(n2g, dict):
+        g = n2g.get((layer, n))
+    else:
+        path = os.path.join(os.fspath(n2g), f"L{layer}", f"N{n}.json")
+        g = NeuronGraph.load(path) if os.path.exists(path) else None
+    return site_section(g) if g is not None else ""
+
+
 def _neuron_page(scan, li, layer, n, ex, acts, stoks, nav, logits, adapter, n_logits, coverage, toks_txt, has_max,
-                 bands, links) -> str:
+                 bands, links, n2g_html: str = "") -> str:
     s = scan.stats
     top_vals = [float(acts[(d, n)].max()) for d in ex["top"]]
     vmax = max([abs(float(s.max[li, n])), abs(float(s.min[li, n])), 1e-6])
@@ -336,6 +352,8 @@ def _neuron_page(scan, li, layer, n, ex, acts, stoks, nav, logits, adapter, n_lo
                      "ignored)</p><table><thead><tr><th>top tokens</th><th></th></tr></thead><tbody>" + fmt(topi)
                      + "</tbody></table><table><thead><tr><th>bottom tokens</th><th></th></tr></thead><tbody>"
                      + fmt(boti) + "</tbody></table>")
+    if n2g_html:
+        parts.append(n2g_html)
     parts.append(f"<h2>Top {len(ex['top'])} examples</h2><p class='muted'>One per document, ranked by the "
                  f"neuron's max over the document. Top value {max(top_vals) if top_vals else 0:.3f}.</p>")
     parts.append(table(ex["top"], True))

@@ -37,6 +37,40 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown label column 'nope'" in capsys.readouterr().err
 
 
+def test_mri_command(tmp_path, tiny, tiny_scan, capsys):
+    scan_dir = tiny_scan.save(tmp_path / "scan")
+    out = tmp_path / "mri"
+    assert main(["mri", "--scan", scan_dir, "--grid", "4", "--out", str(out), "--n-jobs", "1", "--min-weight", "2",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "region maps:" in printed and "graph:" in printed
+    page = open(out / "index.html", encoding="utf-8").read()
+    for section in ("Region images, all layers", "Co-activation graph", "Graph metrics", "enriched regions",
+                    "separability probe"):
+        assert section in page, section
+    assert not re.search(r"<script[^>]+src=[\"']?https?:", page)
+    maps = ml.RegionMaps.load(out / "maps")
+    assert maps.grid == 4 and maps.layers == tiny_scan.layers
+    g = ml.load_graph_json(out / "graph.json")
+    assert all(isinstance(n, tuple) for n in g.nodes) and g.number_of_nodes() == 16 * len(maps.layers)
+    assert (out / "graph.graphml").exists() and (out / "graph.gexf").exists()
+    assert main(["mri", "--scan", str(tmp_path / "missing"), "--quiet"]) == 2
+    assert "not a saved" in capsys.readouterr().err
+
+
+def test_mri_report_escapes_tokens(tmp_path, tiny):
+    """A token like <script> in a region's top examples renders as text."""
+    texts = [f"<script>alert({i})</script> def f(x): return x" for i in range(6)] + PROSE[:6]
+    s = ml.scan(tiny, ml.Corpus(texts, ["html"] * 6 + ["prose"] * 6), progress=False)
+    maps = ml.RegionMaps.fit(s, grid=3, seed=0, n_jobs=1)
+    g = ml.coactivation_graph(maps, min_weight=1)
+    from mri_lens.report import write_mri_report
+
+    page = open(write_mri_report(maps, g, s, tmp_path / "m.html"), encoding="utf-8").read()
+    assert "<script>alert(" not in page
+    assert "&lt;" in page or "&#x27;&lt;" in page  # the tokens are there, escaped
+
+
 @pytest.mark.slow
 def test_demo_small(tmp_path, minilm, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--limit", "60", "--quiet"]) == 0
@@ -48,6 +82,11 @@ def test_demo_small(tmp_path, minilm, capsys):
     # are for map tiles this page never draws).
     assert not re.search(r"<script[^>]+src=[\"']?https?:|<link[^>]+href=[\"']?https?:|@import\s+url\(\s*[\"']?https?:", page)
     assert ml.Scan.load(tmp_path / "demo" / "scan").n_docs == 60
+    # The MRI part: its page, maps and graph, linked from the report.
+    assert "mri/index.html" in page
+    mri = open(tmp_path / "demo" / "mri" / "index.html", encoding="utf-8").read()
+    assert "Co-activation graph" in mri and "separability probe" in mri
+    assert ml.RegionMaps.load(tmp_path / "demo" / "mri" / "maps").n_docs == 60
     # The Neuroscope part: the thresholded view and a small site, linked from the report.
     assert "neuroscope_view.html" in page and "site/index.html" in page
     view = open(tmp_path / "demo" / "neuroscope_view.html", encoding="utf-8").read()

@@ -1,0 +1,821 @@
+"""MRI region maps: per layer, a 2-D UMAP map cut into an n x n grid of regions (after the LLM-MRI paper).
+
+Two modes, one object (:class:`RegionMaps`):
+
+- ``mode="neurons"`` (default). Each MLP neuron of a layer is a point; its features are its pooled activations on
+  every document of the corpus, standardised per neuron (z-scores over documents), so the Euclidean distance
+  between two neurons is a monotone function of the correlation of their activation patterns. UMAP places
+  co-activating neurons together; the map is cut into ``grid x grid`` regions. A region's activation on a document
+  is the mean of its neurons' z-scores; a document *activates* a region when that value passes the rule below.
+- ``mode="documents"`` (LLM-MRI's own semantics, done properly). Each document is a point (features: its
+  standardised pooled activations of the layer's neurons); one fit per layer shared by all categories; the full
+  grid is kept; a document activates exactly the cell it lands in.
+
+The activation rule (``rule``), per layer and region, over documents:
+
+- ``"zscore"`` (default, ``threshold=1.0``): standardise the region's activation over documents; a document
+  activates the region when its z-score is >= ``threshold`` (about the top 16 % of documents for a normal
+  region, fewer for a skewed one).
+- ``"quantile"`` (``threshold=0.9``): a document activates the region when its activation is above the region's
+  ``threshold`` quantile (the top 10 % of documents).
+
+Regions with no neurons, or whose activation does not vary over documents, are never activated.
+
+Grids (``binning``): ``"range"`` cuts each axis into equal-width bins over a robust range (the ``clip`` and
+``100 - clip`` percentiles; points outside land in the border cells); ``"quantile"`` cuts each axis at its own
+quantiles (rows and columns hold about equally many points). Empty cells stay in the grid: region ids are always
+``row * grid + col`` with ``0 <= row, col < grid`` (row = y bin, col = x bin).
+
+Alignment (``align=True``): each layer's map is centred, scaled to unit RMS radius and then rotated/reflected
+(weighted orthogonal Procrustes) onto the previous layer's map, so that a position, and so a region, means roughly
+the same thing from one layer to the next. In neurons mode the correspondences are each neuron's most correlated
+neuron in the previous layer (weighted by that correlation); in documents mode the documents themselves.
+
+Layers are fitted in parallel across processes (``n_jobs``); umap-learn is single-threaded once a seed is set.
+With the same scan and seed every map is identical; a different seed moves points and so region boundaries (see
+``bench/RESULTS.md`` for how much the region assignments and enrichment results vary between seeds).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._io import load_dir, save_dir
+from .errors import ScanError
+
+__all__ = ["RegionMaps", "separability", "warm_up"]
+
+MAPS_FORMAT = "mri_lens.region_maps"
+MAPS_SCHEMA = 1
+
+
+class _hybridmethod:
+    """``RegionMaps.fit(scan, grid=10)`` builds and fits in one call; ``RegionMaps(grid=10).fit(scan)`` also works."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            def build_and_fit(scan, *args, layers=None, progress=False, **params):
+                return cls(**params).fit(scan, *args, layers=layers, progress=progress)
+            build_and_fit.__doc__ = self.func.__doc__
+            return build_and_fit
+        return self.func.__get__(obj, cls)
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Column z-scores over rows (documents), float32; constant columns become 0. ``[n_docs, d] -> [n_docs, d]``."""
+    x = np.asarray(x, dtype=np.float64)
+    mu = x.mean(0)
+    sd = x.std(0)
+    z = np.zeros_like(x)
+    live = sd > 0
+    z[:, live] = (x[:, live] - mu[live]) / sd[live]
+    return z.astype(np.float32)
+
+
+def exact_knn(points: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean k nearest neighbours of every point, itself included first:
+    ``[n_points, n_features] -> (indices int32 [n_points, k], distances float32 [n_points, k])``.
+
+    Blockwise matrix products (float64), ties broken by index. Written here rather than left to umap-learn because
+    its nearest-neighbour code is JIT-compiled on first use in every process (about 4 s per worker on these
+    machines), which cost more than the search itself for maps of a few thousand points.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    sq = (x ** 2).sum(1)
+    n = len(x)
+    idx = np.empty((n, k), np.int32)
+    dist = np.empty((n, k), np.float32)
+    for s in range(0, n, block):
+        d2 = sq[s:s + block, None] + sq[None, :] - 2.0 * (x[s:s + block] @ x.T)
+        np.maximum(d2, 0, out=d2)
+        rows = np.arange(len(d2))
+        d2[rows, s + rows] = -1.0  # a point is its own first neighbour, even among exact duplicates
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        pd2 = np.take_along_axis(d2, part, 1)
+        order = np.lexsort((part, pd2), axis=1)  # by distance, then by index: deterministic ties
+        idx[s:s + block] = np.take_along_axis(part, order, 1)
+        dist[s:s + block] = np.sqrt(np.maximum(np.take_along_axis(pd2, order, 1), 0))
+    return idx, dist
+
+
+def _embed(points: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int | None, seed: int) -> np.ndarray:
+    """One UMAP fit: ``[n_points, n_features] -> [n_points, 2]`` float32 (runs in a worker process)."""
+    import umap
+
+    k = min(n_neighbors, len(points) - 1)
+    knn = exact_knn(points, k)
+    with warnings.catch_warnings():
+        # umap-learn warns that a seed disables its threading; parallelism is across layers instead.
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs,
+                            random_state=seed, n_jobs=1, precomputed_knn=(knn[0], knn[1], None))
+        out = reducer.fit_transform(points)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _n_workers(n_jobs: int | None, n_tasks: int) -> int:
+    if n_jobs is None or n_jobs < 0:
+        n_jobs = os.cpu_count() or 1
+    return max(1, min(n_jobs, n_tasks))
+
+
+def _warm_task(seed: int) -> int:
+    rng = np.random.default_rng(seed)
+    _embed(rng.normal(size=(64, 8)).astype(np.float32), 15, 0.1, 10, seed)
+    return os.getpid()
+
+
+def warm_up(n_jobs: int = -1, n_layers: int = 64):
+    """Start the worker processes that :meth:`RegionMaps.fit` uses and JIT-compile umap-learn in them, in a
+    background thread; returns the thread (``join()`` it to wait).
+
+    A fresh process spends a few seconds importing umap-learn and compiling its numba code before the first map;
+    calling this before a long scan overlaps that with the scan (``mri-lens demo`` does). The workers are joblib's
+    reusable loky workers, so a later ``fit`` with the same ``n_jobs`` finds them ready.
+    """
+    import threading
+
+    from joblib import Parallel, delayed
+
+    n = _n_workers(n_jobs, n_layers)
+    if n <= 1:
+        return threading.Thread(target=lambda: None)
+
+    def run():
+        Parallel(n_jobs=n, backend="loky")(delayed(_warm_task)(i) for i in range(n))
+
+    t = threading.Thread(target=run, name="mri_lens-warm-up", daemon=True)
+    t.start()
+    return t
+
+
+def _normalise(c: np.ndarray) -> np.ndarray:
+    c = c - c.mean(0)
+    r = np.sqrt((c ** 2).sum(1).mean())
+    return c / r if r > 0 else c
+
+
+def _procrustes(moving: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Orthogonal matrix R (rotation or reflection) minimising sum_i w_i |moving_i R - target_i|^2 ``[2, 2]``.
+
+    Both inputs are centred already; the scale is fixed by the normalisation, so only R is fitted."""
+    m = (moving * weights[:, None]).T @ target
+    u, _, vt = np.linalg.svd(m)
+    return u @ vt
+
+
+def _grid_edges(c: np.ndarray, grid: int, binning: str, clip: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges of the x and y axes ``[grid + 1]`` each."""
+    out = []
+    for ax in range(2):
+        v = c[:, ax].astype(np.float64)
+        if binning == "range":
+            lo, hi = np.percentile(v, [clip, 100 - clip])
+            if not hi > lo:
+                lo, hi = v.min(), v.max() + 1e-6
+            out.append(np.linspace(lo, hi, grid + 1))
+        else:  # quantile
+            e = np.quantile(v, np.linspace(0, 1, grid + 1))
+            out.append(np.maximum.accumulate(e))
+    return out[0], out[1]
+
+
+def _cells(c: np.ndarray, xe: np.ndarray, ye: np.ndarray, grid: int) -> np.ndarray:
+    """Region id ``row * grid + col`` of each point ``[n_points]``; points beyond the edges go to border cells."""
+    col = np.clip(np.searchsorted(xe[1:-1], c[:, 0], side="right"), 0, grid - 1)
+    row = np.clip(np.searchsorted(ye[1:-1], c[:, 1], side="right"), 0, grid - 1)
+    return (row * grid + col).astype(np.int32)
+
+
+class RegionMaps:
+    """Per-layer UMAP region maps of a :class:`~mri_lens.store.Scan` (see the module docstring for the method).
+
+    Parameters
+    ----------
+    grid: n, the map is cut into ``n x n`` regions.
+    mode: ``"neurons"`` (points are neurons) or ``"documents"`` (points are documents, LLM-MRI's semantics).
+    pooling: which pooled activation of the scan to use (``"mean"``, ``"max"``, ...).
+    binning: ``"range"`` (equal width over a robust range) or ``"quantile"``.
+    clip: percent of points clipped at each end of an axis for the robust range (``binning="range"``).
+    align: rotate each layer's map onto the previous one (weighted orthogonal Procrustes).
+    rule: ``"zscore"`` or ``"quantile"``: when a document activates a region (neurons mode).
+    threshold: z-score (default 1.0) or quantile (default 0.9) of the rule.
+    n_neighbors, min_dist, n_epochs: UMAP's parameters. Distances are Euclidean on z-scored features, which
+        orders pairs of neurons exactly as their correlation over documents does; neighbours are exact.
+        ``n_epochs=200`` is umap-learn's own choice for large datasets; its 500 for small ones (``None``) doubled
+        the maps' time on MiniLM-L6 (1536 neurons) and changed the regions found enriched by about 10 %, no more
+        than a different seed does (bench/RESULTS.md).
+    seed: UMAP's ``random_state``; the same seed and scan give identical maps.
+    n_jobs: worker processes for the per-layer fits (-1: one per core, at most one per layer; 1: sequential).
+
+    Attributes (after :meth:`fit`)
+    ------------------------------
+    layers_: model layer numbers mapped ``[n_layers]``.
+    coords_: map coordinates of every point ``[n_layers, n_points, 2]`` (aligned when ``align``).
+    cell_: region id of every point ``[n_layers, n_points]``.
+    x_edges_, y_edges_: grid edges ``[n_layers, grid + 1]``.
+    region_act_: region activation per document ``[n_layers, n_docs, n_regions]`` (neurons mode: mean z-score of
+        the region's neurons; documents mode: 1 for the document's own cell).
+    thresholds_: activation threshold of each region in ``region_act_`` units ``[n_layers, n_regions]`` (inf where
+        a region can never activate).
+    activated_: which documents activate which regions ``[n_layers, n_docs, n_regions]`` (bool).
+    neuron_category_means_: mean z-score of each neuron per category ``[n_layers, n_categories, d_mlp]``
+        (neurons mode, labelled scans; used for selectivity colours).
+    labels_, label_names_: the scan's labels ``[n_docs]`` and their names (or None).
+    """
+
+    def __init__(self, grid: int = 10, *, mode: str = "neurons", pooling: str = "mean", binning: str = "range",
+                 clip: float = 1.0, align: bool = True, rule: str = "zscore", threshold: float | None = None,
+                 n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = 200, seed: int = 0,
+                 n_jobs: int = -1):
+        self.grid = grid
+        self.mode = mode
+        self.pooling = pooling
+        self.binning = binning
+        self.clip = clip
+        self.align = align
+        self.rule = rule
+        self.threshold = threshold
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.n_epochs = n_epochs
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ parameters
+    _PARAMS = ("grid", "mode", "pooling", "binning", "clip", "align", "rule", "threshold", "n_neighbors",
+               "min_dist", "n_epochs", "seed", "n_jobs")
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def _check_params(self) -> None:
+        if not isinstance(self.grid, (int, np.integer)) or not 1 <= self.grid <= 100:
+            raise ValueError(f"grid must be an integer in 1..100, got {self.grid!r}")
+        if self.mode not in ("neurons", "documents"):
+            raise ValueError(f"mode must be 'neurons' or 'documents', got {self.mode!r}")
+        if self.binning not in ("range", "quantile"):
+            raise ValueError(f"binning must be 'range' or 'quantile', got {self.binning!r}")
+        if not 0 <= self.clip < 50:
+            raise ValueError(f"clip must be a percentage in [0, 50), got {self.clip!r}")
+        if self.rule not in ("zscore", "quantile"):
+            raise ValueError(f"rule must be 'zscore' or 'quantile', got {self.rule!r}")
+        if self.rule == "quantile" and self.threshold is not None and not 0 < self.threshold < 1:
+            raise ValueError(f"a quantile threshold must be in (0, 1), got {self.threshold!r}")
+        if self.n_neighbors < 2:
+            raise ValueError(f"n_neighbors must be >= 2, got {self.n_neighbors!r}")
+
+    @property
+    def threshold_(self) -> float:
+        if self.threshold is not None:
+            return float(self.threshold)
+        return 1.0 if self.rule == "zscore" else 0.9
+
+    # ------------------------------------------------------------------ fit
+    @_hybridmethod
+    def fit(self, scan, layers: Sequence[int] | None = None, *, progress: bool = False) -> "RegionMaps":
+        """Fit the maps of ``scan`` (every scanned layer, or the model layer numbers ``layers``). Returns self.
+
+        Call it on the class with the parameters as keywords (``RegionMaps.fit(scan, grid=10, seed=0)``) or on an
+        instance (``RegionMaps(grid=10).fit(scan)``).
+        """
+        self._check_params()
+        layers = list(scan.layers) if layers is None else [int(l) for l in layers]
+        if not layers:
+            raise ValueError("no layers to map")
+        idx = [scan.layer_index(l) for l in layers]
+        pooled = scan.pooled(self.pooling)  # [n_docs, n_layers_scanned, d_mlp]
+        n_docs, d = pooled.shape[0], pooled.shape[2]
+        n_points = d if self.mode == "neurons" else n_docs
+        if n_docs < 4:
+            raise ScanError(f"region maps need at least 4 documents, the scan has {n_docs}")
+        if n_points < 4:
+            raise ScanError(f"region maps need at least 4 points per layer, got {n_points}")
+        if not np.isfinite(pooled[:, idx]).all():
+            raise ScanError("the scan's pooled activations contain NaN or inf")
+        self.layers_ = layers
+        self.labels_ = None if scan.labels is None else np.asarray(scan.labels, dtype=np.int64)
+        self.label_names_ = None if scan.label_names is None else list(scan.label_names)
+        self.n_docs_ = n_docs
+        self.d_mlp_ = d
+        self.scan_meta_ = {k: scan.meta.get(k) for k in ("model_id", "architecture", "hook_template", "prepend_bos")}
+
+        z = [standardise(pooled[:, i]) for i in idx]  # L x [n_docs, d]
+        points = [zi.T if self.mode == "neurons" else zi for zi in z]
+        coords = self._embed_all(points, progress)
+        coords = [_normalise(c.astype(np.float64)) for c in coords]
+        if self.align:
+            for i in range(1, len(coords)):
+                src, w = self._correspondence(z[i], z[i - 1])
+                R = _procrustes(coords[i], coords[i - 1][src], w)
+                coords[i] = coords[i] @ R
+
+        g, R = self.grid, self.grid * self.grid
+        L = len(layers)
+        self.coords_ = np.stack(coords).astype(np.float32)
+        self.cell_ = np.zeros((L, n_points), np.int32)
+        self.x_edges_ = np.zeros((L, g + 1))
+        self.y_edges_ = np.zeros((L, g + 1))
+        self.region_act_ = np.zeros((L, n_docs, R), np.float32)
+        self.thresholds_ = np.full((L, R), np.inf)
+        self.activated_ = np.zeros((L, n_docs, R), bool)
+        for i in range(L):
+            xe, ye = _grid_edges(self.coords_[i], g, self.binning, self.clip)
+            self.x_edges_[i], self.y_edges_[i] = xe, ye
+            self.cell_[i] = _cells(self.coords_[i], xe, ye, g)
+            self._activate(i, z[i])
+        self.neuron_category_means_ = None
+        if self.mode == "neurons" and self.labels_ is not None:
+            k = len(self.label_names_)
+            m = np.zeros((L, k, d), np.float32)
+            for c in range(k):
+                sel = self.labels_ == c
+                if sel.any():
+                    for i in range(L):
+                        m[i, c] = z[i][sel].mean(0)
+            self.neuron_category_means_ = m
+        return self
+
+    def _embed_all(self, points: list[np.ndarray], progress: bool) -> list[np.ndarray]:
+        args = (self.n_neighbors, self.min_dist, self.n_epochs, self.seed)
+        n_jobs = _n_workers(self.n_jobs, len(points))
+        if n_jobs <= 1:
+            from tqdm.auto import tqdm
+
+            return [_embed(p, *args) for p in tqdm(points, desc="region maps", unit="layer", disable=not progress)]
+        from joblib import Parallel, delayed
+
+        # processes, not threads: umap's numba code holds the GIL; each worker fits whole layers.
+        return Parallel(n_jobs=n_jobs, backend="loky", verbose=10 if progress else 0)(
+            delayed(_embed)(p, *args) for p in points)
+
+    def _correspondence(self, z_cur: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each point of this layer: the matching point of the previous layer and a weight ``[n_points]``."""
+        if self.mode == "documents":
+            n = z_cur.shape[0]
+            return np.arange(n), np.ones(n)
+        corr = (z_cur.T.astype(np.float64) @ z_prev.astype(np.float64)) / z_cur.shape[0]  # [d_cur, d_prev]
+        src = corr.argmax(1)
+        w = np.clip(corr[np.arange(len(src)), src], 0, None)
+        if w.sum() == 0:
+            w = np.ones_like(w)
+        return src, w
+
+    def _activate(self, i: int, z: np.ndarray) -> None:
+        """Region activations, thresholds and the activated matrix of layer position ``i``."""
+        g2 = self.grid * self.grid
+        cells = self.cell_[i]
+        if self.mode == "documents":
+            self.region_act_[i] = 0
+            self.region_act_[i, np.arange(self.n_docs_), cells] = 1
+            self.activated_[i] = self.region_act_[i] > 0
+            self.thresholds_[i] = 1.0
+            return
+        counts = np.bincount(cells, minlength=g2)
+        member = np.zeros((z.shape[1], g2), np.float32)
+        member[np.arange(z.shape[1]), cells] = 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            member /= np.where(counts > 0, counts, 1)[None, :]
+        ra = z @ member  # [n_docs, n_regions]: mean z-score of each region's neurons
+        self.region_act_[i] = ra
+        sd = ra.std(0)
+        live = (counts > 0) & (sd > 1e-6)
+        if self.rule == "zscore":
+            thr = ra.mean(0) + self.threshold_ * sd
+            act = ra >= thr[None, :]
+        else:
+            thr = np.quantile(ra, self.threshold_, axis=0)
+            act = ra > thr[None, :]
+        self.thresholds_[i] = np.where(live, thr, np.inf)
+        self.activated_[i] = act & live[None, :]
+
+    # ------------------------------------------------------------------ the interface lenses consume
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coords_"):
+            raise ValueError("this RegionMaps is not fitted yet: call fit(scan) first")
+
+    @property
+    def layers(self) -> list[int]:
+        self._check_fitted()
+        return list(self.layers_)
+
+    @property
+    def n_regions(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def n_docs(self) -> int:
+        self._check_fitted()
+        return self.n_docs_
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        return self.labels_
+
+    @property
+    def label_names(self) -> list[str] | None:
+        return self.label_names_
+
+    def layer_index(self, layer: int) -> int:
+        self._check_fitted()
+        try:
+            return self.layers_.index(int(layer))
+        except ValueError:
+            raise ScanError(f"layer {layer} was not mapped; these maps have layers {self.layers_}") from None
+
+    def activated(self, layer: int) -> np.ndarray:
+        """Which documents activate which regions of model layer ``layer``: bool ``[n_docs, n_regions]``."""
+        li = self.layer_index(layer)
+        return self.activated_[li]
+
+    def region_activation(self, layer: int) -> np.ndarray:
+        """Region activation per document of model layer ``layer``: float32 ``[n_docs, n_regions]``."""
+        li = self.layer_index(layer)
+        return self.region_act_[li]
+
+    def region_neurons(self, layer: int, region: int) -> np.ndarray:
+        """Neuron ids in ``region`` of model layer ``layer`` (empty in documents mode) ``[n]``."""
+        li = self.layer_index(layer)
+        self._check_region(region)
+        if self.mode != "neurons":
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(self.cell_[li] == region)
+
+    def region_documents(self, layer: int, region: int) -> np.ndarray:
+        """Documents that activate ``region`` of model layer ``layer``, strongest first ``[n]``."""
+        li = self.layer_index(layer)
+        self._check_region(region)
+        docs = np.flatnonzero(self.activated_[li, :, region])
+        return docs[np.argsort(-self.region_act_[li, docs, region], kind="stable")]
+
+    def document_regions(self, layer: int | None = None):
+        """Which regions each document activates, as a long pandas DataFrame (doc, label, layer, region, row, col,
+        activation); all layers by default."""
+        import pandas as pd
+
+        self._check_fitted()
+        frames = []
+        for l in (self.layers_ if layer is None else [layer]):
+            li = self.layer_index(l)
+            docs, regs = np.nonzero(self.activated_[li])
+            frames.append(pd.DataFrame({
+                "doc": docs, "label": self._label_strings(docs), "layer": l, "region": regs,
+                "row": regs // self.grid, "col": regs % self.grid,
+                "activation": self.region_act_[li, docs, regs]}))
+        return pd.concat(frames, ignore_index=True)
+
+    def _label_strings(self, docs: np.ndarray) -> list[str | None]:
+        if self.labels_ is None:
+            return [None] * len(docs)
+        return [self.label_names_[c] for c in self.labels_[docs]]
+
+    def _check_region(self, region: int) -> None:
+        if not 0 <= int(region) < self.n_regions:
+            raise ValueError(f"region must be in 0..{self.n_regions - 1}, got {region}")
+
+    def region_sizes(self, layer: int) -> np.ndarray:
+        """Points (neurons or documents) in each region ``[n_regions]``."""
+        li = self.layer_index(layer)
+        return np.bincount(self.cell_[li], minlength=self.n_regions)
+
+    # ------------------------------------------------------------------ category summaries
+    def _category_masks(self, categories: Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
+        if self.labels_ is None:
+            if categories:
+                raise ScanError("these maps have no labels: the scan's corpus was unlabelled")
+            return [("all documents", np.ones(self.n_docs_, bool))]
+        names = self.label_names_
+        cats = list(names) if categories is None else list(categories)
+        out = []
+        for c in cats:
+            if c not in names:
+                raise ScanError(f"unknown category {c!r}; the maps have {names}")
+            out.append((c, self.labels_ == names.index(c)))
+        return out
+
+    def category_fractions(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Fraction of each category's documents activating each region ``{category: [grid, grid]}``
+        (NaN for regions with no points)."""
+        li = self.layer_index(layer)
+        empty = self.region_sizes(layer) == 0
+        out = {}
+        for name, m in self._category_masks(categories):
+            f = self.activated_[li, m].mean(0) if m.any() else np.zeros(self.n_regions)
+            out[name] = np.where(empty, np.nan, f).reshape(self.grid, self.grid)
+        return out
+
+    def category_mean_activation(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Mean region activation over each category's documents ``{category: [grid, grid]}``."""
+        li = self.layer_index(layer)
+        empty = self.region_sizes(layer) == 0
+        out = {}
+        for name, m in self._category_masks(categories):
+            v = self.region_act_[li, m].mean(0) if m.any() else np.zeros(self.n_regions)
+            out[name] = np.where(empty, np.nan, v).reshape(self.grid, self.grid)
+        return out
+
+    def log_odds(self, layer: int, a: str, b: str) -> np.ndarray:
+        """Log odds ratio (natural log, 0.5 added to every cell of the 2 x 2 table) that a document of ``a`` rather
+        than ``b`` activates each region ``[grid, grid]`` (NaN for regions with no points)."""
+        li = self.layer_index(layer)
+        (_, ma), (_, mb) = self._category_masks([a, b])
+        act = self.activated_[li]
+        ka, kb = act[ma].sum(0) + 0.5, act[mb].sum(0) + 0.5
+        na, nb = ma.sum() + 1.0, mb.sum() + 1.0
+        lo = np.log(ka / (na - ka)) - np.log(kb / (nb - kb))
+        return np.where(self.region_sizes(layer) == 0, np.nan, lo).reshape(self.grid, self.grid)
+
+    def regions(self, layer: int | None = None):
+        """One row per (layer, region): position, size, threshold and the fraction of each category's documents
+        that activate it (pandas DataFrame)."""
+        import pandas as pd
+
+        self._check_fitted()
+        rows = []
+        for l in (self.layers_ if layer is None else [layer]):
+            li = self.layer_index(l)
+            sizes = self.region_sizes(l)
+            fr = {k: v.ravel() for k, v in self.category_fractions(l).items()}
+            for r in range(self.n_regions):
+                row = {"layer": l, "region": r, "row": r // self.grid, "col": r % self.grid,
+                       "n_points": int(sizes[r]), "threshold": float(self.thresholds_[li, r]),
+                       "n_docs_active": int(self.activated_[li, :, r].sum())}
+                row.update({f"frac_{k}": float(v[r]) for k, v in fr.items()})
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ figures
+    def _pair(self, categories: Sequence[str] | None) -> list[str]:
+        if self.labels_ is None:
+            return []
+        return list(self.label_names_ if categories is None else categories)
+
+    def figure(self, layer: int, categories: Sequence[str] | None = None, *, value: str = "fraction"):
+        """Region images of one layer: one ``grid x grid`` heatmap per category (``value="fraction"``: fraction of
+        the category's documents activating each region; ``"mean"``: mean region activation) plus, with two or
+        more categories, the log-odds panel of the first two. Empty regions are blank. Returns a plotly Figure."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        if value not in ("fraction", "mean"):
+            raise ValueError("value must be 'fraction' or 'mean'")
+        cats = self._pair(categories)
+        per = (self.category_fractions if value == "fraction" else self.category_mean_activation)(
+            layer, cats or None)
+        panels = list(per.items())
+        lo = None
+        if len(cats) >= 2:
+            lo = (f"log-odds {cats[0]} vs {cats[1]}", self.log_odds(layer, cats[0], cats[1]))
+        n = len(panels) + (lo is not None)
+        fig = make_subplots(rows=1, cols=n, subplot_titles=[html.escape(p[0]) for p in panels] +
+                            ([html.escape(lo[0])] if lo else []), horizontal_spacing=0.12 if lo else 0.06)
+        sizes = self.region_sizes(layer).reshape(self.grid, self.grid)
+        # each colour bar sits just right of the last panel it describes
+        bar_x = [fig.layout[f"xaxis{k if k > 1 else ''}"].domain[1] + 0.01 for k in range(1, n + 1)]
+        zmax = max([np.nanmax(v) if np.isfinite(v).any() else 0 for _, v in panels] + [1e-9])
+        unit = "fraction active" if value == "fraction" else "mean activation"
+        for j, (name, v) in enumerate(panels):
+            fig.add_trace(go.Heatmap(z=v, zmin=0 if value == "fraction" else None,
+                                     zmax=zmax if value == "fraction" else None, colorscale="Viridis",
+                                     showscale=j == len(panels) - 1, customdata=sizes,
+                                     colorbar=dict(x=bar_x[len(panels) - 1], len=0.8, thickness=12),
+                                     hovertemplate=f"{html.escape(name)}<br>row %{{y}}, col %{{x}}<br>{unit} "
+                                                   "%{z:.3f}<br>points %{customdata}<extra></extra>"), 1, j + 1)
+        if lo:
+            m = np.nanmax(np.abs(lo[1])) if np.isfinite(lo[1]).any() else 1.0
+            fig.add_trace(go.Heatmap(z=lo[1], zmin=-m, zmax=m, colorscale="RdBu_r", customdata=sizes,
+                                     colorbar=dict(x=bar_x[-1], len=0.8, thickness=12),
+                                     hovertemplate="row %{y}, col %{x}<br>log-odds %{z:.2f}<br>points "
+                                                   "%{customdata}<extra></extra>"), 1, n)
+        for j in range(n):
+            fig.update_xaxes(title_text="col", constrain="domain", row=1, col=j + 1)
+            fig.update_yaxes(title_text="row" if j == 0 else None, scaleanchor=f"x{j + 1 if j else ''}",
+                             row=1, col=j + 1)
+        fig.update_layout(title=f"Layer {layer}: {self.grid}x{self.grid} regions ({self.mode} mode, "
+                                f"rule {self.rule} {self.threshold_:g})", height=360, width=max(420, 300 * n))
+        return fig
+
+    def scatter(self, layer: int, a: str | None = None, b: str | None = None):
+        """The map's points with the grid. Neurons mode: each neuron coloured by selectivity (mean z-score on
+        ``a``'s documents minus on ``b``'s; ``b=None``: minus all other documents), hover with layer, neuron,
+        region. Documents mode: each document coloured by category. Returns a plotly Figure."""
+        import plotly.graph_objects as go
+
+        li = self.layer_index(layer)
+        c = self.coords_[li]
+        cells = self.cell_[li]
+        fig = go.Figure()
+        if self.mode == "neurons":
+            sel, title = None, "neurons"
+            if self.neuron_category_means_ is not None:
+                names = self.label_names_
+                a = a or names[0]
+                self._category_masks([a] + ([b] if b else []))
+                ia = names.index(a)
+                if b is not None:
+                    sel = self.neuron_category_means_[li, names.index(b)]
+                    other = b
+                else:  # all other documents: weighted mean of the other categories
+                    cnt = np.bincount(self.labels_, minlength=len(names)).astype(np.float64)
+                    w = cnt.copy()
+                    w[ia] = 0
+                    sel = (w[:, None] * self.neuron_category_means_[li]).sum(0) / max(w.sum(), 1)
+                    other = "rest"
+                sel = self.neuron_category_means_[li, ia] - sel
+                title = f"neurons coloured by selectivity ({a} - {other}, z units)"
+            ids = np.arange(len(c))
+            custom = np.stack([ids, cells, cells // self.grid, cells % self.grid], 1)
+            m = float(np.abs(sel).max()) if sel is not None and len(sel) else 1.0
+            fig.add_trace(go.Scattergl(
+                x=c[:, 0], y=c[:, 1], mode="markers", customdata=custom,
+                marker=dict(size=5, color=sel if sel is not None else "#555", colorscale="RdBu_r", cmin=-m, cmax=m,
+                            showscale=sel is not None, colorbar=dict(title="sel.")),
+                hovertemplate=f"layer {layer}, neuron %{{customdata[0]}}<br>region %{{customdata[1]}} (row "
+                              "%{customdata[2]}, col %{customdata[3]})<br>selectivity %{marker.color:.2f}"
+                              "<extra></extra>" if sel is not None else
+                              f"layer {layer}, neuron %{{customdata[0]}}<br>region %{{customdata[1]}}<extra></extra>"))
+        else:
+            title = "documents coloured by category"
+            for name, m in self._category_masks(None):
+                docs = np.flatnonzero(m)
+                fig.add_trace(go.Scattergl(x=c[docs, 0], y=c[docs, 1], mode="markers", name=name,
+                                           customdata=np.stack([docs, cells[docs]], 1), marker=dict(size=5),
+                                           hovertemplate="doc %{customdata[0]}<br>region %{customdata[1]}"
+                                                         "<extra>" + html.escape(name) + "</extra>"))
+        xe, ye = self.x_edges_[li], self.y_edges_[li]
+        for x in xe:
+            fig.add_shape(type="line", x0=x, x1=x, y0=ye[0], y1=ye[-1], line=dict(color="#bbb", width=1))
+        for y in ye:
+            fig.add_shape(type="line", x0=xe[0], x1=xe[-1], y0=y, y1=y, line=dict(color="#bbb", width=1))
+        fig.update_layout(title=f"Layer {layer}: {html.escape(title)}", height=520, width=600,
+                          xaxis_title="UMAP 1", yaxis_title="UMAP 2")
+        return fig
+
+    def small_multiples(self, categories: Sequence[str] | None = None, *, value: str = "log-odds"):
+        """All layers side by side. ``value="log-odds"``: log-odds of the first two categories; ``"fraction"``:
+        one row per category (fraction of its documents activating each region). Returns a plotly Figure."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        self._check_fitted()
+        cats = self._pair(categories)
+        if value == "log-odds":
+            if len(cats) < 2:
+                raise ScanError("log-odds small multiples need two categories; use value='fraction'")
+            rows = [(f"log-odds {cats[0]} vs {cats[1]}", [self.log_odds(l, cats[0], cats[1]) for l in self.layers_])]
+            m = max(float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0 for z in rows[0][1]) or 1.0
+            scale = dict(zmin=-m, zmax=m, colorscale="RdBu_r")
+        elif value == "fraction":
+            per = [self.category_fractions(l, cats or None) for l in self.layers_]
+            rows = [(name, [p[name] for p in per]) for name in per[0]]
+            scale = dict(zmin=0, zmax=max(float(np.nanmax(z)) if np.isfinite(z).any() else 0
+                                          for _, zs in rows for z in zs) or 1.0, colorscale="Viridis")
+        else:
+            raise ValueError("value must be 'log-odds' or 'fraction'")
+        L = len(self.layers_)
+        fig = make_subplots(rows=len(rows), cols=L, horizontal_spacing=0.02, vertical_spacing=0.08,
+                            subplot_titles=[f"L{l}" if r == 0 else "" for r in range(len(rows)) for l in self.layers_])
+        for r, (name, zs) in enumerate(rows):
+            for j, z in enumerate(zs):
+                fig.add_trace(go.Heatmap(z=z, showscale=(r == 0 and j == L - 1), **scale,
+                                         hovertemplate=f"{html.escape(name)}<br>layer {self.layers_[j]}<br>row %{{y}},"
+                                                       " col %{x}<br>%{z:.3f}<extra></extra>"), r + 1, j + 1)
+            fig.update_yaxes(title_text=html.escape(name)[:24], row=r + 1, col=1)
+        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(showticklabels=False)
+        fig.update_layout(height=170 * len(rows) + 90, width=max(500, 170 * L),
+                          title=f"All layers: {'log-odds' if value == 'log-odds' else 'fraction active'} per region")
+        return fig
+
+    # ------------------------------------------------------------------ display, save, load
+    def __repr__(self) -> str:
+        if not hasattr(self, "coords_"):
+            return f"RegionMaps(grid={self.grid}, mode={self.mode!r}, not fitted)"
+        return (f"RegionMaps(grid={self.grid}, mode={self.mode!r}, layers={self.layers_}, n_docs={self.n_docs_}, "
+                f"points/layer={self.coords_.shape[1]}, rule={self.rule} {self.threshold_:g}, seed={self.seed})")
+
+    def _repr_html_(self) -> str:
+        if not hasattr(self, "coords_"):
+            return html.escape(repr(self))
+        rows = []
+        for i, l in enumerate(self.layers_):
+            sizes = np.bincount(self.cell_[i], minlength=self.n_regions)
+            act = self.activated_[i]
+            rows.append(f"<tr><td>{l}</td><td>{int((sizes > 0).sum())}/{self.n_regions}</td>"
+                        f"<td>{int(sizes.max())}</td><td>{act.mean():.3f}</td><td>{act.sum(1).mean():.1f}</td></tr>")
+        return (f"<div><b>{html.escape(repr(self))}</b><table><tr><th>layer</th><th>non-empty regions</th>"
+                f"<th>largest region</th><th>fraction (doc, region) active</th><th>regions per doc</th></tr>"
+                f"{''.join(rows)}</table><i>maps.figure(layer), maps.scatter(layer), maps.small_multiples()</i></div>")
+
+    def save(self, path) -> str:
+        """Write to directory ``path`` atomically (safetensors + JSON manifest). Returns the absolute path."""
+        self._check_fitted()
+        arrays = {"coords": self.coords_, "cell": self.cell_, "x_edges": self.x_edges_, "y_edges": self.y_edges_,
+                  "region_act": self.region_act_, "thresholds": np.where(np.isfinite(self.thresholds_),
+                                                                         self.thresholds_, np.nan),
+                  "activated": self.activated_.astype(np.uint8)}
+        if self.labels_ is not None:
+            arrays["labels"] = self.labels_
+        if self.neuron_category_means_ is not None:
+            arrays["neuron_category_means"] = self.neuron_category_means_
+        params = self.get_params()
+        meta = {"params": params, "layers": self.layers_, "label_names": self.label_names_, "n_docs": self.n_docs_,
+                "d_mlp": self.d_mlp_, "scan": self.scan_meta_}
+        return save_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA, arrays=arrays, meta=meta)
+
+    @classmethod
+    def load(cls, path) -> "RegionMaps":
+        """Read a directory written by :meth:`save` (validated: format, checksums, shapes)."""
+        from .errors import ScanFileError
+
+        arrays, meta, _ = load_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA)
+        try:
+            self = cls(**meta["params"])
+            self.layers_ = [int(l) for l in meta["layers"]]
+            self.label_names_ = meta["label_names"]
+            self.n_docs_ = int(meta["n_docs"])
+            self.d_mlp_ = int(meta["d_mlp"])
+            self.scan_meta_ = meta.get("scan", {})
+            self.coords_, self.cell_ = arrays["coords"], arrays["cell"]
+            self.x_edges_, self.y_edges_ = arrays["x_edges"], arrays["y_edges"]
+            self.region_act_ = arrays["region_act"]
+            t = arrays["thresholds"]
+            self.thresholds_ = np.where(np.isnan(t), np.inf, t)
+            self.activated_ = arrays["activated"].astype(bool)
+            self.labels_ = arrays.get("labels")
+            if self.labels_ is not None:
+                self.labels_ = self.labels_.astype(np.int64)
+            self.neuron_category_means_ = arrays.get("neuron_category_means")
+            self._check_params()
+        except (KeyError, TypeError, ValueError) as e:
+            raise ScanFileError(f"{path} is not consistent saved region maps: {e}") from None
+        L, g2 = len(self.layers_), self.grid * self.grid
+        n_pts = self.d_mlp_ if self.mode == "neurons" else self.n_docs_
+        ok = (self.coords_.shape == (L, n_pts, 2) and self.cell_.shape == (L, n_pts)
+              and self.region_act_.shape == (L, self.n_docs_, g2) and self.activated_.shape == (L, self.n_docs_, g2)
+              and self.x_edges_.shape == (L, self.grid + 1) and int(self.cell_.max(initial=0)) < g2
+              and (self.labels_ is None or len(self.labels_) == self.n_docs_))
+        if not ok:
+            raise ScanFileError(f"{path} is not consistent saved region maps: array shapes disagree")
+        return self
+
+
+def separability(maps: RegionMaps, scan, *, cv: int = 5, seed: int = 0, C: float = 0.1, max_iter: int = 2000):
+    """How much category information the region maps keep: a cross-validated logistic-regression probe per layer
+    on the region activations ``[n_docs, n_regions]`` against the same layer's raw pooled neurons
+    ``[n_docs, d_mlp]``.
+
+    Each fold standardises its features and fits the probe on its training documents only (scikit-learn
+    ``Pipeline`` inside ``cross_val_score``); folds are stratified and seeded. The probe is L2-regularised logistic
+    regression (``C``; liblinear, solved in the dual when there are more features than documents: several times
+    faster than lbfgs on 1536 neurons x 900 documents, same or better held-out accuracy). Scores are balanced
+    accuracy (chance = 1 / n_categories whatever the class sizes). Returns a pandas DataFrame, one row per layer.
+    """
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    maps._check_fitted()
+    if maps.labels_ is None:
+        raise ScanError("the separability probe needs a labelled corpus")
+    if scan.n_docs != maps.n_docs_:
+        raise ScanError(f"the scan has {scan.n_docs} documents, the maps {maps.n_docs_}: pass the scan they were "
+                        "fitted on")
+    y = maps.labels_
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise ScanError("the separability probe needs at least two categories with documents")
+    folds = int(min(cv, present.min()))
+    if folds < 2:
+        raise ScanError("every category needs at least two documents for a cross-validated probe")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+    def score(X):
+        lr = LogisticRegression(C=C, solver="liblinear", dual=X.shape[1] > X.shape[0], max_iter=max_iter)
+        probe = make_pipeline(StandardScaler(), lr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter on separable folds
+            s = cross_val_score(probe, X, y, cv=splitter, scoring="balanced_accuracy")
+        return float(s.mean()), float(s.std())
+
+    rows = []
+    for l in maps.layers_:
+        li = maps.layer_index(l)
+        ra, ra_sd = score(maps.region_act_[li])
+        raw, raw_sd = score(scan.pooled(maps.pooling, layer=l).astype(np.float32))
+        rows.append({"layer": l, "regions": ra, "regions_sd": ra_sd, "neurons": raw, "neurons_sd": raw_sd,
+                     "kept": ra / raw if raw > 0 else np.nan, "chance": 1.0 / len(present),
+                     "n_regions": maps.n_regions, "d_mlp": scan.d_mlp, "folds": folds})
+    return pd.DataFrame(rows)
