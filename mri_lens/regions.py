@@ -600,8 +600,9 @@ class RegionMaps:
             fig.update_xaxes(title_text="col", constrain="domain", row=1, col=j + 1)
             fig.update_yaxes(title_text="row" if j == 0 else None, scaleanchor=f"x{j + 1 if j else ''}",
                              row=1, col=j + 1)
-        fig.update_layout(title=f"Layer {layer}: {self.grid}x{self.grid} regions ({self.mode} mode, "
-                                f"rule {self.rule} {self.threshold_:g})", height=360, width=max(420, 300 * n))
+        rule = f"rule {self.rule} {self.threshold_:g}" if self.mode == "neurons" else "a document activates its cell"
+        fig.update_layout(title=f"Layer {layer}: {self.grid}x{self.grid} regions ({self.mode} mode, {rule})",
+                          height=360, width=max(420, 300 * n))
         return fig
 
     def scatter(self, layer: int, a: str | None = None, b: str | None = None):
@@ -700,8 +701,9 @@ class RegionMaps:
     def __repr__(self) -> str:
         if not hasattr(self, "coords_"):
             return f"RegionMaps(grid={self.grid}, mode={self.mode!r}, not fitted)"
+        rule = f"{self.rule} {self.threshold_:g}" if self.mode == "neurons" else "own cell"
         return (f"RegionMaps(grid={self.grid}, mode={self.mode!r}, layers={self.layers_}, n_docs={self.n_docs_}, "
-                f"points/layer={self.coords_.shape[1]}, rule={self.rule} {self.threshold_:g}, seed={self.seed})")
+                f"points/layer={self.coords_.shape[1]}, rule={rule}, seed={self.seed})")
 
     def _repr_html_(self) -> str:
         if not hasattr(self, "coords_"):

@@ -59,15 +59,16 @@ def test_mri_command(tmp_path, tiny, tiny_scan, capsys):
 
 
 def test_mri_report_escapes_tokens(tmp_path, tiny):
-    """A token like <script> in a region's top examples renders as text."""
+    """A token like <script> in a region's top examples, or a category named like one, renders as text."""
     texts = [f"<script>alert({i})</script> def f(x): return x" for i in range(6)] + PROSE[:6]
-    s = ml.scan(tiny, ml.Corpus(texts, ["html"] * 6 + ["prose"] * 6), progress=False)
+    label = "</script><script>alert(2)</script>"  # a hostile category name, inside plotly's JSON and the tables
+    s = ml.scan(tiny, ml.Corpus(texts, [label] * 6 + ["prose"] * 6), progress=False)
     maps = ml.RegionMaps.fit(s, grid=3, seed=0, n_jobs=1)
     g = ml.coactivation_graph(maps, min_weight=1)
     from mri_lens.report import write_mri_report
 
     page = open(write_mri_report(maps, g, s, tmp_path / "m.html"), encoding="utf-8").read()
-    assert "<script>alert(" not in page
+    assert "<script>alert(" not in page and "</script><script>" not in page
     assert "&lt;" in page or "&#x27;&lt;" in page  # the tokens are there, escaped
 
 
