@@ -353,10 +353,13 @@ class RegionMaps:
 
             return [_embed(p, *args) for p in tqdm(points, desc="region maps", unit="layer", disable=not progress)]
         from joblib import Parallel, delayed
+        from tqdm.auto import tqdm
 
         # processes, not threads: umap's numba code holds the GIL; each worker fits whole layers.
-        return Parallel(n_jobs=n_jobs, backend="loky", verbose=10 if progress else 0)(
+        results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
             delayed(_embed)(p, *args) for p in points)
+        return list(tqdm(results, total=len(points), desc=f"region maps ({n_jobs} processes)", unit="layer",
+                         disable=not progress))
 
     def _correspondence(self, z_cur: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each point of this layer: the matching point of the previous layer and a weight ``[n_points]``."""
