@@ -62,14 +62,14 @@ def corpus_for(name: str, n_docs: int):
 
 def batches_for(model, corpus, batch_size: int):
     from mri_lens.adapter import ModelAdapter
-    from mri_lens.scanner import _plan_batches
+    from mri_lens.batching import plan_batches
 
     ad = ModelAdapter(model)
     segs, _ = ad.encode(corpus.texts)
     seqs = [s[0] for s in segs]
     lengths = np.array([len(s) for s in seqs])
     # The scan's own batch plan (length-sorted, default token budget), so every contender sees the same batches.
-    plan = _plan_batches(lengths, batch_size, MAX_BATCH_TOKENS)
+    plan = plan_batches(lengths, batch_size, MAX_BATCH_TOKENS)
     return [ad.pad_batch([seqs[i] for i in b])[:2] for b in plan], int(lengths.sum())
 
 
@@ -175,13 +175,13 @@ def naive_pool(model, corpus, batch_size: int = 32):
 
     from mri_lens.adapter import ModelAdapter
 
-    from mri_lens.scanner import _plan_batches
+    from mri_lens.batching import plan_batches
 
     ad = ModelAdapter(model)
     segs, _ = ad.encode(corpus.texts)
     seqs = [s[0] for s in segs]
     kept = []
-    plan = _plan_batches(np.array([len(s) for s in seqs]), batch_size, MAX_BATCH_TOKENS)
+    plan = plan_batches(np.array([len(s) for s in seqs]), batch_size, MAX_BATCH_TOKENS)
     with torch.inference_mode():
         for idx in plan:
             chunk = [seqs[i] for i in idx]

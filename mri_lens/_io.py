@@ -121,11 +121,7 @@ def load_dir(path: str | os.PathLike, *, fmt: str, schema: int) -> tuple[dict[st
         raise ScanFileError(f"{path} is not a saved {fmt} directory (no such directory)")
     if not os.path.exists(mpath):
         raise ScanFileError(f"{path} is not a saved {fmt} directory (no {MANIFEST})")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ScanFileError(f"{mpath} is corrupted or truncated (not valid JSON: {e})") from None
+    manifest = read_json(mpath, f"{fmt} manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ScanFileError(f"{path} holds {found!r}, not a saved {fmt}")

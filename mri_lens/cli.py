@@ -37,6 +37,14 @@ def _corpus(path: str, text: str, label: str | None):
     return Corpus.from_csv(path, text=text, label=label)
 
 
+def _scan_and_model(args):
+    """The saved scan of ``--scan`` and the model it was made with (``--model``, default: the scan's model id)."""
+    from .store import Scan
+
+    s = Scan.load(args.scan)
+    return s, _model(args.model or s.meta.get("model_id") or "", args.device)
+
+
 def _layers(spec: str | None):
     if not spec:
         return None
@@ -220,10 +228,8 @@ def cmd_neuroscope(args) -> int:
 def cmd_explain(args) -> int:
     """N2G graphs of a layer's neurons from a saved scan: one JSON per neuron plus a summary table (resumable)."""
     from .n2g import N2GConfig, explain_layer
-    from .store import Scan
 
-    s = Scan.load(args.scan)
-    model = _model(args.model or s.meta.get("model_id") or "", args.device)
+    s, model = _scan_and_model(args)
     cfg = N2GConfig(pivots_per_example=args.pivots)
     t0 = time.perf_counter()
     for layer in _layers(args.layer) or []:
@@ -240,10 +246,8 @@ def cmd_explain(args) -> int:
 @_value_errors_as_one_line
 def cmd_site(args) -> int:
     from .site import neuroscope_site
-    from .store import Scan
 
-    s = Scan.load(args.scan)
-    model = _model(args.model or s.meta.get("model_id") or "", args.device)
+    s, model = _scan_and_model(args)
     t0 = time.perf_counter()
     index = neuroscope_site(s, model, args.out, layers=_layers(args.layers), neurons=_layers(args.neurons),
                             k=args.k)

@@ -505,26 +505,24 @@ class RegionMaps:
             out.append((c, self.labels_ == names.index(c)))
         return out
 
+    def _category_images(self, values: np.ndarray, layer: int, categories) -> dict[str, np.ndarray]:
+        """Mean of ``values`` ``[n_docs, n_regions]`` over each category's documents, as ``[grid, grid]`` images
+        with NaN for regions with no points."""
+        empty = self.region_sizes(layer) == 0
+        out = {}
+        for name, m in self._category_masks(categories):
+            v = values[m].mean(0) if m.any() else np.zeros(self.n_regions)
+            out[name] = np.where(empty, np.nan, v).reshape(self.grid, self.grid)
+        return out
+
     def category_fractions(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Fraction of each category's documents activating each region ``{category: [grid, grid]}``
         (NaN for regions with no points)."""
-        li = self.layer_index(layer)
-        empty = self.region_sizes(layer) == 0
-        out = {}
-        for name, m in self._category_masks(categories):
-            f = self.activated_[li, m].mean(0) if m.any() else np.zeros(self.n_regions)
-            out[name] = np.where(empty, np.nan, f).reshape(self.grid, self.grid)
-        return out
+        return self._category_images(self.activated(layer), layer, categories)
 
     def category_mean_activation(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Mean region activation over each category's documents ``{category: [grid, grid]}``."""
-        li = self.layer_index(layer)
-        empty = self.region_sizes(layer) == 0
-        out = {}
-        for name, m in self._category_masks(categories):
-            v = self.region_act_[li, m].mean(0) if m.any() else np.zeros(self.n_regions)
-            out[name] = np.where(empty, np.nan, v).reshape(self.grid, self.grid)
-        return out
+        return self._category_images(self.region_activation(layer), layer, categories)
 
     def log_odds(self, layer: int, a: str, b: str) -> np.ndarray:
         """Log odds ratio (natural log, 0.5 added to every cell of the 2 x 2 table) that a document of ``a`` rather

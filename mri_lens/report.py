@@ -96,23 +96,40 @@ text-align:left}th{background:#f3f3f3}h1{font-size:22px}h2{font-size:18px;margin
 .max{background:#f4a582;font-weight:bold}"""
 
 
+class _Page:
+    """One offline report page: a title, optional links, HTML parts; plotly.js is inlined once (with the first
+    figure), so the page never loads anything from the network."""
+
+    def __init__(self, title: str, links: Sequence[tuple[str, str]] = ()):
+        self.title = title
+        self.parts = [f"<h1>{html.escape(title)}</h1>"]
+        if links:
+            self.parts.append("<ul>" + "".join(
+                f"<li><a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a></li>" for text, href in links)
+                + "</ul>")
+        self._plotly_inlined = False
+
+    def figure(self, fig) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=not self._plotly_inlined, config={"displaylogo": False})
+        self._plotly_inlined = True
+        self.parts.append(out)
+        return out
+
+    def write(self, path: str | os.PathLike) -> str:
+        body = "\n".join(self.parts)
+        return write_text_atomic(path, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
+                                       f"{html.escape(self.title)}</title><style>{_CSS}</style></head>"
+                                       f"<body>{body}</body></html>")
+
+
 def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_lens report",
                       categories: tuple[str, str] | None = None, top_neurons: int = 8,
                       links: Sequence[tuple[str, str]] = ()) -> str:
     """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
     different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top.
     Returns the path written."""
-    figs: list[str] = []
-
-    def add(fig) -> str:
-        # plotly.js is inlined once (first figure); the page never loads anything from the network.
-        figs.append(fig.to_html(full_html=False, include_plotlyjs=not figs, config={"displaylogo": False}))
-        return figs[-1]
-
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    if links:
-        parts.append("<ul>" + "".join(f"<li><a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a></li>"
-                                      for text, href in links) + "</ul>")
+    page = _Page(title, links)
+    parts, add = page.parts, page.figure
     m = scan.meta
     facts = [("model", m.get("model_id")), ("architecture", m.get("architecture")), ("documents", scan.n_docs),
              ("tokens counted", scan.stats.count), ("layers", scan.layers), ("d_mlp", scan.d_mlp),
@@ -148,10 +165,7 @@ def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_
         for _, r in best.head(3).iterrows():
             ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
             parts.append(ex._repr_html_())
-    body = "\n".join(parts)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{body}</body></html>")
-    return write_text_atomic(path, page)
+    return page.write(path)
 
 
 def scan_label_counts(scan: Scan) -> dict[str, int]:
@@ -187,18 +201,10 @@ def write_mri_report(maps, graph, scan: Scan, path: str | os.PathLike, *, title:
     from .graph import compare_categories, graph_figure, graph_metrics
     from .regions import separability
 
-    figs: list[str] = []
-
-    def add(fig) -> str:
-        figs.append(fig.to_html(full_html=False, include_plotlyjs=not figs, config={"displaylogo": False}))
-        return figs[-1]
-
+    page = _Page(title, links)
+    parts, add = page.parts, page.figure
     names = list(maps.label_names or [])
     cats = list(categories) if categories is not None else names[:2]
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    if links:
-        parts.append("<ul>" + "".join(f"<li><a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a></li>"
-                                      for text, href in links) + "</ul>")
     counts = scan_label_counts(scan)
     facts = [("model", scan.meta.get("model_id")), ("documents", maps.n_docs), ("categories", counts or None),
              ("mode", f"{maps.mode} (points are {'neurons' if maps.mode == 'neurons' else 'documents'})"),
@@ -276,7 +282,4 @@ def write_mri_report(maps, graph, scan: Scan, path: str | os.PathLike, *, title:
         parts.append("<p>Cross-validated logistic regression per layer (balanced accuracy, folds fitted inside the "
                      "cross-validation) on the region activations against the same layer's raw pooled neurons.</p>")
         parts.append(_df_html(probe))
-    body = "\n".join(parts)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{body}</body></html>")
-    return write_text_atomic(path, page)
+    return page.write(path)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .adapter import as_adapter, library_versions
+from .batching import plan_batches
 from .capture import CaptureBackend, get_backend
 from .corpus import Corpus, as_corpus
 from .errors import ScanError
@@ -80,22 +81,6 @@ def _use_kernel(device) -> bool:
     if STATS_IMPL == "numba" and not ok:
         raise ScanError("the numba statistics kernel needs a CPU model and numba installed")
     return ok
-
-
-def _plan_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None = None) -> list[np.ndarray]:
-    """Sequence indices grouped into batches of similar length, longest first (memory problems show up early).
-
-    A batch holds at most ``batch_size`` sequences and, when ``max_batch_tokens`` is set, at most that many
-    padded tokens (batch rows x its longest sequence), so long sequences come in smaller batches.
-    """
-    order = np.argsort(-lengths, kind="stable")
-    batches, i = [], 0
-    while i < len(order):
-        width = int(lengths[order[i]])
-        n = batch_size if not max_batch_tokens else max(1, min(batch_size, max_batch_tokens // width))
-        batches.append(order[i:i + n])
-        i += n
-    return batches
 
 
 def _merge_topk(vals, docs, pos, k: int, largest: bool, dedup: bool):
@@ -400,7 +385,7 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
     bar = tqdm(total=total_stat_tokens, unit="tok", desc="scan", disable=not progress, leave=False)
     try:
         with torch.inference_mode():
-            for batch in _plan_batches(lengths, batch_size, max_batch_tokens):
+            for batch in plan_batches(lengths, batch_size, max_batch_tokens):
                 seqs = [seq_ids[i] for i in batch]
                 tokens, mask, starts = adapter.pad_batch(seqs)
                 stat_mask = mask.bool()

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..batching import plan_batches
 from ..errors import ModelAdapterError
 from .augment import Augmenter
 from .config import N2GConfig
@@ -82,22 +83,14 @@ class Forward:
             if len(seq) > self.limit:
                 raise ValueError(f"a sequence of {len(seq)} tokens exceeds the model's context ({self.limit})")
             need.setdefault(seq, set()).add(int(n))
-        order = sorted(need, key=lambda s: (len(s), s))
+        order = sorted(need, key=lambda s: (len(s), s))  # deterministic, whatever the request order
         got: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
         P = len(self.prefix)
-        i = 0
-        while i < len(order):
-            j = i + 1
-            extra = P + len(self.suffix)
-            real = len(order[i]) + extra
-            while j < len(order) and j - i < self.max_batch_rows:
-                w = len(order[j]) + extra
-                rows = j - i + 1
-                # token budget; and no batch of 16+ rows more than a quarter padding (lengths are sorted)
-                if rows * w > self.max_batch_tokens or (rows > 16 and rows * w > 1.25 * (real + w)):
-                    break
-                real, j = real + w, j + 1
-            batch = order[i:j]
+        extra = P + len(self.suffix)
+        # no batch of 16+ rows more than a quarter padding: many short prompts of mixed lengths
+        for idx in plan_batches([len(s) + extra for s in order], self.max_batch_rows, self.max_batch_tokens,
+                                max_padding=0.25):
+            batch = [order[k] for k in idx]
             tokens, mask, starts = self.adapter.pad_batch([self.prefix + list(s) + self.suffix for s in batch])
             acts = self.backend.forward(tokens, mask, [self.layer])[self.layer]
             self.calls += 1
@@ -109,7 +102,6 @@ class Forward:
                 a = acts[r, st:st + len(s)][:, torch.as_tensor(cols, device=acts.device)].float().cpu().numpy()
                 for c, n in enumerate(cols):
                     got[(s, n)] = a[:, c]
-            i = j
         return [got[(tuple(s), int(n))] for s, n in requests]
 
 
