@@ -25,7 +25,7 @@ def _build():
     from numba import njit, prange
 
     @njit(parallel=True, cache=True, nogil=True)
-    def fold(X, Xbits, starts, ends, shift, lut, bit_shift, code_mask, edges, use_lut,
+    def fold(X, Xbits, starts, ends, shift, bit_shift, code_mask, first, n_mag, edges, use_lut,
              sums, mx, amx, mn, amn, sq, npos, hist, block):
         b, p, d = X.shape
         n_blocks = (d + block - 1) // block
@@ -40,6 +40,9 @@ def _build():
             lmn = np.empty(w, np.float32)
             lamx = np.empty(w, np.int64)
             lamn = np.empty(w, np.int64)
+            bins = np.empty(w, np.int32)
+            half = (code_mask + 1) // 2
+            lhist = np.zeros((w, hist.shape[1]), np.int32)  # counts <= tokens in one batch
             sh = shift[n0:n0 + w]
             for r in range(b):
                 s, e = starts[r], ends[r]
@@ -62,13 +65,20 @@ def _build():
                         if x < lmn[j]:
                             lmn[j] = x
                             lamn[j] = pos
+                    # Bins first (a gather the compiler can pipeline), then the scatter into the block's own
+                    # int32 histogram: half the bytes of the int64 total, so it stays in cache (~2x faster).
                     if use_lut:
                         bits = Xbits[r, pos, n0:n0 + w]
-                        for j in range(w):
-                            hist[n0 + j, lut[(bits[j] >> bit_shift) & code_mask]] += 1
+                        for j in range(w):  # the lookup table's formula (scanner._log2_lut), ~15% faster
+                            c = (bits[j] >> bit_shift) & code_mask
+                            neg = c >= half
+                            i = min(max((c - half if neg else c) - first, -1), n_mag)
+                            bins[j] = n_mag - i if neg else i + n_mag + 3
                     else:
                         for j in range(w):
-                            hist[n0 + j, np.searchsorted(edges, row[j], side="right")] += 1
+                            bins[j] = np.searchsorted(edges, row[j], side="right")
+                    for j in range(w):
+                        lhist[j, bins[j]] += 1
                 sums[r, n0:n0 + w] = lsum
                 mx[r, n0:n0 + w] = lmx
                 mn[r, n0:n0 + w] = lmn
@@ -76,6 +86,7 @@ def _build():
                 amn[r, n0:n0 + w] = lamn
             sq[n0:n0 + w] += lsq
             npos[n0:n0 + w] += lpos
+            hist[n0:n0 + w] += lhist
         return n_blocks
 
     return fold
@@ -86,7 +97,8 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
     """Fold one batch of one layer.
 
     X: [b, p, d] float32 (C-contiguous). starts/ends: [b] counted positions of each row are ``starts..ends-1``.
-    shift: [d] float64. lut: ``(bit_shift, code_mask, table)`` for the default edges or None. sq, npos, hist: the
+    shift: [d] float64. lut: ``scanner._log2_lut(edges)`` for the default edges (its bins are computed from
+    the same formula) or None. sq, npos, hist: the
     layer's running accumulators ``[d]`` float64, ``[d]`` int64, ``[d, n_bins]`` int64, updated in place.
 
     Returns per-row ``(sums [b, d] float64, mx, amx, mn, amn)`` (values float32, positions int64).
@@ -101,16 +113,16 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
     amx = np.empty((b, d), np.int64)
     amn = np.empty((b, d), np.int64)
     if lut is not None:
-        bit_shift, code_mask, table = lut
-        table = np.ascontiguousarray(table, dtype=np.int64)
+        bit_shift, code_mask, _, first, n_mag = lut
         use = True
     else:
-        bit_shift, code_mask, table, use = 0, 0, np.zeros(1, np.int64), False
+        bit_shift, code_mask, first, n_mag, use = 0, 0, 0, 0, False
     # One block of neurons per thread: wide blocks vectorise best (256 neurons: 1.5 ns per activation against
     # 3.1 ns for 64 on this CPU), and blocks never share an accumulator.
     import numba
 
     block = min(1024, max(64, -(-d // numba.get_num_threads())))
-    _kernel(X, X.view(np.int32), starts.astype(np.int64), ends.astype(np.int64), shift, table, np.int32(bit_shift),
-            np.int32(code_mask), edges.astype(np.float32), use, sums, mx, amx, mn, amn, sq, npos, hist, block)
+    _kernel(X, X.view(np.int32), starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False), shift,
+            np.int32(bit_shift), np.int32(code_mask), np.int32(first), np.int32(n_mag), edges.astype(np.float32), use,
+            sums, mx, amx, mn, amn, sq, npos, hist, block)
     return sums, mx, amx, mn, amn

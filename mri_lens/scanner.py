@@ -35,7 +35,8 @@ def default_histogram_edges() -> np.ndarray:
     Relative resolution is 19-25% of the value everywhere in that range, which suits MLP activations (GELU's
     minimum is -0.17; large activations run to tens). Values beyond the outer edges fall into the open-ended first
     and last bins, so counts always sum to the token count. On the negative side a value exactly equal to an edge
-    is counted in the bin below it (bins are intervals of magnitude); everywhere else bins are ``[e_i, e_i+1)``.
+    is counted in the bin below it (bins are intervals of magnitude; -0.0 counts as a tiny negative value);
+    everywhere else bins are ``[e_i, e_i+1)``.
     """
     mags = [2.0 ** (e) * (1 + j / _LOG2_SUB) for e in range(_LOG2_LO, _LOG2_HI) for j in range(_LOG2_SUB)]
     mags.append(2.0 ** _LOG2_HI)
@@ -44,8 +45,8 @@ def default_histogram_edges() -> np.ndarray:
 
 
 def _log2_lut(edges: np.ndarray):
-    """For the default edges: ``(shift, mask, lut)`` such that ``lut[(bits(x) >> shift) & mask]`` is x's bin; else
-    None.
+    """For the default edges: ``(shift, mask, lut, first, n)`` such that ``lut[(bits(x) >> shift) & mask]`` is x's
+    bin (``first``: the code of the smallest magnitude edge, ``n``: magnitude bins per sign); else None.
 
     The top bits of a float32 (sign, exponent, two leading mantissa bits) form an 11-bit code that is monotonic in
     |x| and log-spaced: four codes per octave, the same as the default edges. The lookup table maps each code to
@@ -66,7 +67,7 @@ def _log2_lut(edges: np.ndarray):
     neg = code >= n_codes // 2  # sign bit set
     i = np.clip(np.where(neg, code - n_codes // 2, code) - first, -1, n)
     lut = np.where(neg, n - i, i + n + 3).astype(np.int32)
-    return shift, n_codes - 1, torch.as_tensor(lut)
+    return shift, n_codes - 1, torch.as_tensor(lut), first, n
 
 
 STATS_IMPL = "auto"  # "auto": fused numba kernel on CPU when numba imports, else torch; or "torch" / "numba"
@@ -130,6 +131,7 @@ class _Accumulator:
         self.chunk_tokens = 2048
         self.use_kernel = _use_kernel(device)
         self._ones_cache = None
+        self._spans = (None, None, None)  # (stat_mask, starts, ends) of the current batch, for the kernel
         self.vmin = torch.full((L, d), math.inf, device=device)
         self.vmax = torch.full((L, d), -math.inf, device=device)
         self.npos = torch.zeros(L, d, dtype=torch.long, device=device)
@@ -139,7 +141,7 @@ class _Accumulator:
         # binary search of torch.bucketize over every activation, measured on CPU).
         self.fast_bins = _log2_lut(edges)
         if self.fast_bins is not None:
-            self.fast_bins = (self.fast_bins[0], self.fast_bins[1], self.fast_bins[2].to(device))
+            self.fast_bins = (*self.fast_bins[:2], self.fast_bins[2].to(device), *self.fast_bins[3:])
         self.hist = torch.zeros(L, d * self.nb, dtype=torch.long, device=device)
         self.hist_offsets = (torch.arange(d, device=device, dtype=torch.int32) * self.nb).view(1, 1, d)
         self.k = top_k
@@ -149,6 +151,8 @@ class _Accumulator:
                     torch.zeros((L, d, top_k), **ik)]
         self.bot = [torch.full((L, d, top_k), math.inf, device=device), torch.full((L, d, top_k), -1, **ik),
                     torch.zeros((L, d, top_k), **ik)]
+        self.pending = [[] for _ in range(L)]  # per layer: candidate batches not merged yet
+        self.merge_columns = 4 * top_k + 64  # merge once this many candidates per neuron wait
         self.pooling = list(pooling)
         self.pooled = {}
         for p in self.pooling:
@@ -190,11 +194,12 @@ class _Accumulator:
         off = pos_offset.view(b, 1)
         d = X.shape[2]
         docs_dev = docs.to(X.device).view(1, b).expand(d, b)
-        for state, vals, arg, largest in ((self.top, mx, amx, True), (self.bot, mn, amn, False)):
-            merged = _merge_topk(torch.cat([state[0][li], vals.T], 1), torch.cat([state[1][li], docs_dev], 1),
-                                 torch.cat([state[2][li], (arg + off).T], 1), self.k, largest, self.dedup)
-            for s, m in zip(state, merged):
-                s[li] = m
+        # Candidates wait until a few batches' worth are pending, then merge in one top-k: the merge's cost is
+        # mostly per call, and the result does not depend on when it runs (ties go to the smaller document).
+        pending = self.pending[li]
+        pending.append((mx.T, amx.T + off.T, mn.T, amn.T + off.T, docs_dev))
+        if sum(c[0].shape[1] for c in pending) >= self.merge_columns:
+            self._merge(li)
 
         idx = docs.cpu()
         for p, buf in self.pooled.items():
@@ -209,6 +214,27 @@ class _Accumulator:
             elif p == "last":
                 sel = is_last_segment.cpu()
                 buf[:, li].index_copy_(0, idx[sel], last_vals[sel.to(X.device)].cpu())
+
+    def _merge(self, li: int) -> None:
+        """Merge layer ``li``'s pending candidates into its top/bottom-k lists."""
+        import torch
+
+        pending = self.pending[li]
+        if not pending:
+            return
+        docs = torch.cat([c[4] for c in pending], 1)
+        for state, vi, ai, largest in ((self.top, 0, 1, True), (self.bot, 2, 3, False)):
+            merged = _merge_topk(torch.cat([state[0][li]] + [c[vi] for c in pending], 1),
+                                 torch.cat([state[1][li], docs], 1),
+                                 torch.cat([state[2][li]] + [c[ai] for c in pending], 1), self.k, largest, self.dedup)
+            for s, m in zip(state, merged):
+                s[li] = m
+        pending.clear()
+
+    def finish(self) -> None:
+        """Merge every layer's pending top-k candidates (call once, after the last batch)."""
+        for li in range(len(self.pending)):
+            self._merge(li)
 
     def _fold_torch(self, li, X, stat_mask, mf, shift):
         """Torch implementation (any device): per-row sums, max/argmax, min/argmin; updates sq, npos, hist."""
@@ -237,7 +263,7 @@ class _Accumulator:
             self.npos[li] += torch.mm(self._ones(positive.shape[0], X), positive).view(-1).to(torch.long)
             del positive
             if self.fast_bins is not None:
-                bit_shift, mask, lut = self.fast_bins
+                bit_shift, mask, lut = self.fast_bins[:3]
                 bins = lut[(Xc.view(torch.int32) >> bit_shift).bitwise_and_(mask)]
             else:
                 bins = torch.bucketize(Xc, self.edges, right=True).to(torch.int32)
@@ -256,10 +282,13 @@ class _Accumulator:
         from . import _kernels
 
         b, p, d = X.shape
-        pos = torch.arange(p)
-        starts = torch.where(stat_mask, pos, p).amin(1).numpy()
-        ends = (torch.where(stat_mask, pos, -1).amax(1) + 1).numpy()
-        lut = None if self.fast_bins is None else (self.fast_bins[0], self.fast_bins[1], self.fast_bins[2].numpy())
+        if self._spans[0] is not stat_mask:  # the same for every layer of a batch
+            pos = torch.arange(p)
+            starts = torch.where(stat_mask, pos, p).amin(1).numpy()
+            ends = (torch.where(stat_mask, pos, -1).amax(1) + 1).numpy()
+            self._spans = (stat_mask, starts, ends)
+        _, starts, ends = self._spans
+        lut = self.fast_bins
         sums, mx, amx, mn, amn = _kernels.fold_batch(
             X.contiguous().numpy(), starts, ends, shift.double().numpy(), lut, self.edges.numpy(),
             self.sq[li].numpy(), self.npos[li].numpy(), self.hist[li].view(d, self.nb).numpy())
@@ -406,6 +435,7 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
                 n_stat = stat_mask.sum(1)
                 acc.add_counts(docs, n_stat)
                 bar.update(int(n_stat.sum()))
+            acc.finish()
     finally:
         bar.close()
 

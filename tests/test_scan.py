@@ -272,3 +272,28 @@ def test_topk_independent_of_batching_with_exact_ties(tiny):
     for x, y in ((a.top, b.top), (a.bottom, b.bottom)):
         assert np.array_equal(x.docs, y.docs) and np.array_equal(x.values, y.values)
         assert np.array_equal(x.positions, y.positions)
+
+
+def test_kernel_bins_every_float32_code_as_the_lookup_table():
+    """The kernel computes the default bins from a formula; it must agree with the table for every 11-bit code."""
+    pytest.importorskip("numba")
+    from mri_lens import _kernels
+    from mri_lens.scanner import _log2_lut
+
+    edges = default_histogram_edges()
+    lut = _log2_lut(edges)
+    shift, mask, table = lut[0], lut[1], lut[2].numpy()
+    codes = np.arange(mask + 1, dtype=np.int64)
+    bits = (codes << shift).astype(np.uint32)
+    x = bits.view(np.float32)
+    codes, x = codes[~np.isnan(x)], x[~np.isnan(x)]  # the NaN codes never reach a histogram (the scan refuses NaN)
+    X = np.ascontiguousarray(x.reshape(1, -1, 1))
+    d = 1
+    hist = np.zeros((d, len(edges) + 1), np.int64)
+    _kernels.fold_batch(X, np.array([0]), np.array([X.shape[1]]), np.zeros(d), lut, edges, np.zeros(d),
+                        np.zeros(d, np.int64), hist)
+    np.testing.assert_array_equal(hist[0], np.bincount(table[codes], minlength=len(edges) + 1))
+    # And the table itself is numpy's searchsorted on these edges for non-negative values (-0.0 shares its code
+    # with tiny negative values, so it counts in the bin just below 0, as documented).
+    finite = np.isfinite(x) & (x >= 0) & ~np.signbit(x)
+    np.testing.assert_array_equal(table[codes[finite]], np.searchsorted(edges, x[finite], side="right"))
