@@ -187,6 +187,38 @@ def test_prune_keeps_the_right_window(context_at, expected_start):
     assert trie.predict(np.array(ids))[25] == 1.0
 
 
+
+class _TwoTokenForward:
+    """Token 7 fires 1.0 anywhere; token 8 fires 0.6 when a 6 occurs before it and 0.35 otherwise (still more
+    than half of 0.6, but below the 0.5 activation threshold)."""
+
+    adapter = None
+
+    def __call__(self, requests):
+        out = []
+        for seq, _ in requests:
+            a = np.zeros(len(seq), dtype=np.float32)
+            for j, t in enumerate(seq):
+                if t == 7:
+                    a[j] = 1.0
+                elif t == 8:
+                    a[j] = 0.6 if 6 in seq[:j] else 0.35
+            out.append(a)
+        return out
+
+
+def test_extra_pivot_window_keeps_it_firing():
+    ids = [1] * 40
+    ids[30] = 7   # the main pivot
+    ids[12] = 6   # the context token 8 needs to fire
+    ids[20] = 8   # an extra pivot: 0.6 in the whole example
+    cfg = N2GConfig(n_substitutes=0, pivots_per_example=2)
+    (trie, _), = fit_tries(_TwoTokenForward(), [(0, 1.0, [Prompt(tuple(ids), 30)])], cfg, NoAugmentation(), 99)
+    # Windows starting 5 tokens before the 8 keep 0.35 > 0.5 * 0.6 but do not fire: the window must reach the 6.
+    starts = [p[0] for p, _ in trie.paths()]
+    assert 8 in starts and 7 in starts
+    assert trie.predict(np.array(ids))[20] == pytest.approx(0.6)
+
 def test_config_validation_and_round_trip():
     cfg = N2GConfig(importance_threshold=0.6, mask_token=3)
     assert N2GConfig.from_dict(cfg.to_dict()) == cfg
@@ -394,3 +426,10 @@ def test_cli_explain(tiny, code_scan, tmp_path, capsys):
     assert "summary.csv" in files and any(f.startswith("N") for f in files)
     assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "0", "--neurons", "9999", "--out",
                  str(out), "--quiet"]) == 2
+    # the extensions are reachable from the command line and recorded in each saved graph
+    ext = tmp_path / "n2g_ext"
+    assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "1", "--neurons", "0", "--out",
+                 str(ext), "--pivots", "3", "--end-values", "calibrated", "--quiet"]) == 0
+    saved = [f for f in os.listdir(ext / "L1") if f.startswith("N") and f.endswith(".json")]
+    cfg = ml.NeuronGraph.load(ext / "L1" / saved[0]).config
+    assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated"

@@ -25,7 +25,8 @@ class N2GConfig:
     post_context: tokens re-appended after the pivot once pruned (paper: 5).
     pivots_per_example: firing tokens of each example pruned and measured as pivots of their own (paper: 1, the
         example's max token). More pivots give the trie the example's other firing tokens with their own pruned
-        context (an extension; augmentation still starts from the main pivot only).
+        context (an extension; augmentation still starts from the main pivot only). An extra pivot's window is the
+        shortest candidate in which it keeps more than ``prune_keep`` of its activation and still fires.
     end_values: what an END node stores. ``"firing"`` (the paper): the mean normalised activation of the firing
         tokens whose path ends there. ``"calibrated"`` (an extension): after the trie is built, each END node that
         is the longest match somewhere in the whole training examples stores the mean true activation over those

@@ -169,8 +169,8 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
                 p.pivot = int(np.argmax(a))
 
     # Stage 1: prune. Candidate prefixes end at the pivot; the shortest that keeps the pivot the argmax with more
-    # than prune_keep of its original activation wins (else the whole prefix). Extra pivots need only keep their
-    # activation, and fall back to the longest candidate (they are extensions, never worth a whole prefix).
+    # than prune_keep of its original activation wins (else the whole prefix). Extra pivots need to keep their
+    # activation and still fire; they fall back to the longest candidate (extensions, never worth a whole prefix).
     req, owners = [], []
     for ji, (n, norm, ps) in enumerate(jobs):
         for pi, p in enumerate(ps):
@@ -200,8 +200,12 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
         if a0 <= 0:
             continue  # the neuron does not fire on this example: nothing to explain
         start = 0 if main else tried[-1][0]
+        norm = jobs[ji][1]
         for s, a in tried:
-            if (not main or int(np.argmax(a)) == len(a) - 1) and a[-1] > cfg.prune_keep * a0:
+            # The main pivot: the paper's rule. An extra pivot must also still fire in its window: one that keeps
+            # half its activation but drops below the activation threshold would never start a path.
+            if (not main or int(np.argmax(a)) == len(a) - 1) and a[-1] > cfg.prune_keep * a0 and \
+                    (main or a[-1] / norm > cfg.activation_threshold):
                 start = s
                 break
         else:
