@@ -155,21 +155,22 @@ def test_predict_is_vectorised_over_thousands_of_tokens():
 
 
 # ---------------------------------------------------------------------- unit: prune + importance, synthetic model
-class _FakeForward:
-    """A 'neuron' firing 1.0 on token 7 when a token 5 occurs anywhere before it (0.1 on 7 otherwise, 0 on other
-    tokens). Stands in for fit_tries' forward runner: same interface, no model."""
+class _RuleForward:
+    """Stands in for fit_tries' forward runner (same interface, no model): a 'neuron' whose activation at position
+    j is ``rule(seq, j)``."""
 
     adapter = None
 
+    def __init__(self, rule):
+        self.rule = rule
+
     def __call__(self, requests):
-        out = []
-        for seq, _ in requests:
-            a = np.zeros(len(seq), dtype=np.float32)
-            for j, t in enumerate(seq):
-                if t == 7:
-                    a[j] = 1.0 if 5 in seq[:j] else 0.1
-            out.append(a)
-        return out
+        return [np.array([self.rule(seq, j) for j in range(len(seq))], dtype=np.float32) for seq, _ in requests]
+
+
+def _context_forward():
+    """Fires 1.0 on token 7 when a token 5 occurs anywhere before it (0.1 on 7 otherwise, 0 on other tokens)."""
+    return _RuleForward(lambda seq, j: (1.0 if 5 in seq[:j] else 0.1) if seq[j] == 7 else 0.0)
 
 
 @pytest.mark.parametrize("context_at,expected_start", [(22, 20), (12, 10), (2, 0)])
@@ -178,7 +179,7 @@ def test_prune_keeps_the_right_window(context_at, expected_start):
     ids[25] = 7          # the pivot
     ids[context_at] = 5  # the context it needs
     cfg = N2GConfig(n_substitutes=0, post_context=2)
-    (trie, stats), = fit_tries(_FakeForward(), [(0, 1.0, [Prompt(tuple(ids), 25)])], cfg, NoAugmentation(), 99)
+    (trie, stats), = fit_tries(_context_forward(), [(0, 1.0, [Prompt(tuple(ids), 25)])], cfg, NoAugmentation(), 99)
     # the shortest prefix starting 5, 10, ... 30 tokens back that still holds the 5; else the whole prefix
     assert stats.pruned_lengths == [25 - expected_start + 1 + 2]
     assert stats.prune_fallbacks == (1 if expected_start == 0 else 0)
@@ -188,23 +189,11 @@ def test_prune_keeps_the_right_window(context_at, expected_start):
 
 
 
-class _TwoTokenForward:
+def _two_token_forward():
     """Token 7 fires 1.0 anywhere; token 8 fires 0.6 when a 6 occurs before it and 0.35 otherwise (still more
     than half of 0.6, but below the 0.5 activation threshold)."""
-
-    adapter = None
-
-    def __call__(self, requests):
-        out = []
-        for seq, _ in requests:
-            a = np.zeros(len(seq), dtype=np.float32)
-            for j, t in enumerate(seq):
-                if t == 7:
-                    a[j] = 1.0
-                elif t == 8:
-                    a[j] = 0.6 if 6 in seq[:j] else 0.35
-            out.append(a)
-        return out
+    return _RuleForward(lambda seq, j: 1.0 if seq[j] == 7 else (0.6 if 6 in seq[:j] else 0.35) if seq[j] == 8
+                        else 0.0)
 
 
 def test_extra_pivot_window_keeps_it_firing():
@@ -213,7 +202,7 @@ def test_extra_pivot_window_keeps_it_firing():
     ids[12] = 6   # the context token 8 needs to fire
     ids[20] = 8   # an extra pivot: 0.6 in the whole example
     cfg = N2GConfig(n_substitutes=0, pivots_per_example=2)
-    (trie, _), = fit_tries(_TwoTokenForward(), [(0, 1.0, [Prompt(tuple(ids), 30)])], cfg, NoAugmentation(), 99)
+    (trie, _), = fit_tries(_two_token_forward(), [(0, 1.0, [Prompt(tuple(ids), 30)])], cfg, NoAugmentation(), 99)
     # Windows starting 5 tokens before the 8 keep 0.35 > 0.5 * 0.6 but do not fire: the window must reach the 6.
     starts = [p[0] for p, _ in trie.paths()]
     assert 8 in starts and 7 in starts
