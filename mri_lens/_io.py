@@ -6,6 +6,7 @@ SHA-256 of the tensor file, so truncation, corruption and foreign files are caug
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -154,3 +155,24 @@ def load_dir(path: str | os.PathLike, *, fmt: str, schema: int) -> tuple[dict[st
             with open(os.path.join(path, name), encoding="utf-8") as f:
                 extras[name] = f.read()
     return arrays, manifest.get("meta", {}), extras
+
+
+@contextlib.contextmanager
+def interprocess_lock(name: str):
+    """An exclusive lock shared by this user's processes (a no-op where ``fcntl`` is unavailable).
+
+    Used around one-time JIT compilations, so that parallel processes of a fresh environment compile (and cache)
+    the same code once instead of side by side.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), f"mri_lens-{name}-{os.getuid()}.lock")
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

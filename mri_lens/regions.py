@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from ._io import load_dir, save_dir
+from ._io import interprocess_lock, load_dir, save_dir
 from .errors import ScanError
 
 __all__ = ["RegionMaps", "separability", "warm_up"]
@@ -109,6 +110,11 @@ def exact_knn(points: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray
 
 def _embed(points: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int | None, seed: int) -> np.ndarray:
     """One UMAP fit: ``[n_points, n_features] -> [n_points, 2]`` float32 (runs in a worker process)."""
+    if "umap" not in sys.modules:
+        # The first import in a fresh environment compiles and caches numba code (~15 s of CPU): parallel workers
+        # take turns, so one compiles and the others load its cache.
+        with interprocess_lock("umap-import"):
+            import umap
     import umap
 
     k = min(n_neighbors, len(points) - 1)
@@ -129,8 +135,11 @@ def _n_workers(n_jobs: int | None, n_tasks: int) -> int:
 
 
 def _warm_task(seed: int) -> int:
-    rng = np.random.default_rng(seed)
-    _embed(rng.normal(size=(64, 8)).astype(np.float32), 15, 0.1, 10, seed)
+    # One worker at a time (the first import of umap-learn and the first embedding compile numba code): the next
+    # worker loads what the first cached instead of compiling the same code beside it and beside the scan.
+    with interprocess_lock("umap-warm-up"):
+        rng = np.random.default_rng(seed)
+        _embed(rng.normal(size=(64, 8)).astype(np.float32), 15, 0.1, 10, seed)
     return os.getpid()
 
 
