@@ -126,6 +126,8 @@ class _Accumulator:
         f64 = dict(dtype=torch.float64, device=device)
         self.count = 0
         self.shift: list = [None] * L  # per-layer shift for the variance sums, set from the first batch
+        self.shift64: list = [None] * L  # the same in float64
+        self._n_counted = (None, 0)  # (stat_mask, counted tokens) of the current batch
         self.sum_shifted = torch.zeros(L, d, **f64)
         self.sq = torch.zeros(L, d, **f64)
         self.chunk_tokens = 2048
@@ -170,13 +172,15 @@ class _Accumulator:
         import torch
 
         b, p, d = X.shape
-        mf = stat_mask.to(X.dtype).unsqueeze(1)  # [b, 1, p]
-        rows = torch.arange(b, device=X.device)
-        last_vals = X[rows, last_pos] if "last" in self.pooled else None
+        last_vals = X[torch.arange(b, device=X.device), last_pos] if "last" in self.pooled else None
+        mf = None
+        if self.shift[li] is None or not self.use_kernel:
+            mf = stat_mask.to(X.dtype).unsqueeze(1)  # [b, 1, p]
         if self.shift[li] is None:
             # Sums of (x - shift) and (x - shift)**2 with a shift near the mean avoid float32 cancellation.
             first = stat_mask[0].sum().clamp(min=1)
             self.shift[li] = (torch.bmm(mf[:1], X[:1]).view(d) / first).to(X.dtype)
+            self.shift64[li] = self.shift[li].double()
         shift = self.shift[li]
         if self.use_kernel:
             sums, mx, amx, mn, amn = self._fold_kernel(li, X, stat_mask, shift)
@@ -186,8 +190,10 @@ class _Accumulator:
             bad = docs[~torch.isfinite(sums).all(1).cpu()].tolist()
             raise ScanError(f"non-finite (NaN or inf) activations in layer {layer} for documents {bad[:10]}; "
                             "check the model's dtype (float16 overflow?) and weights")
-        T = int(stat_mask.sum())
-        self.sum_shifted[li] += sums.sum(0, dtype=torch.float64) - T * shift.double()
+        if self._n_counted[0] is not stat_mask:  # the same for every layer of a batch
+            self._n_counted = (stat_mask, int(stat_mask.sum()))
+        T = self._n_counted[1]
+        self.sum_shifted[li] += sums.sum(0, dtype=torch.float64) - T * self.shift64[li]
         self.vmax[li] = torch.maximum(self.vmax[li], mx.amax(0))
         self.vmin[li] = torch.minimum(self.vmin[li], mn.amin(0))
 
@@ -290,7 +296,7 @@ class _Accumulator:
         _, starts, ends = self._spans
         lut = self.fast_bins
         sums, mx, amx, mn, amn = _kernels.fold_batch(
-            X.contiguous().numpy(), starts, ends, shift.double().numpy(), lut, self.edges.numpy(),
+            X.contiguous().numpy(), starts, ends, self.shift64[li].numpy(), lut, self.edges.numpy(),
             self.sq[li].numpy(), self.npos[li].numpy(), self.hist[li].view(d, self.nb).numpy())
         return (torch.from_numpy(sums), torch.from_numpy(mx), torch.from_numpy(amx), torch.from_numpy(mn),
                 torch.from_numpy(amn))
