@@ -37,6 +37,13 @@ def _corpus(path: str, text: str, label: str | None):
     return Corpus.from_csv(path, text=text, label=label)
 
 
+def _scan_model_args(p: argparse.ArgumentParser) -> None:
+    """The arguments :func:`_scan_and_model` reads."""
+    p.add_argument("--scan", required=True)
+    p.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
+    p.add_argument("--device", default=None)
+
+
 def _scan_and_model(args):
     """The saved scan of ``--scan`` and the model it was made with (``--model``, default: the scan's model id)."""
     from .store import Scan
@@ -328,18 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_value_errors_as_one_line(cmd_mri))
 
     t = sub.add_parser("site", help="offline static Neuroscope site (neuron pages) of a saved scan")
-    t.add_argument("--scan", required=True)
-    t.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
+    _scan_model_args(t)
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: every scanned layer)")
     t.add_argument("--neurons", default=None, help="e.g. 0-99 (default: all)")
     t.add_argument("--k", type=int, default=20, help="top examples per neuron")
-    t.add_argument("--device", default=None)
     t.set_defaults(func=cmd_site)
 
     e = sub.add_parser("explain", help="N2G graphs (token patterns) of neurons from a saved scan")
-    e.add_argument("--scan", required=True)
-    e.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
+    _scan_model_args(e)
     e.add_argument("--layer", required=True, help="e.g. 0, or 0-3 for several layers")
     e.add_argument("--neurons", default=None, help="e.g. 0-63 (default: all)")
     e.add_argument("--out", required=True, help="output directory (L<layer>/N<neuron>.json, summary.csv)")
@@ -349,7 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="END node values: 'firing' (the paper) or 'calibrated' on the whole training examples")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
-    e.add_argument("--device", default=None)
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_explain)
     return p

@@ -261,11 +261,12 @@ class RegionMaps:
         self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ parameters
-    _PARAMS = ("grid", "mode", "pooling", "binning", "clip", "align", "rule", "threshold", "n_neighbors",
-               "min_dist", "n_epochs", "seed", "n_jobs")
-
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._PARAMS}
+        """The constructor's parameters (read off its signature, as scikit-learn does)."""
+        import inspect
+
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {k: getattr(self, k) for k in names}
 
     def _check_params(self) -> None:
         if not isinstance(self.grid, (int, np.integer)) or not 1 <= self.grid <= 100:

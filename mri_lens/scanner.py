@@ -127,13 +127,12 @@ class _Accumulator:
         self.count = 0
         self.shift: list = [None] * L  # per-layer shift for the variance sums, set from the first batch
         self.shift64: list = [None] * L  # the same in float64
-        self._n_counted = (None, 0)  # (stat_mask, counted tokens) of the current batch
+        self._batch = None  # (stat_mask, counted tokens, starts, ends) of the current batch: see _batch_info
         self.sum_shifted = torch.zeros(L, d, **f64)
         self.sq = torch.zeros(L, d, **f64)
         self.chunk_tokens = 2048
         self.use_kernel = _use_kernel(device)
         self._ones_cache = None
-        self._spans = (None, None, None)  # (stat_mask, starts, ends) of the current batch, for the kernel
         self.vmin = torch.full((L, d), math.inf, device=device)
         self.vmax = torch.full((L, d), -math.inf, device=device)
         self.npos = torch.zeros(L, d, dtype=torch.long, device=device)
@@ -190,9 +189,7 @@ class _Accumulator:
             bad = docs[~torch.isfinite(sums).all(1).cpu()].tolist()
             raise ScanError(f"non-finite (NaN or inf) activations in layer {layer} for documents {bad[:10]}; "
                             "check the model's dtype (float16 overflow?) and weights")
-        if self._n_counted[0] is not stat_mask:  # the same for every layer of a batch
-            self._n_counted = (stat_mask, int(stat_mask.sum()))
-        T = self._n_counted[1]
+        T = self._batch_info(stat_mask)[1]
         self.sum_shifted[li] += sums.sum(0, dtype=torch.float64) - T * self.shift64[li]
         self.vmax[li] = torch.maximum(self.vmax[li], mx.amax(0))
         self.vmin[li] = torch.minimum(self.vmin[li], mn.amin(0))
@@ -220,6 +217,21 @@ class _Accumulator:
             elif p == "last":
                 sel = is_last_segment.cpu()
                 buf[:, li].index_copy_(0, idx[sel], last_vals[sel.to(X.device)].cpu())
+
+    def _batch_info(self, stat_mask):
+        """``(stat_mask, counted tokens, starts [b], ends [b])``: computed once per batch, shared by its layers.
+
+        Counted positions of row r are ``starts[r]..ends[r]-1`` (CPU numpy, for the kernel).
+        """
+        import torch
+
+        if self._batch is None or self._batch[0] is not stat_mask:
+            p = stat_mask.shape[1]
+            pos = torch.arange(p, device=stat_mask.device)
+            starts = torch.where(stat_mask, pos, p).amin(1).cpu().numpy()
+            ends = (torch.where(stat_mask, pos, -1).amax(1) + 1).cpu().numpy()
+            self._batch = (stat_mask, int(stat_mask.sum()), starts, ends)
+        return self._batch
 
     def _merge(self, li: int) -> None:
         """Merge layer ``li``'s pending candidates into its top/bottom-k lists."""
@@ -287,13 +299,8 @@ class _Accumulator:
 
         from . import _kernels
 
-        b, p, d = X.shape
-        if self._spans[0] is not stat_mask:  # the same for every layer of a batch
-            pos = torch.arange(p)
-            starts = torch.where(stat_mask, pos, p).amin(1).numpy()
-            ends = (torch.where(stat_mask, pos, -1).amax(1) + 1).numpy()
-            self._spans = (stat_mask, starts, ends)
-        _, starts, ends = self._spans
+        d = X.shape[2]
+        _, _, starts, ends = self._batch_info(stat_mask)
         lut = self.fast_bins
         sums, mx, amx, mn, amn = _kernels.fold_batch(
             X.contiguous().numpy(), starts, ends, self.shift64[li].numpy(), lut, self.edges.numpy(),
