@@ -251,7 +251,7 @@ def cmd_explain(args) -> int:
     from .n2g import N2GConfig, explain_layer
 
     s, model = _scan_and_model(args)
-    cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values)
+    cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment)
     t0 = time.perf_counter()
     for layer in _layers(args.layer) or []:
         graphs = explain_layer(model, s, layer, _layers(args.neurons), k=args.k, config=cfg, seed=args.seed,
@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pivots", type=int, default=1, help="pivots per example (1: the paper's method)")
     e.add_argument("--end-values", choices=("firing", "calibrated"), default="firing",
                    help="END node values: 'firing' (the paper) or 'calibrated' on the whole training examples")
+    e.add_argument("--augment", choices=("main", "all"), default="main",
+                   help="windows augmented: each example's main pivot's (the paper) or every pivot's")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
     e.add_argument("--quiet", action="store_true")

@@ -12,7 +12,7 @@ import pytest
 import mri_lens as ml
 from mri_lens.errors import ModelAdapterError, ScanFileError
 from mri_lens.n2g import IGNORE, N2GConfig, NeuronGraph, NeuronIndex, Trie
-from mri_lens.n2g.augment import NoAugmentation
+from mri_lens.n2g.augment import Augmenter, NoAugmentation
 from mri_lens.n2g.evaluate import NgramLookup, TokenLookup, prf
 from mri_lens.n2g.fit import Prompt, fit_tries
 from mri_lens.n2g.trie import importance_matrix, paths_from_prompt
@@ -208,6 +208,41 @@ def test_extra_pivot_window_keeps_it_firing():
     assert 8 in starts and 7 in starts
     assert trie.predict(np.array(ids))[20] == pytest.approx(0.6)
 
+class _Substitutes(Augmenter):
+    """A fixed substitute table (token -> substitutes), standing in for an augmenter."""
+
+    name = "table"
+
+    def __init__(self, table):
+        self.table = table
+
+    def substitutes(self, adapter, requests, n, min_prob):
+        return [list(self.table.get(int(ids[p]), []))[:n] for ids, p in requests]
+
+
+def test_augmenting_every_pivot_finds_firing_tokens_the_example_lacks():
+    # 7, 8 and 9 fire wherever they are; 9 never occurs in the example, 8 three times in different contexts
+    rule = _RuleForward(lambda seq, j: {7: 1.0, 8: 0.8, 9: 0.7}.get(seq[j], 0.0))
+    ids = list(range(10, 50))
+    ids[35] = 7
+    ids[8] = ids[18] = ids[28] = 8
+    aug = _Substitutes({8: [9, 2], 7: [3]})
+
+    def fit(**kw):
+        (trie, stats), = fit_tries(rule, [(0, 1.0, [Prompt(tuple(ids), 35)])],
+                                   N2GConfig(pivots_per_example=4, **kw), aug, 99)
+        return trie, stats
+
+    main, s_main = fit()
+    assert 8 in main.activating_tokens() and 9 not in main.activating_tokens()
+    assert s_main.variants == 1                       # the paper: only the main pivot's window (7 -> 3)
+    every, s_all = fit(augment_pivots="all")
+    assert 9 in every.activating_tokens()
+    assert every.predict(np.array([1, 1, 9]))[2] == pytest.approx(0.7)
+    assert s_all.variants == 1 + 2 * 2                # 8 augmented in augment_repeats=2 of its 3 windows
+    assert fit(augment_pivots="all", augment_repeats=3)[1].variants == 1 + 3 * 2
+
+
 def test_config_validation_and_round_trip():
     cfg = N2GConfig(importance_threshold=0.6, mask_token=3)
     assert N2GConfig.from_dict(cfg.to_dict()) == cfg
@@ -223,6 +258,11 @@ def test_config_validation_and_round_trip():
     assert N2GConfig().end_values == "firing"              # the paper's END values by default
     with pytest.raises(ValueError, match="end_values"):
         N2GConfig(end_values="max")
+    assert N2GConfig().augment_pivots == "main"          # the paper's augmentation by default
+    with pytest.raises(ValueError, match="augment_pivots"):
+        N2GConfig(augment_pivots="some")
+    with pytest.raises(ValueError, match="augment_repeats"):
+        N2GConfig(augment_repeats=0)
 
 
 def test_metrics_and_baselines():
@@ -418,7 +458,7 @@ def test_cli_explain(tiny, code_scan, tmp_path, capsys):
     # the extensions are reachable from the command line and recorded in each saved graph
     ext = tmp_path / "n2g_ext"
     assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "1", "--neurons", "0", "--out",
-                 str(ext), "--pivots", "3", "--end-values", "calibrated", "--quiet"]) == 0
+                 str(ext), "--pivots", "3", "--end-values", "calibrated", "--augment", "all", "--quiet"]) == 0
     saved = [f for f in os.listdir(ext / "L1") if f.startswith("N") and f.endswith(".json")]
     cfg = ml.NeuronGraph.load(ext / "L1" / saved[0]).config
-    assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated"
+    assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated" and cfg.augment_pivots == "all"

@@ -31,6 +31,13 @@ class N2GConfig:
         tokens whose path ends there. ``"calibrated"`` (an extension): after the trie is built, each END node that
         is the longest match somewhere in the whole training examples stores the mean true activation over those
         positions, firing or not, so a pattern that usually does not fire predicts non-firing.
+    augment_pivots: whose pruned windows are augmented: ``"main"`` (the paper: each example's main pivot) or
+        ``"all"`` (an extension: the extra pivots' windows too, so substitutes are tried for every firing token,
+        not only for the example's maximum).
+    augment_repeats: with ``augment_pivots="all"``, an extra pivot's window is augmented around a token only while
+        that token (as the pivot, or as a context token) has been augmented in fewer than this many windows of
+        the neuron; main pivots always are. A dense neuron fires on the same token in many windows, and trying
+        the same substitutes in each of them costs forwards and teaches little more.
     augment_threshold: tokens with at least this importance for the pivot are replaced by substitutes (paper: 0.8).
     n_substitutes: substitutes tried per important token (paper: 5).
     min_substitute_prob: lowest probability of a fill-mask substitute (paper: 1e-5; ignored by augmenters that
@@ -52,6 +59,8 @@ class N2GConfig:
     post_context: int = 5
     pivots_per_example: int = 1
     end_values: str = "firing"
+    augment_pivots: str = "main"
+    augment_repeats: int = 2
     augment_threshold: float = 0.8
     n_substitutes: int = 5
     min_substitute_prob: float = 1e-5
@@ -67,7 +76,8 @@ class N2GConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-        for name in ("prune_step", "prune_max_context", "ngram", "max_batch_tokens", "pivots_per_example"):
+        for name in ("prune_step", "prune_max_context", "ngram", "max_batch_tokens", "pivots_per_example",
+                     "augment_repeats"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -75,6 +85,8 @@ class N2GConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if self.augment_pivots not in ("main", "all"):
+            raise ValueError(f"augment_pivots must be 'main' or 'all', got {self.augment_pivots!r}")
         if self.end_values not in ("firing", "calibrated"):
             raise ValueError(f"end_values must be 'firing' or 'calibrated', got {self.end_values!r}")
         if self.prune_max_context < self.prune_step:

@@ -188,7 +188,8 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
     cands: dict[tuple[int, int, int, bool], list[tuple[int, np.ndarray]]] = {}
     for (ji, pi, q, main, s), a in zip(owners, acts):
         cands.setdefault((ji, pi, q, main), []).append((s, a))
-    pruned: dict[tuple[int, tuple[int, ...]], tuple[int, int] | None] = {}  # (job, ids) -> (example, pivot index)
+    # (job, ids) -> (example, pivot index in ids, main pivot?)
+    pruned: dict[tuple[int, tuple[int, ...]], tuple[int, int, bool]] = {}
     for (ji, pi, q, main), lst in cands.items():
         p = jobs[ji][2][pi]
         if main:
@@ -212,10 +213,10 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
             stats[ji].prune_fallbacks += int(main)
         ids = p.ids[start:q + 1 + cfg.post_context]
         if main:
-            pruned[(ji, ids)] = (pi, q - start)  # augmented around its pivot
+            pruned[(ji, ids)] = (pi, q - start, True)  # augmented around its pivot
             stats[ji].pruned_lengths.append(len(ids))
         else:
-            pruned.setdefault((ji, ids), None)
+            pruned.setdefault((ji, ids), (pi, q - start, False))
 
     # Stage 2: the pruned prompts, unmasked and with each token masked in turn, in one pooled batch.
     def masked_rows(ids: tuple[int, ...], upto: int) -> list[tuple[int, ...]]:
@@ -250,12 +251,21 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
     # unmasked first, and only variants with a firing token get the masked rows.
     if cfg.n_substitutes > 0:
         targets = []
-        for (ji, ids), (base, imp) in zip(keys, measured):
-            if pruned[(ji, ids)] is None:
-                continue  # only the pivots' prompts are augmented (the paper's step 3)
-            col = np.nan_to_num(imp[:, pruned[(ji, ids)][1]], nan=0.0)
+        done: dict[tuple[int, int, bool], int] = {}  # (job, token, is the pivot) -> windows augmented around it
+        order = sorted(range(len(keys)), key=lambda i: not pruned[keys[i]][2])  # main pivots' windows first
+        for i in order:
+            (ji, ids), (base, imp) = keys[i], measured[i]
+            _, piv, main = pruned[(ji, ids)]
+            if not main and cfg.augment_pivots == "main":
+                continue  # the paper's step 3: only the main pivots' prompts are augmented
+            col = np.nan_to_num(imp[:, piv], nan=0.0)
             for k in np.flatnonzero(col >= cfg.augment_threshold).tolist():
+                key = (ji, ids[k], k == piv)
+                if not main and done.get(key, 0) >= cfg.augment_repeats:
+                    continue  # extra pivots: a token already tried in enough windows teaches little more
+                done[key] = done.get(key, 0) + 1
                 targets.append((ji, ids, k))
+        targets.sort(key=lambda t: (t[0], len(t[1]), t[1], t[2]))
         subs = augmenter.substitutes(run.adapter, [(ids, k) for _, ids, k in targets], cfg.n_substitutes,
                                      cfg.min_substitute_prob) if targets else []
         variants: dict[tuple[int, tuple[int, ...]], None] = {}
