@@ -334,3 +334,15 @@ def test_warm_up_then_fit_reuses_the_workers(tiny_scan, tiny_maps):
     par = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=2)
     assert np.array_equal(par.coords_, tiny_maps.coords_)
     assert not ml.regions.warm_up(n_jobs=1).is_alive()  # nothing to start for one job
+
+
+def test_umap_numba_functions_are_cached_on_disk():
+    from numba.core.dispatcher import Dispatcher
+
+    from mri_lens.regions import _import_umap
+
+    umap = _import_umap()
+    jitted = [o for m in (umap.umap_, umap.layouts) for o in vars(m).values() if isinstance(o, Dispatcher)]
+    assert jitted and all(type(o._cache).__name__ != "NullCache" for o in jitted)
+    # that maps loaded from that cache equal freshly compiled ones: test_parallel_equals_sequential (the workers
+    # load what this process compiled or cached)
