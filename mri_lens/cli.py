@@ -93,7 +93,7 @@ def cmd_demo(args) -> int:
     """MiniLM-L6 on drug reviews (positive vs negative): scan, MRI lens (region maps, graph, probe), offline HTML
     report; then the Neuroscope and N2G lenses on the tiny LM: the thresholded view of the sequence prompts and a
     small neuron site whose pages show each neuron's N2G graph and scores."""
-    from . import datasets, models
+    from . import datasets, models, regions
     from .neuroscope import neuroscope
     from .prompts import sequence_prompts
     from .report import write_scan_report
@@ -105,9 +105,9 @@ def cmd_demo(args) -> int:
     if args.limit:
         corpus = corpus.subset(range(min(args.limit, len(corpus))))
     print(f"corpus: {corpus!r}")
-    # No map-worker warm-up beside the scan: with numba's caches compiled (`mri-lens compile`, run by `make setup`)
-    # it only made the two processes contend for the 2 cores (scan + maps + graph 34.0-35.4 s with it, 31.1-31.6 s
-    # without; bench/RESULTS.md).
+    # The map workers start (importing umap-learn, loading its cached numba code: ~2 s each) while the model loads
+    # and the scan runs, so the maps find them ready (maps 7-8 s -> 3 s; bench/RESULTS.md).
+    regions.warm_up(n_jobs=-1, n_layers=6)
     # the plain Hugging Face model and the "hf" capture backend: same activations as the TL bridge (tested), faster
     model = models.minilm(device=args.device, backend="hf")
     result = scan(model, corpus, batch_size=args.batch_size, pooling=("mean", "max"), progress=not args.quiet)

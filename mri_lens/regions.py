@@ -179,11 +179,10 @@ def warm_up(n_jobs: int = -1, n_layers: int = 64):
     """Start the worker processes that :meth:`RegionMaps.fit` uses and JIT-compile umap-learn in them, in a
     background thread; returns the thread (``join()`` it to wait).
 
-    A fresh worker spends a few seconds importing umap-learn (and, before ``mri-lens compile``, compiling its numba
-    code) before its first map; calling this before long work that leaves cores idle (a GPU scan, reading data)
-    overlaps that with it. The workers are joblib's reusable loky workers, so a later ``fit`` with the same
-    ``n_jobs`` finds them ready. Beside a CPU scan that already uses every core it only adds contention
-    (``mri-lens demo`` measured 3 s slower with it).
+    A fresh worker spends ~2 s importing umap-learn and loading its cached numba code before its first map (much
+    longer before ``mri-lens compile`` has cached it); calling this before a long scan overlaps that with the scan
+    (``mri-lens demo`` does: maps 7-8 s -> 3 s). The workers are joblib's reusable loky workers, so a later ``fit``
+    with the same ``n_jobs`` finds them ready.
     """
     import threading
 
