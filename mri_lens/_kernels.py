@@ -106,7 +106,8 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
 
     X: [b, p, d] float32 (C-contiguous). starts/ends: [b] counted positions of each row are ``starts..ends-1``.
     shift: [d] float64. lut: ``scanner._log2_lut(edges)`` for the default edges (its bins are computed from
-    the same formula) or None. sq, npos, hist: the layer's running accumulators ``[d]`` float64, ``[d]`` int64, ``[d, n_bins]`` int64, updated in place.
+    the same formula) or None. sq, npos, hist: the layer's running accumulators ``[d]`` float64, ``[d]`` int64,
+    ``[d, n_bins]`` int64, updated in place.
 
     Returns per-row ``(sums [b, d] float64, mx, amx, mn, amn)`` (values float32, positions int64).
     """
@@ -135,7 +136,7 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
     return sums, mx, amx, mn, amn
 
 
-def compile() -> bool:
+def precompile() -> bool:
     """Compile the kernel now (numba caches it on disk): what a new environment's first scan would otherwise spend.
 
     Calls :func:`fold_batch` with the argument types a scan passes, so the cached code is the one scans load.

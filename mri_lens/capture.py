@@ -157,7 +157,8 @@ class HuggingFaceBackend(CaptureBackend):
     Runs ``model.base_model`` (no head) in inference mode with the adapter's tokens and mask; causal models also
     get position ids counted over real tokens (``cumsum(mask) - 1``), so left padding gives the same activations
     as right padding. Right-padded causal batches run without the padding mask (real tokens never see the pads
-    under the causal mask), which lets attention take its plain causal path. The down-projection input ``[batch, pos, d_mlp]`` is TL's ``blocks.{l}.mlp.hook_post``.
+    under the causal mask), which lets attention take its plain causal path. The down-projection input
+    ``[batch, pos, d_mlp]`` is TL's ``blocks.{l}.mlp.hook_post``.
     The last requested layer's hook stops the forward; every hook handle is removed in ``finally``, so the model
     is never left modified, also after an exception.
 
@@ -180,17 +181,13 @@ class HuggingFaceBackend(CaptureBackend):
                 "mri_lens.load_model(name, backend='hf') or pass mri_lens.HFModel(model, tokenizer)")
         self.arch = hf_architecture(adapter.model.model.config)
         self.fused_activations = bool(fused_activations)
-        self._unfused: tuple[int, list] | None = None  # (id of the model, its gelu_new modules)
-
-    def _gelu_new_modules(self, model) -> list:
-        if self._unfused is None or self._unfused[0] != id(model):
-            self._unfused = (id(model), [m for m in model.modules() if type(m).__name__ == "NewGELUActivation"])
-        return self._unfused[1]
+        # the modules swapped during each forward (found once: the backend's model never changes)
+        self._fused = [m for m in adapter.model.model.modules()
+                       if type(m).__name__ == "NewGELUActivation"] if self.fused_activations else []
 
     def describe(self) -> dict[str, Any]:
-        model = self.adapter.model.model
-        fused = self.fused_activations and bool(self._gelu_new_modules(model))
-        return {"name": self.name, "fused_activations": ["gelu_new -> gelu(approximate='tanh')"] if fused else []}
+        return {"name": self.name,
+                "fused_activations": ["gelu_new -> gelu(approximate='tanh')"] if self._fused else []}
 
     def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
         import torch
@@ -227,7 +224,7 @@ class HuggingFaceBackend(CaptureBackend):
             else:
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         handles = []
-        fused = self._gelu_new_modules(model) if self.fused_activations else []
+        fused = self._fused
         try:
             for m in fused:  # an instance attribute shadows the class's forward until it is deleted again
                 m.forward = _gelu_tanh

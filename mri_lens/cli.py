@@ -156,7 +156,7 @@ def cmd_compile(args) -> int:
     from . import _kernels, regions
 
     t0 = time.perf_counter()
-    done = _kernels.compile()
+    done = _kernels.precompile()
     t1 = time.perf_counter()
     print(f"scan statistics kernel: {'compiled' if done else 'numba not installed (torch path)'} "
           f"in {t1 - t0:.1f} s")

@@ -109,6 +109,7 @@ def exact_knn(points: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray
 
 
 _UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.spectral", "umap.utils")
+_umap_cache_on = False  # per process: set once umap-learn's dispatchers cache to disk
 
 
 def _import_umap():
@@ -126,15 +127,18 @@ def _import_umap():
             import umap
     import umap
 
-    try:
-        from numba.core.dispatcher import Dispatcher
+    global _umap_cache_on
+    if not _umap_cache_on:
+        _umap_cache_on = True
+        try:
+            from numba.core.dispatcher import Dispatcher
 
-        for name in _UMAP_MODULES:
-            for obj in list(vars(sys.modules.get(name) or umap).values()):
-                if isinstance(obj, Dispatcher) and type(getattr(obj, "_cache", None)).__name__ == "NullCache":
-                    obj.enable_caching()
-    except Exception:  # an optimisation only: another numba or umap-learn layout just compiles as before
-        pass
+            for name in _UMAP_MODULES:
+                for obj in list(vars(sys.modules.get(name, umap)).values()):
+                    if isinstance(obj, Dispatcher) and type(getattr(obj, "_cache", None)).__name__ == "NullCache":
+                        obj.enable_caching()
+        except Exception:  # an optimisation only: another numba or umap-learn layout just compiles as before
+            pass
     return umap
 
 

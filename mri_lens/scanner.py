@@ -164,9 +164,10 @@ class _Accumulator:
     def update(self, li: int, X, stat_mask, docs, pos_offset, last_pos, is_last_segment, layer: int) -> None:
         """Fold one batch of one layer in.
 
-        X: [b, p, d] float32 activations, still in use by the model: read, never modified. stat_mask: [b, p] bool, real tokens counted in
-        statistics. docs: [b] document index of each row. pos_offset: [b] added to in-row positions to get the
-        position in the document's stored tokens. last_pos: [b] row position of the last counted token.
+        X: [b, p, d] float32 activations, still in use by the model: read, never modified. stat_mask: [b, p] bool,
+        real tokens counted in statistics. docs: [b] document index of each row. pos_offset: [b] added to in-row
+        positions to get the position in the document's stored tokens. last_pos: [b] row position of the last
+        counted token.
         """
         import torch
 

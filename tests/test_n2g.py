@@ -188,7 +188,6 @@ def test_prune_keeps_the_right_window(context_at, expected_start):
     assert trie.predict(np.array(ids))[25] == 1.0
 
 
-
 def _two_token_forward():
     """Token 7 fires 1.0 anywhere; token 8 fires 0.6 when a 6 occurs before it and 0.35 otherwise (still more
     than half of 0.6, but below the 0.5 activation threshold)."""
@@ -207,6 +206,7 @@ def test_extra_pivot_window_keeps_it_firing():
     starts = [p[0] for p, _ in trie.paths()]
     assert 8 in starts and 7 in starts
     assert trie.predict(np.array(ids))[20] == pytest.approx(0.6)
+
 
 class _Substitutes(Augmenter):
     """A fixed substitute table (token -> substitutes), standing in for an augmenter."""
