@@ -4,6 +4,7 @@
     python bench/bench_n2g.py --pivots 1,10        # also the extension with extra pivots per example
     python bench/bench_n2g.py --configs 1:firing,10:calibrated   # pivots_per_example:end_values pairs
     python bench/bench_n2g.py --configs 40:calibrated:all:20     # ...:augment_pivots:n_substitutes
+    python bench/bench_n2g.py --configs 20:calibrated:main:10:probe   # ...:augmenter (embedding, probe, none)
 
 Protocol: a scan of standard-library code (top 20 examples per neuron); per neuron, 10 top examples train and the
 other 10 are held out, plus 10 random documents (not among its top 20) for the pooled correlation. A neuron is live
@@ -64,18 +65,18 @@ def main(argv=None) -> int:
     if args.configs:
         configs = []
         for c in args.configs.split(","):
-            parts = c.split(":") + [None, None]
-            configs.append((int(parts[0]), parts[1], parts[2] or "main", int(parts[3] or 5)))
+            parts = c.split(":") + [None, None, None]
+            configs.append((int(parts[0]), parts[1], parts[2] or "main", int(parts[3] or 5), parts[4] or "embedding"))
     else:
-        configs = [(int(x), "firing", "main", 5) for x in args.pivots.split(",")]
-    for pivots, end_values, augment_pivots, n_subs in configs:
+        configs = [(int(x), "firing", "main", 5, "embedding") for x in args.pivots.split(",")]
+    for pivots, end_values, augment_pivots, n_subs, augmenter in configs:
         cfg = ml.N2GConfig(pivots_per_example=pivots, end_values=end_values, augment_pivots=augment_pivots,
                            n_substitutes=n_subs)
         rows, costs, shape = [], [], []
         for layer in scan.layers:
             t1 = time.perf_counter()
             graphs = ml.n2g.explain_layer(tiny, scan, layer, picks[layer], k=20, config=cfg, seed=args.seed,
-                                          progress=False)
+                                          progress=False, augmenter=augmenter)
             secs = time.perf_counter() - t1
             table = graphs.table()
             rows.append(table.iloc[0].to_dict())
@@ -87,9 +88,10 @@ def main(argv=None) -> int:
             n = c["neurons_fitted"]
             costs.append((layer, n, c["fit_forward_calls"] / n, c["fit_tokens"] / n, c["fit_padded_tokens"] / n,
                           c["eval_forward_calls"] / n, c["eval_tokens"] / n, 60 * n / secs, len(graphs.skipped)))
-        paper = pivots == 1 and end_values == "firing" and augment_pivots == "main" and n_subs == 5
+        paper = pivots == 1 and end_values == "firing" and augment_pivots == "main" and n_subs == 5 and \
+            augmenter == "embedding"
         print(f"\n### pivots_per_example={pivots}, end_values={end_values}, augment_pivots={augment_pivots}, "
-              f"n_substitutes={n_subs}{' (the paper)' if paper else ''}\n")
+              f"n_substitutes={n_subs}, augmenter={augmenter}{' (the paper)' if paper else ''}\n")
         print("| layer | neurons | no firing test token | N2G firing P | N2G firing R | N2G firing F1 | "
               "token firing F1 | 5-gram firing F1 | N2G non-firing F1 | token non-firing F1 | N2G corr | "
               "token corr | 5-gram corr |")

@@ -252,11 +252,13 @@ def cmd_explain(args) -> int:
     from .n2g import N2GConfig, explain_layer
 
     s, model = _scan_and_model(args)
-    cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment)
+    cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment,
+                    n_substitutes=args.substitutes)
     t0 = time.perf_counter()
     for layer in _layers(args.layer) or []:
         graphs = explain_layer(model, s, layer, _layers(args.neurons), k=args.k, config=cfg, seed=args.seed,
-                               out_dir=args.out, evaluate=not args.no_eval, progress=not args.quiet)
+                               out_dir=args.out, evaluate=not args.no_eval, progress=not args.quiet,
+                               augmenter=args.augmenter)
         print(f"{graphs!r}")
         table = graphs.table()
         if len(table):
@@ -372,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="END node values: 'firing' (the paper) or 'calibrated' on the whole training examples")
     e.add_argument("--augment", choices=("main", "all"), default="main",
                    help="windows augmented: each example's main pivot's (the paper) or every pivot's")
+    e.add_argument("--augmenter", choices=("embedding", "probe", "none"), default="embedding",
+                   help="substitutes: nearest tokens in the model's embedding (default), the tokens the neuron "
+                        "itself ranks highest when run alone ('probe'), or no augmentation")
+    e.add_argument("--substitutes", type=int, default=5, help="substitutes per important token (the paper: 5)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
     e.add_argument("--quiet", action="store_true")

@@ -12,9 +12,9 @@ import pytest
 import mri_lens as ml
 from mri_lens.errors import ModelAdapterError, ScanFileError
 from mri_lens.n2g import IGNORE, N2GConfig, NeuronGraph, NeuronIndex, Trie
-from mri_lens.n2g.augment import Augmenter, NoAugmentation
+from mri_lens.n2g.augment import Augmenter, NoAugmentation, TokenProbe
 from mri_lens.n2g.evaluate import NgramLookup, TokenLookup, prf
-from mri_lens.n2g.fit import Prompt, fit_tries
+from mri_lens.n2g.fit import Forward, Prompt, fit_tries
 from mri_lens.n2g.trie import importance_matrix, paths_from_prompt
 
 
@@ -243,6 +243,40 @@ def test_augmenting_every_pivot_finds_firing_tokens_the_example_lacks():
     assert fit(augment_pivots="all", augment_repeats=3)[1].variants == 1 + 3 * 2
 
 
+class _Recording(_RuleForward):
+    """A _RuleForward that keeps every sequence it was asked to run."""
+
+    def __init__(self, rule):
+        super().__init__(rule)
+        self.seen = []
+
+    def __call__(self, requests):
+        self.seen.extend(seq for seq, _ in requests)
+        return super().__call__(requests)
+
+
+def test_masked_rows_stop_at_the_last_token_that_matters():
+    # 7 and 9 fire with a 5 among the three tokens before them (0.1 without); 8 fires anywhere.
+    # The rule is causal, like every model N2G accepts: a token's activation depends on it and the tokens before.
+    run = _Recording(lambda seq, j: {7: 1.0 if 5 in seq[max(0, j - 3):j] else 0.1,
+                                     9: 0.9 if 5 in seq[max(0, j - 3):j] else 0.1, 8: 0.7}.get(seq[j], 0.0))
+    ids = list(range(10, 50))
+    ids[31], ids[33], ids[35], ids[37] = 8, 5, 7, 8
+    aug = _Substitutes({7: [9, 3], 5: [6]})
+    (trie, stats), = fit_tries(run, [(0, 1.0, [Prompt(tuple(ids), 35)])], N2GConfig(), aug, 99)
+    # The window is ids[30:40]: the pivot at 5, its context 5 at 3, firing 8s at 1 and 7 (post context).
+    assert stats.pruned_lengths == [10]
+    assert sorted(p for p, _ in trie.paths()) == [(7, IGNORE, 5), (8,), (9, IGNORE, 5)]
+    assert dict(trie.paths())[(8,)] == pytest.approx(0.7)
+    # What the literal method adds: the window's 3 firing tokens; 7 -> 9: 8, 9, 8; 7 -> 3: 8, 8; 5 -> 6: 8, 8
+    # (the 7 no longer fires). Paths before a variant's substitution come from its window, not a new forward.
+    assert stats.variants == 3 and stats.firing_variants == 3 and stats.paths == 3 + 3 + 2 + 2
+    masked = [seq for seq in run.seen if 99 in seq]
+    # masked rows end at the last firing token (position 7 of 10) and tokens after it are never masked
+    assert masked and max(len(seq) for seq in masked) == 8
+    assert all(seq.index(99) < 8 for seq in masked)
+
+
 def test_config_validation_and_round_trip():
     cfg = N2GConfig(importance_threshold=0.6, mask_token=3)
     assert N2GConfig.from_dict(cfg.to_dict()) == cfg
@@ -385,6 +419,38 @@ def test_fit_calibrated_end_values(tiny, code_scan):
         assert g.trie.end_value(int(u)) == pytest.approx(float(true[nodes == u].mean()), abs=1e-4)
 
 
+def test_token_probe_ranks_tokens_by_the_neuron_alone(tiny, code_scan):
+    from mri_lens.adapter import as_adapter
+    from mri_lens.capture import get_backend
+
+    _, n, _ = _token_selective_neuron(code_scan)
+    adapter = as_adapter(tiny)
+    run = Forward(adapter, get_backend(adapter), 0)
+    probe = TokenProbe()
+    ids = tuple(code_scan.tokens(0)[1:30].tolist())
+    with pytest.raises(ModelAdapterError, match="neuron"):
+        probe.substitutes(adapter, [(ids, 5)], 4, 0.0)
+    subs = probe.substitutes_for(run, [(ids, 5)] * 3, [n] * 3, 4, 0.0)
+    flat = [t for s in subs for t in s]
+    # successive requests of a neuron walk down its ranking: 12 distinct tokens, never the token replaced
+    assert len(flat) == len(set(flat)) == 12 and ids[5] not in flat
+    # the ranking is the neuron's activation on each token alone, recomputed here through token_activations
+    rng = np.random.default_rng(0)
+    others = [int(t) for t in rng.choice(np.setdiff1d(np.arange(1, 4096), flat), 40, replace=False)]
+    alone = np.array([a[0][1, n] for a in ml.token_activations(tiny, [[0, t] for t in flat + others], [0])])
+    assert np.all(np.diff(alone[:12]) <= 1e-5) and alone[0] >= alone[12:].max()
+    # fitted with the probe, the graph learns firing tokens its training examples never showed
+    ex = code_scan.top_examples(0, n, 20)
+    g = NeuronGraph.fit(tiny, 0, n, ex, seed=0, augmenter="probe",
+                        config=N2GConfig(end_values="calibrated", n_substitutes=10))
+    assert g.meta["augmenter"]["name"] == "token_probe"
+    seen = {int(t) for text in g.examples["train"] for t in text}
+    new = set(g.trie.activating_tokens()) - seen
+    alone_paths = sorted(p[0] for p, _ in g.trie.paths() if len(p) == 1 and p[0] in new)
+    assert alone_paths                                     # ... and predicts them firing with no context
+    assert np.all(g.predict(alone_paths) > 0.5)
+
+
 def test_json_round_trip_and_same_seed_same_trie(tiny, code_scan, tmp_path):
     _, n, _ = _token_selective_neuron(code_scan)
     ex = code_scan.top_examples(0, n, 20)
@@ -458,7 +524,10 @@ def test_cli_explain(tiny, code_scan, tmp_path, capsys):
     # the extensions are reachable from the command line and recorded in each saved graph
     ext = tmp_path / "n2g_ext"
     assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "1", "--neurons", "0", "--out",
-                 str(ext), "--pivots", "3", "--end-values", "calibrated", "--augment", "all", "--quiet"]) == 0
+                 str(ext), "--pivots", "3", "--end-values", "calibrated", "--augment", "all", "--augmenter",
+                 "probe", "--substitutes", "7", "--quiet"]) == 0
     saved = [f for f in os.listdir(ext / "L1") if f.startswith("N") and f.endswith(".json")]
-    cfg = ml.NeuronGraph.load(ext / "L1" / saved[0]).config
+    g = ml.NeuronGraph.load(ext / "L1" / saved[0])
+    cfg = g.config
     assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated" and cfg.augment_pivots == "all"
+    assert cfg.n_substitutes == 7 and g.meta["augmenter"]["name"] == "token_probe"

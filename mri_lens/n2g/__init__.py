@@ -8,7 +8,7 @@
 >>> ml.n2g.NeuronIndex(graphs).search(activating="except", important="try")    # doctest: +SKIP
 """
 
-from .augment import Augmenter, EmbeddingNeighbours, FillMaskAugmenter, NoAugmentation
+from .augment import Augmenter, EmbeddingNeighbours, FillMaskAugmenter, NoAugmentation, TokenProbe
 from .batch import LayerGraphs, demo_section, explain_layer, load_layer, site_section
 from .config import N2GConfig
 from .evaluate import NgramLookup, TokenLookup, evaluate, summary_table
@@ -16,6 +16,7 @@ from .graph import NeuronGraph
 from .index import NeuronIndex
 from .trie import IGNORE, Trie
 
-__all__ = ["Augmenter", "EmbeddingNeighbours", "FillMaskAugmenter", "NoAugmentation", "N2GConfig", "NeuronGraph",
+__all__ = ["Augmenter", "EmbeddingNeighbours", "FillMaskAugmenter", "NoAugmentation", "TokenProbe", "N2GConfig",
+           "NeuronGraph",
            "IGNORE", "Trie", "evaluate", "summary_table", "TokenLookup", "NgramLookup", "explain_layer",
            "load_layer", "LayerGraphs", "NeuronIndex", "demo_section", "site_section"]

@@ -2,7 +2,8 @@
 
 An augmenter gets ``(prompt ids, position)`` requests and returns substitute token ids of the *analysed* model's
 vocabulary for each. The default, :class:`EmbeddingNeighbours`, needs no extra model: the nearest tokens in the
-analysed model's own input embedding. :class:`FillMaskAugmenter` reproduces the paper's setup for users who have a
+analysed model's own input embedding. :class:`TokenProbe` (an extension, also offline) proposes the tokens the neuron
+itself responds to most when run alone. :class:`FillMaskAugmenter` reproduces the paper's setup for users who have a
 BERT-style fill-mask model; :class:`NoAugmentation` switches the step off.
 """
 
@@ -13,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ModelAdapterError
 
-__all__ = ["Augmenter", "EmbeddingNeighbours", "FillMaskAugmenter", "NoAugmentation", "get_augmenter"]
+__all__ = ["Augmenter", "EmbeddingNeighbours", "FillMaskAugmenter", "NoAugmentation", "TokenProbe",
+           "get_augmenter"]
 
 
 class Augmenter(ABC):
@@ -26,6 +28,12 @@ class Augmenter(ABC):
                     min_prob: float) -> list[list[int]]:
         """Up to ``n`` substitute ids for ``ids[position]`` of each ``(ids, position)`` request (never the token
         itself, never a special token), best first."""
+
+    def substitutes_for(self, run: Any, requests: Sequence[tuple[Sequence[int], int]], neurons: Sequence[int],
+                        n: int, min_prob: float) -> list[list[int]]:
+        """What fitting calls: the same, with the neuron each request is for and the layer's forward runner
+        (``run.adapter`` is the adapter). Augmenters that ignore the neuron need only :meth:`substitutes`."""
+        return self.substitutes(run.adapter, requests, n, min_prob)
 
     def to_dict(self) -> dict[str, Any]:
         """What is recorded in a fitted graph."""
@@ -109,6 +117,44 @@ class EmbeddingNeighbours(Augmenter):
         return [list(by_token[t]) for t in targets]
 
 
+class TokenProbe(Augmenter):
+    """Substitutes the neuron itself ranks highest (an extension; offline, no extra model).
+
+    Every vocabulary token is run alone (after the model's special prefix) in one pooled pass for all the neurons
+    being fitted, and each request gets the next untried tokens of its neuron's ranking: successive requests of a
+    neuron walk down the ranking (the r-th gets ranks ``r * n ...``), so a neuron's windows try many distinct
+    tokens instead of the same few. Only tokens with a positive activation alone are proposed, and a substitute is
+    kept only where it fires in the window's context: the ranking proposes, the neuron in context decides.
+    """
+
+    name = "token_probe"
+
+    def substitutes(self, adapter, requests, n, min_prob):
+        raise ModelAdapterError("TokenProbe needs the neuron of each request: it works inside N2G fitting only "
+                                "(NeuronGraph.fit / explain_layer with augmenter='probe')")
+
+    def substitutes_for(self, run, requests, neurons, n, min_prob):
+        import numpy as np
+
+        if not requests or n == 0:
+            return [[] for _ in requests]
+        special = _special_ids(run.adapter)
+        vocab = np.array([t for t in range(int(input_embedding(run.adapter).shape[0])) if t not in special])
+        units = sorted({int(u) for u in neurons})
+        alone = run.single_tokens(vocab.tolist(), units)  # [n_vocab, n_units]
+        rankings = {}
+        for c, u in enumerate(units):
+            order = np.argsort(-alone[:, c], kind="stable")
+            rankings[u] = vocab[order[alone[order, c] > 0]].tolist()
+        cursor: dict[int, int] = {}
+        out = []
+        for (ids, p), u in zip(requests, neurons):
+            c = cursor.get(int(u), 0)
+            out.append([t for t in rankings[int(u)][c:c + n + 1] if t != int(ids[p])][:n])
+            cursor[int(u)] = c + n
+        return out
+
+
 class FillMaskAugmenter(Augmenter):
     """The paper's augmentation: a fill-mask model proposes words for the masked important token.
 
@@ -173,11 +219,14 @@ class FillMaskAugmenter(Augmenter):
 
 
 def get_augmenter(augmenter: Augmenter | str | None) -> Augmenter:
-    """``None`` / ``"embedding"``: :class:`EmbeddingNeighbours`; ``"none"``: :class:`NoAugmentation`."""
+    """``None`` / ``"embedding"``: :class:`EmbeddingNeighbours`; ``"probe"``: :class:`TokenProbe`; ``"none"``:
+    :class:`NoAugmentation`."""
     if isinstance(augmenter, Augmenter):
         return augmenter
     if augmenter in (None, "embedding", "embedding_neighbours"):
         return EmbeddingNeighbours()
     if augmenter == "none":
         return NoAugmentation()
-    raise ValueError(f"augmenter must be an Augmenter, None, 'embedding' or 'none', got {augmenter!r}")
+    if augmenter in ("probe", "token_probe"):
+        return TokenProbe()
+    raise ValueError(f"augmenter must be an Augmenter, None, 'embedding', 'probe' or 'none', got {augmenter!r}")

@@ -88,6 +88,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     layer: model layer number (must be in the scan).
     neurons: neuron ids (default: all).
     k: top examples per neuron, split ``config.train_proportion`` train / rest test with ``seed``.
+    augmenter: as in :meth:`NeuronGraph.fit` (``None``: embedding neighbours; ``"probe"``; ``"none"``).
     evaluate: score each graph on its held-out examples plus ``n_random`` random documents (default: as many as
         test examples), with the token-lookup and n-gram baselines; stored in ``graph.scores``.
     out_dir: save ``L{layer}/N{neuron}.json`` per neuron and ``L{layer}/summary.json`` / ``summary.csv``.

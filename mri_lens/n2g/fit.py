@@ -72,6 +72,28 @@ class Forward:
     def counts(self) -> dict[str, int]:
         return {"forward_calls": self.calls, "tokens": self.tokens, "padded_tokens": self.padded_tokens}
 
+    def single_tokens(self, tokens: Sequence[int], neurons: Sequence[int]) -> np.ndarray:
+        """Activations of ``neurons`` on each token run alone (after the special prefix): float32
+        ``[len(tokens), len(neurons)]``. Rows are as many as the token budget allows (a whole small vocabulary
+        in one call)."""
+        import torch
+
+        extra = len(self.prefix) + 1 + len(self.suffix)
+        rows = max(1, self.max_batch_tokens // extra)
+        cols = torch.as_tensor([int(n) for n in neurons])
+        out = np.empty((len(tokens), len(cols)), dtype=np.float32)
+        for b in range(0, len(tokens), rows):
+            chunk = [self.prefix + [int(t)] + self.suffix for t in tokens[b:b + rows]]
+            ids, mask, starts = self.adapter.pad_batch(chunk)
+            acts = self.backend.forward(ids, mask, [self.layer])[self.layer]
+            self.calls += 1
+            self.tokens += int(mask.sum())
+            self.padded_tokens += int(mask.numel())
+            at = torch.as_tensor(starts, device=acts.device).long() + len(self.prefix)
+            out[b:b + len(chunk)] = acts[torch.arange(len(chunk), device=acts.device), at][:, cols.to(acts.device)] \
+                .float().cpu().numpy()
+        return out
+
     def __call__(self, requests: Sequence[tuple[tuple[int, ...], int]]) -> list[np.ndarray]:
         """``requests``: ``(text ids, neuron)`` pairs. Returns one float32 ``[len(ids)]`` array per request."""
         import torch
@@ -218,28 +240,33 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
         else:
             pruned.setdefault((ji, ids), (pi, q - start, False))
 
-    # Stage 2: the pruned prompts, unmasked and with each token masked in turn, in one pooled batch.
-    def masked_rows(ids: tuple[int, ...], upto: int) -> list[tuple[int, ...]]:
-        return [ids] + [ids[:k] + (mask_token,) + ids[k + 1:] for k in range(upto + 1)]
-
-    def measure(items: list[tuple[int, tuple[int, ...], int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """items: (job, ids, last position to mask) -> (normalised activations [L], importance [L, L])."""
+    # Stage 2: the pruned prompts unmasked, then with each token masked in turn. The model is causal (checked by
+    # every caller), so masking token k changes nothing before k, and only tokens up to the last one that matters
+    # (the last firing token, or the pivot) need an importance: each masked row stops there, and tokens after it
+    # are never masked. Same importances as masking every token of the whole window, at about half the tokens.
+    def measure(items: list[tuple[int, tuple[int, ...], np.ndarray, int]]) -> list[np.ndarray]:
+        """items: (job, ids, normalised activations [L], last position needing an importance) -> importance
+        [L, L] (NaN in the columns after that position)."""
         req, spans = [], []
-        for ji, ids, upto in items:
-            rows = masked_rows(ids, upto)
-            spans.append((len(req), len(rows)))
-            req.extend((r, jobs[ji][0]) for r in rows)
+        for ji, ids, _, upto in items:
+            spans.append((len(req), upto + 1))
+            req.extend((ids[:k] + (mask_token,) + ids[k + 1:upto + 1], jobs[ji][0]) for k in range(upto + 1))
         acts = run(req)
         out = []
-        for (ji, _, upto), (a, m) in zip(items, spans):
-            norm = jobs[ji][1]
-            base = acts[a] / norm
-            masked = np.stack(acts[a + 1:a + m]) / norm
-            out.append((base, importance_matrix(base, masked, range(upto + 1))))
+        for (ji, ids, base, upto), (a, m) in zip(items, spans):
+            masked = np.full((m, len(ids)), np.nan)
+            masked[:, :upto + 1] = np.stack(acts[a:a + m]) / jobs[ji][1]
+            out.append(importance_matrix(base, masked, range(m)))
         return out
 
+    def last_needed(base: np.ndarray, at_least: int) -> int:
+        fires = np.flatnonzero(base > cfg.activation_threshold)
+        return max(int(fires[-1]) if len(fires) else -1, at_least)
+
     keys = sorted(pruned, key=lambda k: (k[0], len(k[1]), k[1]))
-    measured = measure([(ji, ids, len(ids) - 1) for ji, ids in keys])
+    bases = [a / jobs[ji][1] for (ji, _), a in zip(keys, run([(ids, jobs[ji][0]) for ji, ids in keys]))]
+    measured = list(zip(bases, measure([(ji, ids, b, last_needed(b, pruned[(ji, ids)][1]))
+                                         for (ji, ids), b in zip(keys, bases)])))
     tries = [Trie() for _ in jobs]
     for (ji, ids), (base, imp) in zip(keys, measured):
         for labels, weights, act in paths_from_prompt(ids, base, imp, cfg.activation_threshold,
@@ -264,30 +291,42 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
                 if not main and done.get(key, 0) >= cfg.augment_repeats:
                     continue  # extra pivots: a token already tried in enough windows teaches little more
                 done[key] = done.get(key, 0) + 1
-                targets.append((ji, ids, k))
-        targets.sort(key=lambda t: (t[0], len(t[1]), t[1], t[2]))
-        subs = augmenter.substitutes(run.adapter, [(ids, k) for _, ids, k in targets], cfg.n_substitutes,
-                                     cfg.min_substitute_prob) if targets else []
-        variants: dict[tuple[int, tuple[int, ...]], None] = {}
-        for (ji, ids, k), ss in zip(targets, subs):
+                targets.append((ji, i, k))
+        targets.sort(key=lambda t: (t[0], len(keys[t[1]][1]), keys[t[1]][1], t[2]))
+        subs = augmenter.substitutes_for(run, [(keys[i][1], k) for _, i, k in targets],
+                                         [jobs[ji][0] for ji, _, _ in targets], cfg.n_substitutes,
+                                         cfg.min_substitute_prob) if targets else []
+        variants: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # -> (window it came from, position)
+        for (ji, i, k), ss in zip(targets, subs):
+            ids = keys[i][1]
             for s in ss[:cfg.n_substitutes]:
-                v = ids[:k] + (int(s),) + ids[k + 1:]
-                variants.setdefault((ji, v), None)
+                variants.setdefault((ji, ids[:k] + (int(s),) + ids[k + 1:]), (i, k))
         vkeys = list(variants)
         for ji, _ in vkeys:
             stats[ji].variants += 1
-        base_acts = run([(v, jobs[ji][0]) for ji, v in vkeys])
         firing = []
-        for (ji, v), a in zip(vkeys, base_acts):
-            fires = np.flatnonzero(a / jobs[ji][1] > cfg.activation_threshold)
-            if len(fires):
-                firing.append((ji, v, int(fires[-1])))
+        for (ji, v), a in zip(vkeys, run([(v, jobs[ji][0]) for ji, v in vkeys])):
+            base = a / jobs[ji][1]
+            if (base > cfg.activation_threshold).any():
+                firing.append((ji, v, base))
                 stats[ji].firing_variants += 1
-        for (ji, v, _), (base, imp) in zip(firing, measure(firing)):
-            for labels, weights, act in paths_from_prompt(v, base, imp, cfg.activation_threshold,
-                                                           cfg.importance_threshold):
-                tries[ji].add_path(labels, weights, act)
-                stats[ji].paths += 1
+        # Causality again: before the substituted position k a variant is its window, so its firing tokens there,
+        # their activations and importances are the window's (already measured): only firing tokens from k on
+        # need the variant's own masked rows.
+        fresh = [(ji, v, base, last_needed(base, -1)) for ji, v, base in firing
+                 if (base[variants[(ji, v)][1]:] > cfg.activation_threshold).any()]
+        fresh_imp = {(ji, v): imp for (ji, v, _, _), imp in zip(fresh, measure(fresh))}
+        for ji, v, base in firing:
+            i, k = variants[(ji, v)]
+            before = np.arange(len(v)) < k
+            sources = [(keys[i][1], np.where(before, measured[i][0], 0.0), measured[i][1])]
+            if (ji, v) in fresh_imp:
+                sources.append((v, np.where(before, 0.0, base), fresh_imp[(ji, v)]))
+            for ids, acts, imp in sources:
+                for labels, weights, act in paths_from_prompt(ids, acts, imp, cfg.activation_threshold,
+                                                               cfg.importance_threshold):
+                    tries[ji].add_path(labels, weights, act)
+                    stats[ji].paths += 1
     for t in tries:
         t.finalize()
 

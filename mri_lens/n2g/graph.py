@@ -110,7 +110,8 @@ class NeuronGraph:
         examples: :class:`~mri_lens.TopExamples` of the neuron, or texts, or token-id lists (no special tokens).
         config: thresholds (default: the paper's).
         seed: seeds the train/test split (with the layer and neuron): same inputs and seed, same graph.
-        augmenter: default :class:`~mri_lens.n2g.EmbeddingNeighbours` (offline); ``"none"`` switches it off.
+        augmenter: default :class:`~mri_lens.n2g.EmbeddingNeighbours` (offline); ``"probe"``:
+            :class:`~mri_lens.n2g.TokenProbe` (offline, neuron-aware, an extension); ``"none"`` switches it off.
         max_activation: the normaliser (default: the largest example value, the neuron's dataset max when the
             examples are its top examples; for texts, the largest activation on them).
         window: the scan's ``max_length`` if it split documents into windows.
