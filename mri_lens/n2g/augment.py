@@ -139,7 +139,11 @@ class TokenProbe(Augmenter):
         if not requests or n == 0:
             return [[] for _ in requests]
         special = _special_ids(run.adapter)
-        vocab = np.array([t for t in range(int(input_embedding(run.adapter).shape[0])) if t not in special])
+        n_vocab = int(input_embedding(run.adapter).shape[0])
+        tok = getattr(run.adapter.model, "tokenizer", None)
+        if tok is not None:
+            n_vocab = min(n_vocab, len(tok))  # embeddings padded past the tokenizer (Pythia) are not tokens
+        vocab = np.array([t for t in range(n_vocab) if t not in special])
         units = sorted({int(u) for u in neurons})
         alone = run.single_tokens(vocab.tolist(), units)  # [n_vocab, n_units]
         rankings = {}

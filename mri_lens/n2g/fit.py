@@ -243,7 +243,7 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
     # Stage 2: the pruned prompts unmasked, then with each token masked in turn. The model is causal (checked by
     # every caller), so masking token k changes nothing before k, and only tokens up to the last one that matters
     # (the last firing token, or the pivot) need an importance: each masked row stops there, and tokens after it
-    # are never masked. Same importances as masking every token of the whole window, at about half the tokens.
+    # are never masked. Same importances as masking every token of the whole window, with fewer tokens.
     def measure(items: list[tuple[int, tuple[int, ...], np.ndarray, int]]) -> list[np.ndarray]:
         """items: (job, ids, normalised activations [L], last position needing an importance) -> importance
         [L, L] (NaN in the columns after that position)."""
