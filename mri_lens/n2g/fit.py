@@ -72,25 +72,29 @@ class Forward:
     def counts(self) -> dict[str, int]:
         return {"forward_calls": self.calls, "tokens": self.tokens, "padded_tokens": self.padded_tokens}
 
+    def _forward(self, seqs: Sequence[Sequence[int]]):
+        """One counted forward of text-token sequences (special tokens added here): ``(activations [b, pos,
+        d_mlp], first text position of each row [b])``."""
+        tokens, mask, starts = self.adapter.pad_batch([self.prefix + list(s) + self.suffix for s in seqs])
+        acts = self.backend.forward(tokens, mask, [self.layer])[self.layer]
+        self.calls += 1
+        self.tokens += int(mask.sum())
+        self.padded_tokens += int(mask.numel())
+        return acts, [int(st) + len(self.prefix) for st in starts]
+
     def single_tokens(self, tokens: Sequence[int], neurons: Sequence[int]) -> np.ndarray:
         """Activations of ``neurons`` on each token run alone (after the special prefix): float32
-        ``[len(tokens), len(neurons)]``. Rows are as many as the token budget allows (a whole small vocabulary
-        in one call)."""
+        ``[len(tokens), len(neurons)]``. As many rows per call as the token budget allows (a whole small vocabulary
+        in one call): equal-length rows need no planning, and no per-request bookkeeping."""
         import torch
 
-        extra = len(self.prefix) + 1 + len(self.suffix)
-        rows = max(1, self.max_batch_tokens // extra)
+        rows = max(1, self.max_batch_tokens // (len(self.prefix) + 1 + len(self.suffix)))
         cols = torch.as_tensor([int(n) for n in neurons])
         out = np.empty((len(tokens), len(cols)), dtype=np.float32)
         for b in range(0, len(tokens), rows):
-            chunk = [self.prefix + [int(t)] + self.suffix for t in tokens[b:b + rows]]
-            ids, mask, starts = self.adapter.pad_batch(chunk)
-            acts = self.backend.forward(ids, mask, [self.layer])[self.layer]
-            self.calls += 1
-            self.tokens += int(mask.sum())
-            self.padded_tokens += int(mask.numel())
-            at = torch.as_tensor(starts, device=acts.device).long() + len(self.prefix)
-            out[b:b + len(chunk)] = acts[torch.arange(len(chunk), device=acts.device), at][:, cols.to(acts.device)] \
+            acts, at = self._forward([[int(t)] for t in tokens[b:b + rows]])
+            row, pos = torch.arange(len(at)), torch.as_tensor(at)
+            out[b:b + len(at)] = acts[row.to(acts.device), pos.to(acts.device)][:, cols.to(acts.device)] \
                 .float().cpu().numpy()
         return out
 
@@ -107,21 +111,15 @@ class Forward:
             need.setdefault(seq, set()).add(int(n))
         order = sorted(need, key=lambda s: (len(s), s))  # deterministic, whatever the request order
         got: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
-        P = len(self.prefix)
-        extra = P + len(self.suffix)
+        extra = len(self.prefix) + len(self.suffix)
         # no batch of 16+ rows more than a quarter padding: many short prompts of mixed lengths
         for idx in plan_batches([len(s) + extra for s in order], self.max_batch_rows, self.max_batch_tokens,
                                 max_padding=0.25):
             batch = [order[k] for k in idx]
-            tokens, mask, starts = self.adapter.pad_batch([self.prefix + list(s) + self.suffix for s in batch])
-            acts = self.backend.forward(tokens, mask, [self.layer])[self.layer]
-            self.calls += 1
-            self.tokens += int(mask.sum())
-            self.padded_tokens += int(mask.numel())
+            acts, at = self._forward(batch)
             for r, s in enumerate(batch):
                 cols = sorted(need[s])
-                st = int(starts[r]) + P
-                a = acts[r, st:st + len(s)][:, torch.as_tensor(cols, device=acts.device)].float().cpu().numpy()
+                a = acts[r, at[r]:at[r] + len(s)][:, torch.as_tensor(cols, device=acts.device)].float().cpu().numpy()
                 for c, n in enumerate(cols):
                     got[(s, n)] = a[:, c]
         return [got[(tuple(s), int(n))] for s, n in requests]
