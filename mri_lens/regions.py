@@ -133,8 +133,8 @@ def _import_umap():
         try:
             from numba.core.dispatcher import Dispatcher
 
-            for name in _UMAP_MODULES:
-                for obj in list(vars(sys.modules.get(name, umap)).values()):
+            for mod in filter(None, map(sys.modules.get, _UMAP_MODULES)):  # another layout: fewer modules
+                for obj in list(vars(mod).values()):
                     if isinstance(obj, Dispatcher) and type(getattr(obj, "_cache", None)).__name__ == "NullCache":
                         obj.enable_caching()
         except Exception:  # an optimisation only: another numba or umap-learn layout just compiles as before
