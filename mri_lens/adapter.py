@@ -441,11 +441,47 @@ def load_model(name_or_dir: str | os.PathLike, *, device: str | None = None, dty
     device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
     dtype: torch dtype (default float32).
     backend: ``"transformer_lens"`` (default; also ``"tl"``) or ``"hf"``.
-    """
-    import torch
 
+    A model that cannot be loaded (an unknown name, no network and no cached copy, a broken directory) raises
+    :class:`ModelAdapterError` ``cannot load model '<name>': <the first line of the loader's error>`` (the loader's
+    error is its ``__cause__``); other exceptions (bugs) propagate unchanged.
+    """
     if backend not in ("transformer_lens", "tl", "hf"):
         raise ValueError(f"backend must be 'transformer_lens' or 'hf', got {backend!r}")
+    try:
+        return _load_model(name_or_dir, device=device, dtype=dtype, backend=backend, **kwargs)
+    except ModelAdapterError:
+        raise
+    except _load_errors() as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ModelAdapterError(f"cannot load model {os.fspath(name_or_dir)!r}: {first}") from e
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What the loaders raise for a model that cannot be loaded: OSError (transformers' "not a valid model
+    identifier" / "couldn't connect", the hub's HTTP, offline-mode and missing-entry errors, missing files),
+    ValueError (unrecognised configs, the hub's repo-id validation), and the hub's and httpx's errors that are
+    neither (a missing entry, a failed HTTP request)."""
+    errors: list[type[BaseException]] = [OSError, ValueError]
+    try:
+        from huggingface_hub import errors as hub
+
+        errors += [c for c in (getattr(hub, "EntryNotFoundError", None), getattr(hub, "HTTPError", None))
+                   if isinstance(c, type) and issubclass(c, Exception)]
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _load_model(name_or_dir: str | os.PathLike, *, device: str | None, dtype: Any, backend: str, **kwargs: Any) -> Any:
+    import torch
+
     device = device or _default_device()
     dtype = dtype or torch.float32
     name = os.fspath(name_or_dir)

@@ -6,16 +6,162 @@
     mri-lens neuroscope --model tiny --prompt "Sequence: red, green, blue" --out view.html [--hi 3 --lo 0]
     mri-lens site --scan runs/x --model tiny --out site/ [--layers 0] [--neurons 0-99]
     mri-lens explain --scan runs/x --layer 0 --neurons 0-63 --out runs/x/n2g [--model tiny]
+
+Every user mistake is one line on stderr and exit status 2, never a traceback: argument errors
+(``mri-lens <cmd>: error: ...``, checked before any model loads) and every error the library raises on purpose
+(``mri-lens: error: ...``: :class:`~mri_lens.errors.MriLensError`, ``ValueError``, ``OSError``). Ctrl-C is one
+line and status 130. Anything else is a bug and keeps its traceback. Every ``--out`` is checked before any work
+(:func:`mri_lens._io.check_save_target`); ``--force`` writes beside files mri_lens did not write.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 import time
 
+from ._io import check_save_target, claim_dir
 from .errors import MriLensError
+
+# The scanner's poolings (mri_lens.scanner.POOLINGS; kept here so that parsing the arguments imports no torch).
+POOLINGS = ("mean", "max", "min", "last")
+_MAX_INDEX = 10_000_000  # larger layer / neuron numbers are typos (and would build huge lists)
+_FORCE_HELP = "write even if the output path holds other files; files mri_lens did not write are never removed"
+_FORCE_FILE_HELP = "replace the file at --out even if mri_lens did not write it"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with every error on one line, ``<prog>: error: <message>``, exit status 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _message(e: BaseException) -> str:
+    """``e`` as one line: its message's lines joined; an OS error as ``<file>: <reason>``."""
+    if isinstance(e, OSError) and not isinstance(e, MriLensError) and e.strerror:
+        names = [n for n in (e.filename, e.filename2) if n is not None]
+        return _one_line(f"{' -> '.join(map(str, names))}: {e.strerror}" if names else e.strerror)
+    return _one_line(str(e)) or type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------------- argument types
+def _int_at_least(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
+        return v
+
+    parse.__name__ = f"int_at_least_{minimum}"
+    return parse
+
+
+positive_int = _int_at_least(1, "a positive integer (1 or more)")
+non_negative_int = _int_at_least(0, "0 or more")
+
+
+def n_jobs(text: str) -> int:
+    """A worker count: 1 or more, or negative (-1: every core, -2: all but one...); never 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v == 0:
+        raise argparse.ArgumentTypeError("must be a number of worker processes (1 or more, or -1 for every core), "
+                                         "got 0")
+    return v
+
+
+def finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def quantile(text: str) -> float:
+    v = finite_float(text)
+    if not 0.5 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be a quantile in (0.5, 1), e.g. 0.999; got {text!r}")
+    return v
+
+
+_INDEX_PART = re.compile(r"(\d+)(?:-(\d+))?\Z")
+_NEGATIVE_PART = re.compile(r"-?\d+(?:-{1,2}\d+)?\Z")
+
+
+def _index_list(what: str):
+    """``0,1`` or ``0-3`` or ``0-3,7``: a list of non-negative ``what`` numbers (ranges inclusive)."""
+    example = "(e.g. 0,1 or 0-3)"
+
+    def parse(spec: str) -> list[int]:
+        if not spec.strip():
+            raise argparse.ArgumentTypeError(f"empty {what} list: give {what} numbers {example}")
+        out: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                raise argparse.ArgumentTypeError(f"{spec!r} has an empty part: separate {what} numbers by single "
+                                                 f"commas {example}")
+            m = _INDEX_PART.match(part)
+            if m is None:
+                if _NEGATIVE_PART.match(part):
+                    raise argparse.ArgumentTypeError(f"{part}: {what} numbers must not be negative")
+                raise argparse.ArgumentTypeError(f"{spec!r} is not a {what} list {example}")
+            a = int(m[1])
+            b = a if m[2] is None else int(m[2])
+            if a > b:
+                raise argparse.ArgumentTypeError(f"{part}: a range's start must not be above its end "
+                                                 f"(did you mean {b}-{a}?)")
+            if b >= _MAX_INDEX:
+                raise argparse.ArgumentTypeError(f"{b} is too large for a {what} number")
+            out.extend(range(a, b + 1))
+        return out
+
+    parse.__name__ = f"{what}_list"
+    return parse
+
+
+layer_list = _index_list("layer")
+neuron_list = _index_list("neuron")
+
+
+def pooling_list(spec: str) -> tuple[str, ...]:
+    """``mean,max``: one or more of :data:`POOLINGS`, each once."""
+    out: list[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            raise argparse.ArgumentTypeError(f"{spec!r} has an empty part: give poolings separated by commas, "
+                                             f"among {','.join(POOLINGS)}")
+        if part not in POOLINGS:
+            raise argparse.ArgumentTypeError(f"unknown pooling {part!r}; choose from {','.join(POOLINGS)}")
+        if part in out:
+            raise argparse.ArgumentTypeError(f"pooling {part!r} is given twice")
+        out.append(part)
+    return tuple(out)
+
+
+def name_list(spec: str) -> tuple[str, ...]:
+    """``a,b``: label names, comma separated, none empty."""
+    parts = [p.strip() for p in spec.split(",")]
+    if not any(parts) or not all(parts):
+        raise argparse.ArgumentTypeError(f"{spec!r} has an empty name: give label names separated by commas")
+    return tuple(parts)
 
 
 def _model(name: str, device: str | None):
@@ -52,28 +198,17 @@ def _scan_and_model(args):
     return s, _model(args.model or s.meta.get("model_id") or "", args.device)
 
 
-def _layers(spec: str | None):
-    if not spec:
-        return None
-    out: list[int] = []
-    for part in spec.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
 def cmd_scan(args) -> int:
     from .scanner import scan
 
+    out = check_save_target(args.out, "mri_lens.scan", overwrite=args.force)
     corpus = _corpus(args.corpus, args.text_col, args.label_col)
     model = _model(args.model, args.device)
-    result = scan(model, corpus, layers=_layers(args.layers), batch_size=args.batch_size,
-                  max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length, overflow=args.overflow, pooling=tuple(args.pooling.split(",")),
-                  top_k=args.top_k, dtype=args.dtype, padding_side=args.padding_side, progress=not args.quiet)
-    path = result.save(args.out)
+    result = scan(model, corpus, layers=args.layers, batch_size=args.batch_size,
+                  max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length, overflow=args.overflow,
+                  pooling=args.pooling, top_k=args.top_k, dtype=args.dtype, padding_side=args.padding_side,
+                  progress=not args.quiet)
+    path = result.save(out, overwrite=args.force)
     print(f"{result!r}\nsaved to {path}")
     return 0
 
@@ -82,9 +217,10 @@ def cmd_report(args) -> int:
     from .report import write_scan_report
     from .store import Scan
 
+    out = check_save_target(args.out or os.path.join(args.scan, "report.html"), "mri_lens.page",
+                            overwrite=args.force)
     s = Scan.load(args.scan)
-    cats = tuple(args.categories.split(",")) if args.categories else None
-    out = write_scan_report(s, args.out or os.path.join(args.scan, "report.html"), categories=cats)
+    out = write_scan_report(s, out, categories=args.categories, overwrite=args.force)
     print(f"report written to {os.path.abspath(out)}")
     return 0
 
@@ -100,6 +236,8 @@ def cmd_demo(args) -> int:
     from .scanner import scan
     from .site import neuroscope_site
 
+    force = args.force
+    out = claim_dir(args.out, "mri_lens.demo", overwrite=force)
     t0 = time.perf_counter()
     corpus = datasets.drug_reviews(label="rating", categories=["positive", "negative"])
     if args.limit:
@@ -113,30 +251,30 @@ def cmd_demo(args) -> int:
     result = scan(model, corpus, batch_size=args.batch_size, pooling=("mean", "max"), progress=not args.quiet)
     t_scan = time.perf_counter() - t0
     print(f"{result!r}\nscan: {t_scan:.1f} s")
-    _, mri_t = _run_mri(result, os.path.join(args.out, "mri"), grid=10, seed=0,
-                                 categories=("positive", "negative"), progress=not args.quiet,
-                                 title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
-                                 links=[("back to the demo report", "../index.html")])
+    _, mri_t = _run_mri(result, os.path.join(out, "mri"), grid=10, seed=0,
+                        categories=("positive", "negative"), progress=not args.quiet,
+                        title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
+                        links=[("back to the demo report", "../index.html")], overwrite=force)
     print(f"MRI pipeline (scan + region maps + graph): {t_scan + mri_t['region maps'] + mri_t['graph']:.1f} s "
           f"(scan {t_scan:.1f}, maps {mri_t['region maps']:.1f}, graph {mri_t['graph']:.2f})")
-    scan_dir = result.save(os.path.join(args.out, "scan"))
+    scan_dir = result.save(os.path.join(out, "scan"), overwrite=force)
 
     t1 = time.perf_counter()
     tiny = models.tiny_lm(device=args.device)
     view = neuroscope(tiny, sequence_prompts(), hi=3.0, lo=0.0, select="hi")
-    view.save_html(os.path.join(args.out, "neuroscope_view.html"), summary=True,
-                   title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts")
+    view.save_html(os.path.join(out, "neuroscope_view.html"), summary=True,
+                   title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts", overwrite=force)
     code = scan(tiny, datasets.stdlib_code(n_docs=args.limit or 200), overflow="windows", progress=not args.quiet)
     layer0 = code.stats.max[0]
     neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
     from .n2g import demo_section
 
-    n2g_graphs, n2g_links = demo_section(tiny, code, args.out, neurons)  # N2G graphs of the same 12 neurons
-    neuroscope_site(code, tiny, os.path.join(args.out, "site"), layers=[0], neurons=neurons,
-                    title="mri_lens demo: tiny LM neurons on standard-library code", n2g=n2g_graphs)
+    n2g_graphs, n2g_links = demo_section(tiny, code, out, neurons)  # N2G graphs of the same 12 neurons
+    neuroscope_site(code, tiny, os.path.join(out, "site"), layers=[0], neurons=neurons,
+                    title="mri_lens demo: tiny LM neurons on standard-library code", n2g=n2g_graphs, overwrite=force)
     print(f"neuroscope view and site: {time.perf_counter() - t1:.1f} s")
 
-    report = write_scan_report(result, os.path.join(args.out, "index.html"),
+    report = write_scan_report(result, os.path.join(out, "index.html"),
                                title="mri_lens demo: MiniLM-L6 on drug reviews (positive vs negative)",
                                categories=("positive", "negative"),
                                links=[("MRI: region maps, co-activation graph, enriched regions, probe",
@@ -144,7 +282,7 @@ def cmd_demo(args) -> int:
                                       ("Neuroscope view: tiny LM on in-context sequence prompts",
                                        "neuroscope_view.html"),
                                       ("Neuroscope site: 12 tiny-LM neurons on standard-library code",
-                                       "site/index.html")] + n2g_links)
+                                       "site/index.html")] + n2g_links, overwrite=force)
     print(f"saved scan: {scan_dir}")
     print(f"total {time.perf_counter() - t0:.1f} s")
     print(f"report: {os.path.abspath(report)}  (open it in a browser; works offline)")
@@ -167,21 +305,24 @@ def cmd_compile(args) -> int:
 
 def _run_mri(scan, out: str, *, grid: int = 10, mode: str = "neurons", seed: int = 0, min_weight: int = 5,
              top_k: int | None = 3, categories=None, n_jobs: int = -1, progress: bool = True, title: str | None = None,
-             links=()) -> tuple[str, dict[str, float]]:
-    """Region maps + co-activation graph + report of a scan, saved under ``out``. Returns (report path, timings)."""
+             links=(), overwrite: bool = False) -> tuple[str, dict[str, float]]:
+    """Region maps + co-activation graph + report of a scan, saved under ``out`` (claimed as an MRI page
+    directory first: refused before any work unless free, empty or an earlier one, see
+    :func:`mri_lens._io.claim_dir`). Returns (report path, timings)."""
     from .graph import coactivation_graph, write_graph
     from .regions import RegionMaps, separability
     from .report import write_mri_report
 
+    out = claim_dir(out, "mri_lens.mri_page", overwrite=overwrite)
     t0 = time.perf_counter()
     maps = RegionMaps.fit(scan, grid=grid, mode=mode, seed=seed, n_jobs=n_jobs, progress=progress)
     t_maps = time.perf_counter() - t0
     t1 = time.perf_counter()
     g = coactivation_graph(maps, min_weight=min_weight, top_k=top_k or None, enrichment=maps.labels is not None)
     t_graph = time.perf_counter() - t1
-    maps.save(os.path.join(out, "maps"))
+    maps.save(os.path.join(out, "maps"), overwrite=overwrite)
     for ext in ("json", "graphml", "gexf"):
-        write_graph(g, os.path.join(out, f"graph.{ext}"))
+        write_graph(g, os.path.join(out, f"graph.{ext}"), overwrite=overwrite)
     t2 = time.perf_counter()
     probe = separability(maps, scan, seed=seed) if scan.labels is not None and len(scan.label_names) >= 2 else None
     t_probe = time.perf_counter() - t2
@@ -190,45 +331,55 @@ def _run_mri(scan, out: str, *, grid: int = 10, mode: str = "neurons", seed: int
         timings["probe"] = t_probe
     report = write_mri_report(maps, g, scan, os.path.join(out, "index.html"), categories=categories, probe=probe,
                               timings=timings, title=title or f"mri_lens MRI: {scan.meta.get('model_id')}",
-                              links=links)
+                              links=links, overwrite=overwrite)
     print(f"{maps!r}\nregion maps: {t_maps:.1f} s, graph: {t_graph:.2f} s ({g.number_of_nodes()} regions, "
           f"{g.number_of_edges()} edges)" + (f", probe: {t_probe:.1f} s" if probe is not None else ""))
     return report, timings
+
+
+def _check_categories(scan, categories) -> None:
+    """``--categories`` of ``mri``: label names of the scan (ScanError naming the known ones)."""
+    from .errors import ScanError
+
+    if categories is None:
+        return
+    names = list(scan.label_names or [])
+    if scan.labels is None:
+        raise ScanError(f"--categories {','.join(categories)} given but the scan has no labels")
+    unknown = [c for c in categories if c not in names]
+    if unknown:
+        raise ScanError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                        f"the scan's categories are {', '.join(map(repr, names))}")
 
 
 def cmd_mri(args) -> int:
     """Region maps, co-activation graph, metrics and probe of a saved scan, as an offline HTML page."""
     from .store import Scan
 
+    out = check_save_target(args.out or os.path.join(args.scan, "mri"), "mri_lens.mri_page", overwrite=args.force)
     result = Scan.load(args.scan)
-    out = args.out or os.path.join(args.scan, "mri")
-    cats = args.categories.split(",") if args.categories else None
+    cats = list(args.categories) if args.categories else None
+    _check_categories(result, cats)
     report, _ = _run_mri(result, out, grid=args.grid, mode=args.mode, seed=args.seed, min_weight=args.min_weight,
-                         top_k=args.top_k, categories=cats, n_jobs=args.n_jobs, progress=not args.quiet)
+                         top_k=args.top_k, categories=cats, n_jobs=args.n_jobs, progress=not args.quiet,
+                         overwrite=args.force)
     print(f"report: {report}  (maps/, graph.json, graph.graphml, graph.gexf beside it)")
     return 0
 
 
-def _value_errors_as_one_line(f):
-    """New subcommands report bad option values (ValueError) like MriLensError: one line, exit status 2."""
-    def wrapped(args) -> int:
-        try:
-            return f(args)
-        except ValueError as e:
-            if isinstance(e, MriLensError):
-                raise
-            print(f"mri-lens: error: {e}", file=sys.stderr)
-            return 2
-    wrapped.__doc__ = f.__doc__
-    return wrapped
-
-
-@_value_errors_as_one_line
 def cmd_neuroscope(args) -> int:
     from .neuroscope import ColorBins, neuroscope
     from .prompts import sequence_prompts
 
+    out = check_save_target(args.out, "mri_lens.page", overwrite=args.force)
+    if args.prompt is not None and not all(p.strip() for p in args.prompt):
+        raise ValueError("--prompt must not be empty")
     prompts = args.prompt or sequence_prompts()
+    if args.relative is None:
+        if args.lo > args.hi:
+            raise ValueError(f"--lo must not be greater than --hi, got --lo {args.lo:g} --hi {args.hi:g} (swapped?)")
+        if args.select == "either" and not args.lo < args.hi:
+            raise ValueError(f"--select either needs --lo below --hi, got --lo {args.lo:g} --hi {args.hi:g}")
     scan = None
     if args.relative is not None:
         if not args.scan:
@@ -238,82 +389,89 @@ def cmd_neuroscope(args) -> int:
         scan = Scan.load(args.scan)
     bins = ColorBins(red=args.red, orange=args.orange if args.orange is not None else args.hi, lo=args.lo)
     model = _model(args.model, args.device)
-    view = neuroscope(model, prompts, layers=_layers(args.layers), hi=args.hi, lo=args.lo, select=args.select,
+    view = neuroscope(model, prompts, layers=args.layers, hi=args.hi, lo=args.lo, select=args.select,
                       relative=args.relative, relative_to=args.relative_to, scan=scan, sort=args.sort,
                       max_neurons_per_layer=args.max_neurons or None, bins=bins)
-    out = view.save_html(args.out, summary=args.summary)
+    out = view.save_html(out, summary=args.summary, overwrite=args.force)
     print(f"{view!r}\nview written to {out}")
     return 0
 
 
-@_value_errors_as_one_line
 def cmd_explain(args) -> int:
     """N2G graphs of a layer's neurons from a saved scan: one JSON per neuron plus a summary table (resumable)."""
     from .n2g import N2GConfig, explain_layer
 
-    s, model = _scan_and_model(args)
+    out = check_save_target(args.out, "mri_lens.n2g", overwrite=args.force)
     cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment,
                     n_substitutes=args.substitutes)
+    s, model = _scan_and_model(args)
     t0 = time.perf_counter()
-    for layer in _layers(args.layer) or []:
-        graphs = explain_layer(model, s, layer, _layers(args.neurons), k=args.k, config=cfg, seed=args.seed,
-                               out_dir=args.out, evaluate=not args.no_eval, progress=not args.quiet,
-                               augmenter=args.augmenter)
+    for layer in args.layer:
+        graphs = explain_layer(model, s, layer, args.neurons, k=args.k, config=cfg, seed=args.seed,
+                               out_dir=out, evaluate=not args.no_eval, progress=not args.quiet,
+                               augmenter=args.augmenter, overwrite=args.force)
         print(f"{graphs!r}")
         table = graphs.table()
         if len(table):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"N2G graphs written to {os.path.abspath(args.out)} in {time.perf_counter() - t0:.1f} s")
+    print(f"N2G graphs written to {out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
-@_value_errors_as_one_line
 def cmd_site(args) -> int:
     from .site import neuroscope_site
 
+    out = check_save_target(args.out, "mri_lens.site", overwrite=args.force)
     s, model = _scan_and_model(args)
     t0 = time.perf_counter()
-    index = neuroscope_site(s, model, args.out, layers=_layers(args.layers), neurons=_layers(args.neurons),
-                            k=args.k)
+    index = neuroscope_site(s, model, out, layers=args.layers, neurons=args.neurons, k=args.k, overwrite=args.force)
     print(f"site written to {index} in {time.perf_counter() - t0:.1f} s (open it in a browser; works offline)")
     return 0
 
 
+def _force_arg(p: argparse.ArgumentParser, *, file: bool = False) -> None:
+    p.add_argument("--force", action="store_true", help=_FORCE_FILE_HELP if file else _FORCE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mri-lens", description="Neuron-level lenses for TransformerLens models.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = ArgumentParser(prog="mri-lens", description="Neuron-level lenses for TransformerLens models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
     s = sub.add_parser("scan", help="scan a corpus and save the result")
     s.add_argument("--model", required=True, help="TL/hub name, local HF directory, 'tiny' or 'minilm'")
     s.add_argument("--corpus", required=True, help="CSV, TSV or JSONL file")
     s.add_argument("--text-col", default="text")
     s.add_argument("--label-col", default=None)
-    s.add_argument("--out", required=True, help="output directory")
-    s.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: all)")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--max-batch-tokens", type=int, default=2048)
-    s.add_argument("--max-length", type=int, default=None)
+    s.add_argument("--out", required=True, help="output directory (checked before any work)")
+    s.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: all)")
+    s.add_argument("--batch-size", type=positive_int, default=32)
+    s.add_argument("--max-batch-tokens", type=non_negative_int, default=2048, help="0: no limit")
+    s.add_argument("--max-length", type=positive_int, default=None)
     s.add_argument("--overflow", choices=("truncate", "windows", "error"), default="truncate")
-    s.add_argument("--pooling", default="mean,max")
-    s.add_argument("--top-k", type=int, default=20)
+    s.add_argument("--pooling", type=pooling_list, default=("mean", "max"),
+                   help=f"comma separated, among {','.join(POOLINGS)} (default: mean,max)")
+    s.add_argument("--top-k", type=positive_int, default=20)
     s.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     s.add_argument("--padding-side", choices=("right", "left"), default="right")
     s.add_argument("--device", default=None)
     s.add_argument("--quiet", action="store_true")
+    _force_arg(s)
     s.set_defaults(func=cmd_scan)
 
     r = sub.add_parser("report", help="offline HTML report of a saved scan")
     r.add_argument("--scan", required=True)
-    r.add_argument("--out", default=None)
-    r.add_argument("--categories", default=None, help="two label names, comma separated")
+    r.add_argument("--out", default=None, help="output HTML file (default: <scan>/report.html)")
+    r.add_argument("--categories", type=name_list, default=None, help="two label names, comma separated")
+    _force_arg(r, file=True)
     r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("demo", help="MiniLM-L6 on drug reviews, end to end, offline")
     d.add_argument("--out", default="mri_lens_demo")
-    d.add_argument("--limit", type=int, default=None, help="use only the first N reviews")
-    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--limit", type=positive_int, default=None, help="use only the first N reviews")
+    d.add_argument("--batch-size", type=positive_int, default=32)
     d.add_argument("--device", default=None)
     d.add_argument("--quiet", action="store_true")
+    _force_arg(d)
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("compile", help="JIT-compile the numba kernels once (make setup runs it), so a new "
@@ -325,51 +483,56 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--prompt", action="append", default=None,
                    help="a prompt (repeat for several; default: the in-context sequence prompts)")
     n.add_argument("--out", required=True, help="output HTML file")
-    n.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: all)")
-    n.add_argument("--hi", type=float, default=3.0)
-    n.add_argument("--lo", type=float, default=0.0)
+    n.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: all)")
+    n.add_argument("--hi", type=finite_float, default=3.0)
+    n.add_argument("--lo", type=finite_float, default=0.0)
     n.add_argument("--select", choices=("hi", "lo", "either"), default="hi")
-    n.add_argument("--relative", type=float, default=None, help="quantile, e.g. 0.999 (needs --scan)")
+    n.add_argument("--relative", type=quantile, default=None, help="quantile, e.g. 0.999 (needs --scan)")
     n.add_argument("--relative-to", choices=("neuron", "layer"), default="neuron")
     n.add_argument("--scan", default=None, help="saved scan of the same model, for --relative")
     n.add_argument("--sort", choices=("max", "coverage"), default="max")
-    n.add_argument("--max-neurons", type=int, default=50, help="per layer (0: no cap)")
-    n.add_argument("--red", type=float, default=3.5, help="colour bin: red above this")
-    n.add_argument("--orange", type=float, default=None, help="colour bin: orange above this (default: --hi)")
+    n.add_argument("--max-neurons", type=non_negative_int, default=50, help="per layer (0: no cap)")
+    n.add_argument("--red", type=finite_float, default=3.5, help="colour bin: red above this")
+    n.add_argument("--orange", type=finite_float, default=None, help="colour bin: orange above this (default: --hi)")
     n.add_argument("--summary", action="store_true", help="add the layer progression figure (plotly inlined)")
     n.add_argument("--device", default=None)
+    _force_arg(n, file=True)
     n.set_defaults(func=cmd_neuroscope)
 
     m = sub.add_parser("mri", help="MRI lens of a saved scan: region maps, co-activation graph, report")
     m.add_argument("--scan", required=True)
     m.add_argument("--out", default=None, help="output directory (default: <scan>/mri)")
-    m.add_argument("--grid", type=int, default=10, help="n: regions form an n x n grid")
+    m.add_argument("--grid", type=positive_int, default=10, help="n: regions form an n x n grid")
     m.add_argument("--mode", choices=("neurons", "documents"), default="neurons")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--min-weight", type=int, default=5, help="drop edges with fewer co-activating documents")
-    m.add_argument("--top-k", type=int, default=3,
+    m.add_argument("--seed", type=non_negative_int, default=0)
+    m.add_argument("--min-weight", type=non_negative_int, default=5,
+                   help="drop edges with fewer co-activating documents")
+    m.add_argument("--top-k", type=non_negative_int, default=3,
                    help="keep an edge only if it is among the k heaviest out-edges of its source or in-edges of its "
                         "target (0: keep all)")
-    m.add_argument("--categories", default=None, help="label names to contrast, comma separated")
-    m.add_argument("--n-jobs", type=int, default=-1, help="worker processes for the per-layer maps")
+    m.add_argument("--categories", type=name_list, default=None, help="label names to contrast, comma separated")
+    m.add_argument("--n-jobs", type=n_jobs, default=-1, help="worker processes for the per-layer maps (-1: all cores)")
     m.add_argument("--quiet", action="store_true")
-    m.set_defaults(func=_value_errors_as_one_line(cmd_mri))
+    _force_arg(m)
+    m.set_defaults(func=cmd_mri)
 
     t = sub.add_parser("site", help="offline static Neuroscope site (neuron pages) of a saved scan")
     _scan_model_args(t)
     t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--layers", default=None, help="e.g. 0,1 or 0-3 (default: every scanned layer)")
-    t.add_argument("--neurons", default=None, help="e.g. 0-99 (default: all)")
-    t.add_argument("--k", type=int, default=20, help="top examples per neuron")
+    t.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: every scanned layer)")
+    t.add_argument("--neurons", type=neuron_list, default=None, help="e.g. 0-99 (default: all)")
+    t.add_argument("--k", type=positive_int, default=20, help="top examples per neuron")
+    _force_arg(t)
     t.set_defaults(func=cmd_site)
 
     e = sub.add_parser("explain", help="N2G graphs (token patterns) of neurons from a saved scan")
     _scan_model_args(e)
-    e.add_argument("--layer", required=True, help="e.g. 0, or 0-3 for several layers")
-    e.add_argument("--neurons", default=None, help="e.g. 0-63 (default: all)")
+    e.add_argument("--layer", type=layer_list, required=True, help="e.g. 0, or 0-3 for several layers")
+    e.add_argument("--neurons", type=neuron_list, default=None, help="e.g. 0-63 (default: all)")
     e.add_argument("--out", required=True, help="output directory (L<layer>/N<neuron>.json, summary.csv)")
-    e.add_argument("--k", type=int, default=20, help="top examples per neuron (half train, half test)")
-    e.add_argument("--pivots", type=int, default=1, help="pivots per example (1: the paper's method)")
+    e.add_argument("--k", type=_int_at_least(2, "at least 2 (train and test examples)"), default=20,
+                   help="top examples per neuron (half train, half test)")
+    e.add_argument("--pivots", type=positive_int, default=1, help="pivots per example (1: the paper's method)")
     e.add_argument("--end-values", choices=("firing", "calibrated"), default="firing",
                    help="END node values: 'firing' (the paper) or 'calibrated' on the whole training examples")
     e.add_argument("--augment", choices=("main", "all"), default="main",
@@ -377,20 +540,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--augmenter", choices=("embedding", "probe", "none"), default="embedding",
                    help="substitutes: nearest tokens in the model's embedding (default), the tokens the neuron "
                         "itself ranks highest when run alone ('probe'), or no augmentation")
-    e.add_argument("--substitutes", type=int, default=5, help="substitutes per important token (the paper: 5)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--substitutes", type=non_negative_int, default=5,
+                   help="substitutes per important token (the paper: 5)")
+    e.add_argument("--seed", type=non_negative_int, default=0)
     e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
     e.add_argument("--quiet", action="store_true")
+    _force_arg(e)
     e.set_defaults(func=cmd_explain)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Returns the exit status: 0, 2 for a user mistake (one line on stderr, no traceback), 130
+    for Ctrl-C. Other exceptions are bugs and propagate with their traceback."""
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help (0) or an argument error (2, already printed on one line)
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         return args.func(args)
-    except MriLensError as e:
-        print(f"mri-lens: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("mri-lens: interrupted", file=sys.stderr)
+        return 130
+    except (MriLensError, ValueError, OSError) as e:  # MriLensError, UnicodeDecodeError, missing files, permissions
+        print(f"mri-lens: error: {_message(e)}", file=sys.stderr)
         return 2
 
 

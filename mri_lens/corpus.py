@@ -27,7 +27,9 @@ class Corpus:
     Parameters
     ----------
     texts: sequence of non-empty strings.
-    labels: ``None``, a sequence of strings (category names), or of integers (codes into ``label_names``).
+    labels: ``None``, a sequence of strings (category names), or of integers (codes into ``label_names``;
+        whole-number floats count as integers). Booleans alone become the categories ``"False"``/``"True"``.
+        Mixed kinds (``["1", 1]``, ``[True, 0]``) and any other type raise :class:`CorpusError`.
     label_names: names of integer codes; derived (sorted) from string labels when omitted.
 
     Attributes
@@ -54,6 +56,11 @@ class Corpus:
                 raise CorpusError(f"text at index {i} is {type(t).__name__}, not str: {t!r:.60}")
             if not t.strip():
                 raise CorpusError(f"text at index {i} is empty or whitespace only")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise CorpusError(f"text at index {i} is not valid Unicode: it holds a lone surrogate at character "
+                                  f"{e.start} (decode the source with errors='replace' or remove it)") from None
         self.texts = texts
         self.meta = dict(meta or {})
         self.labels, self.label_names = self._encode_labels(labels, label_names, len(texts))
@@ -67,10 +74,28 @@ class Corpus:
         labels = list(labels.tolist() if isinstance(labels, np.ndarray) else labels)
         if len(labels) != n:
             raise CorpusError(f"length mismatch: {n} texts but {len(labels)} labels")
+        first: dict[str, int] = {}  # label kind -> index of its first label
         for i, lab in enumerate(labels):
-            if lab is None or (isinstance(lab, float) and np.isnan(lab)):
+            if lab is None or (isinstance(lab, (float, np.floating)) and np.isnan(lab)):
                 raise CorpusError(f"label at index {i} is missing")
-        if all(isinstance(l, (int, np.integer)) and not isinstance(l, bool) for l in labels):
+            if isinstance(lab, (bool, np.bool_)):
+                kind = "bool"
+            elif isinstance(lab, str):
+                kind = "str"
+            elif isinstance(lab, (int, np.integer)):
+                kind = "int"
+            elif isinstance(lab, (float, np.floating)) and float(lab).is_integer():
+                labels[i], kind = int(lab), "int"  # e.g. a pandas int column upcast to float
+            else:
+                raise CorpusError(f"label at index {i} is {type(lab).__name__} {lab!r:.40}: labels must be strings "
+                                  "(category names) or integers (codes)")
+            first.setdefault(kind, i)
+        if len(first) > 1:
+            (ka, ia), (kb, ib) = sorted(first.items(), key=lambda x: x[1])[:2]
+            words = {"str": "strings", "int": "integers", "bool": "booleans"}
+            raise CorpusError(f"labels mix {' and '.join(sorted([words[ka], words[kb]], reverse=True))} (index {ia} "
+                              f"is {labels[ia]!r:.40}, index {ib} is {labels[ib]!r:.40}): use one type for every label")
+        if set(first) == {"int"}:
             codes = np.asarray(labels, dtype=np.int64)
             if label_names is None:
                 label_names = [str(c) for c in range(int(codes.max()) + 1)]
@@ -126,22 +151,41 @@ class Corpus:
             df = pd.read_csv(path, sep=sep, **read_kwargs)
         except FileNotFoundError as e:
             raise CorpusError(f"no such file: {path}") from e
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise CorpusError(f"cannot read {path} as a table: {e}") from e
+        except UnicodeDecodeError as e:
+            enc = read_kwargs.get("encoding") or "UTF-8"
+            raise CorpusError(f"{path} is not {enc} text (byte {_bad_bytes(e)}: {e.reason}); save it as UTF-8, or "
+                              "pass encoding=... to Corpus.from_csv") from e
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise CorpusError(f"cannot read {path} as a table: {' '.join(str(e).split())}") from e
+        except OSError as e:  # a directory, no permission...
+            raise CorpusError(f"cannot read {path}: {e.strerror or e}") from e
         return cls.from_pandas(df, text, label)
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike, text: str = "text", label: str | None = None) -> "Corpus":
-        """From a JSON-lines file: one object per line."""
+        """From a JSON-lines file: one object per line (UTF-8; a leading byte-order mark is skipped)."""
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError as e:
+            raise CorpusError(f"no such file: {path}") from e
+        except OSError as e:  # a directory, no permission...
+            raise CorpusError(f"cannot read {path}: {e.strerror or e}") from e
+        try:
+            content = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            lineno = e.object.count(b"\n", 0, e.start) + 1
+            raise CorpusError(f"{path}:{lineno} is not UTF-8 text (byte {_bad_bytes(e)}: {e.reason}); save the "
+                              "file as UTF-8") from e
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise CorpusError(f"{path}:{lineno} is not valid JSON: {e.msg}") from e
+        for lineno, line in enumerate(content.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path}:{lineno} is not valid JSON: {e.msg}") from e
         if not rows:
             raise CorpusError(f"the corpus is empty: {path} has no records")
         for i, r in enumerate(rows):
@@ -216,6 +260,11 @@ class Corpus:
             f"</td><td>{html.escape(_preview(t, 120))}</td></tr>" for i, t in enumerate(self.texts[:5]))
         return (f"<div><b>{html.escape(repr(self))}</b><table><tr><th>#</th><th>label</th><th>text</th></tr>"
                 f"{rows}</table></div>")
+
+
+def _bad_bytes(e: UnicodeDecodeError) -> str:
+    """The undecodable bytes of ``e``, as hex (``0xff``, ``0xc3 0x28``)."""
+    return " ".join(f"0x{b:02x}" for b in e.object[e.start:min(e.end, e.start + 4)])
 
 
 def _check_columns(columns: list, text: str, label: str | None) -> None:

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._io import read_json, write_text_atomic
+from ._io import marker, read_json, save_text
 from .errors import MriLensError, ScanFileError
 
 __all__ = [
@@ -651,54 +651,79 @@ def _flat_copy(g, gexf: bool):
     return h
 
 
-def write_graph(g, path: str | os.PathLike, *, format: str | None = None) -> str:
+def write_graph(g, path: str | os.PathLike, *, format: str | None = None, overwrite: bool = False) -> str:
     """Write ``g`` as GraphML, GEXF or node-link JSON (atomically). Returns the absolute path.
 
     ``format`` is ``"graphml"``, ``"gexf"`` or ``"json"``; None: taken from the file extension. GraphML and GEXF
     are for other tools (Gephi, Cytoscape...): node ids become strings ``"L<layer>_R<region>"`` (the ints stay in
     the ``layer`` / ``region`` attributes), lists and dicts become JSON strings and None becomes ``""``. JSON keeps
     everything: :func:`load_graph_json` gives back the same graph with ``(layer, region)`` tuple ids.
+    Replaces only a graph file mri_lens wrote; any other file at ``path`` is refused unless ``overwrite=True``.
     """
     import networkx as nx
 
     fmt = format or os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
-    if fmt == "graphml":
-        text = "\n".join(nx.generate_graphml(_flat_copy(g, gexf=False)))
-    elif fmt == "gexf":
-        text = "\n".join(nx.generate_gexf(_flat_copy(g, gexf=True)))
+    if fmt in ("graphml", "gexf"):
+        lines = list(nx.generate_graphml(_flat_copy(g, gexf=False)) if fmt == "graphml"
+                     else nx.generate_gexf(_flat_copy(g, gexf=True)))
+        # after the XML declaration: tells a later save that this file is ours to replace
+        at = 1 if lines and lines[0].startswith("<?xml") else 0
+        lines.insert(at, f"<!-- {marker(GRAPH_KIND)} -->")
+        text = "\n".join(lines)
     elif fmt == "json":
         data = nx.node_link_data(g, **_node_link_kwargs(nx.node_link_data))
+        data.setdefault("graph", {}).setdefault("kind", GRAPH_KIND)
         text = json.dumps(data, allow_nan=False)
     else:
         raise GraphError(f"unknown graph format {fmt!r}; use 'graphml', 'gexf' or 'json' (or that file extension)")
-    return write_text_atomic(path, text + "\n")
+    return save_text(path, text + "\n", kind=GRAPH_KIND, overwrite=overwrite)
+
+
+def _graph_id(x: Any, source: str):
+    if isinstance(x, list) and len(x) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in x):
+        return tuple(x)
+    if isinstance(x, (str, int)) and not isinstance(x, bool):
+        return x
+    raise ScanFileError(f"{source} is not a consistent saved co-activation graph: a node id is malformed")
 
 
 def load_graph_json(path: str | os.PathLike):
-    """Read a graph written by ``write_graph(g, "....json")``; node ids come back as ``(layer, region)`` tuples."""
+    """Read a graph written by ``write_graph(g, "....json")``; node ids come back as ``(layer, region)`` tuples.
+
+    Raises :class:`~mri_lens.errors.ScanFileError` for a missing, truncated, foreign or inconsistent file."""
     import networkx as nx
 
+    source = os.fspath(path)
     data = read_json(path, "co-activation graph")
     kind = data.get("graph", {}).get("kind") if isinstance(data, dict) and isinstance(data.get("graph"), dict) \
         else None
     if kind != GRAPH_KIND:
-        raise ScanFileError(f"{os.fspath(path)} holds {kind!r}, not a saved {GRAPH_KIND} (node-link JSON written by "
+        shown = kind if isinstance(kind, str) and len(kind) <= 64 else type(kind).__name__
+        raise ScanFileError(f"{source} holds {shown!r}, not a saved {GRAPH_KIND} (node-link JSON written by "
                             "write_graph)")
-    if int(data["graph"].get("schema_version", 0)) > SCHEMA_VERSION:
-        raise ScanFileError(f"{os.fspath(path)} has schema version {data['graph']['schema_version']}; this mri_lens "
-                            f"reads up to {SCHEMA_VERSION} (upgrade mri_lens)")
-
-    def tid(x):
-        return tuple(x) if isinstance(x, list) else x
-
-    for n in data.get("nodes", []):
-        n["id"] = tid(n["id"])
-    for e in data.get("edges", []):
-        e["source"], e["target"] = tid(e["source"]), tid(e["target"])
+    version = data["graph"].get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
+        shown = version if isinstance(version, int) else type(version).__name__
+        raise ScanFileError(f"{source} has schema version {shown!r}; this mri_lens reads versions 1 to "
+                            f"{SCHEMA_VERSION}" + (" (upgrade mri_lens)" if isinstance(version, int) and
+                                                  version > SCHEMA_VERSION else ""))
+    nodes, edges = data.get("nodes"), data.get("edges")
+    if not isinstance(nodes, list) or not isinstance(edges, list) or not all(isinstance(n, dict) for n in nodes) \
+            or not all(isinstance(e, dict) for e in edges):
+        raise ScanFileError(f"{source} is not a consistent saved co-activation graph: nodes/edges are not lists "
+                            "of objects")
+    for n in nodes:
+        if "id" not in n:
+            raise ScanFileError(f"{source} is not a consistent saved co-activation graph: a node has no id")
+        n["id"] = _graph_id(n["id"], source)
+    for e in edges:
+        if "source" not in e or "target" not in e:
+            raise ScanFileError(f"{source} is not a consistent saved co-activation graph: an edge lacks its ends")
+        e["source"], e["target"] = _graph_id(e["source"], source), _graph_id(e["target"], source)
     try:
         return nx.node_link_graph(data, **_node_link_kwargs(nx.node_link_graph))
-    except (KeyError, TypeError, ValueError, nx.NetworkXError) as e:
-        raise ScanFileError(f"{os.fspath(path)} is not a consistent saved co-activation graph: {e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever networkx makes of a malformed file, it is not a graph of ours
+        raise ScanFileError(f"{source} is not a consistent saved co-activation graph: {type(e).__name__}") from None
 
 
 # --------------------------------------------------------------------------------------------------- figure

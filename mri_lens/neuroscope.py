@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._io import write_text_atomic
+from ._io import PAGE_KIND, page_marker, save_text
 from .errors import ScanError
 
 __all__ = ["ColorBins", "NeuroscopeView", "neuroscope"]
@@ -190,16 +190,16 @@ class NeuroscopeView:
         return self.to_html()
 
     def save_html(self, path: str | os.PathLike, *, title: str = "mri_lens Neuroscope view",
-                  summary: bool = False) -> str:
+                  summary: bool = False, overwrite: bool = False) -> str:
         """Write a standalone page (atomic). ``summary=True`` adds :meth:`summary_figure` with plotly.js inlined.
-        Returns the absolute path."""
+        Replaces only an mri_lens page unless ``overwrite=True``. Returns the absolute path."""
         fig = ""
         if summary:
             fig = self.summary_figure().to_html(full_html=False, include_plotlyjs=True,
                                                 config={"displaylogo": False})
-        page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-                f"<body>{fig}{self.to_html()}</body></html>\n")
-        return write_text_atomic(path, page)
+        page = (f"<!DOCTYPE html>{page_marker()}<html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                f"</title></head><body>{fig}{self.to_html()}</body></html>\n")
+        return save_text(path, page, kind=PAGE_KIND, overwrite=overwrite)
 
     # ------------------------------------------------------------------ figures
     def summary_figure(self):
@@ -258,9 +258,10 @@ class OfflineHTML:
     def __str__(self) -> str:
         return self.src
 
-    def save(self, path: str | os.PathLike) -> str:
-        return write_text_atomic(path, f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{self.src}"
-                                       "</body></html>\n")
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+        """Write a standalone page (atomic); replaces only an mri_lens page unless ``overwrite=True``."""
+        return save_text(path, f"<!DOCTYPE html>{page_marker()}<html><head><meta charset='utf-8'></head><body>"
+                               f"{self.src}</body></html>\n", kind=PAGE_KIND, overwrite=overwrite)
 
 
 def _first(d: dict[int, np.ndarray]) -> float:
@@ -295,6 +296,8 @@ def thresholds(layers: Sequence[int], d_mlp: int, *, hi: float, lo: float, relat
     or the layer's (``"layer"``) distribution in ``scan``."""
     out = {}
     if relative is None:
+        if not float(lo) <= float(hi):
+            raise ValueError(f"lo must not be greater than hi, got lo={lo}, hi={hi}")
         for l in layers:
             out[l] = (np.full(d_mlp, float(hi)), np.full(d_mlp, float(lo)))
         return out
@@ -328,9 +331,9 @@ def select_neurons(acts: np.ndarray, hi: np.ndarray, lo: np.ndarray, select: str
     return hits.any(0), hits.sum(0) / n
 
 
-def neuroscope(model: Any, prompts: str | Sequence[str], *, layers: Sequence[int] | None = None, hi: float = 3.0,
-               lo: float = 0.0, select: str = "hi", relative: float | None = None, relative_to: str = "neuron",
-               scan=None, sort: str = "max", max_neurons_per_layer: int | None = 50,
+def neuroscope(model: Any, prompts: str | Sequence[str], *, layers: Sequence[int] | None = None,
+               hi: float | None = None, lo: float | None = None, select: str = "hi", relative: float | None = None,
+               relative_to: str = "neuron", scan=None, sort: str = "max", max_neurons_per_layer: int | None = 50,
                bins: ColorBins | None = None, batch_size: int = 16) -> NeuroscopeView:
     """Thresholded token view of ``prompts`` across layers.
 
@@ -339,7 +342,9 @@ def neuroscope(model: Any, prompts: str | Sequence[str], *, layers: Sequence[int
     model: a TransformerLens model (or :class:`~mri_lens.adapter.ModelAdapter`).
     prompts: one text or a list of texts. Each is tokenised like a scan (BOS / [CLS] ... [SEP]), never padded.
     layers: model layer numbers (default: all).
-    hi, lo: absolute thresholds, ``lo < hi`` (ignored when ``relative`` is given).
+    hi, lo: absolute thresholds with ``lo <= hi`` (``lo < hi`` for ``select="either"``), else ``ValueError``;
+        ignored when ``relative`` is given. Defaults: ``hi=3.0`` (raised to ``lo`` when only a larger ``lo`` is
+        given) and ``lo=0.0`` (lowered to ``hi`` when only a smaller ``hi`` is given).
     select: ``"hi"`` keeps neurons with some real token ``> hi``; ``"lo"`` some token ``< lo``; ``"either"``.
     relative: a quantile in (0.5, 1), e.g. 0.999: ``hi`` becomes that quantile and ``lo`` the ``1 - relative``
         quantile of each neuron's (``relative_to="neuron"``) or its layer's (``"layer"``) distribution, read
@@ -363,10 +368,17 @@ def neuroscope(model: Any, prompts: str | Sequence[str], *, layers: Sequence[int
         raise ValueError(f"relative_to must be one of {RELATIVE_TO}, got {relative_to!r}")
     if relative is None:
         for name, v in (("hi", hi), ("lo", lo)):
-            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+            if v is not None and (isinstance(v, (bool, np.bool_))
+                                  or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if hi is None:
+            hi = 3.0 if lo is None else max(3.0, float(lo))
+        if lo is None:
+            lo = min(0.0, float(hi))
         if select == "either" and not lo < hi:
             raise ValueError(f"select='either' needs lo < hi, got lo={lo}, hi={hi}")
+        if lo > hi:
+            raise ValueError(f"lo must not be greater than hi, got lo={lo}, hi={hi} (swapped?)")
     elif not (isinstance(relative, (float, int)) and 0.5 < relative < 1):
         raise ValueError(f"relative must be a quantile in (0.5, 1), e.g. 0.999; got {relative!r}")
     if max_neurons_per_layer is not None and max_neurons_per_layer < 1:

@@ -52,7 +52,7 @@ from .errors import ScanError
 __all__ = ["RegionMaps", "compile_umap", "separability", "warm_up"]
 
 MAPS_FORMAT = "mri_lens.region_maps"
-MAPS_SCHEMA = 1
+MAPS_SCHEMA = 2  # 2: versioned data directory (schema 1 still loads)
 
 
 class _hybridmethod:
@@ -766,8 +766,12 @@ class RegionMaps:
                 f"<th>largest region</th><th>fraction (doc, region) active</th><th>regions per doc</th></tr>"
                 f"{''.join(rows)}</table><i>maps.figure(layer), maps.scatter(layer), maps.small_multiples()</i></div>")
 
-    def save(self, path) -> str:
-        """Write to directory ``path`` atomically (safetensors + JSON manifest). Returns the absolute path."""
+    def save(self, path, *, overwrite: bool = False) -> str:
+        """Write to directory ``path`` atomically (safetensors + JSON manifest). Returns the absolute path.
+
+        Replaces only saved region maps; anything else at ``path`` is refused unless ``overwrite=True`` (which
+        never removes files mri_lens did not write). A kill at any instant leaves the old or the new maps.
+        """
         self._check_fitted()
         arrays = {"coords": self.coords_, "cell": self.cell_, "x_edges": self.x_edges_, "y_edges": self.y_edges_,
                   "region_act": self.region_act_, "thresholds": np.where(np.isfinite(self.thresholds_),
@@ -780,7 +784,7 @@ class RegionMaps:
         params = self.get_params()
         meta = {"params": params, "layers": self.layers_, "label_names": self.label_names_, "n_docs": self.n_docs_,
                 "d_mlp": self.d_mlp_, "scan": self.scan_meta_}
-        return save_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA, arrays=arrays, meta=meta)
+        return save_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA, arrays=arrays, meta=meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "RegionMaps":
@@ -789,12 +793,27 @@ class RegionMaps:
 
         arrays, meta, _ = load_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA)
         try:
-            self = cls(**meta["params"])
-            self.layers_ = [int(l) for l in meta["layers"]]
-            self.label_names_ = meta["label_names"]
+            params = meta["params"]
+            if not isinstance(params, dict) or not set(params) <= set(cls().get_params()):
+                raise ValueError("params")
+            self = cls(**params)
+            self._check_params()
+            layers, names = meta["layers"], meta["label_names"]
+            if not isinstance(layers, list) or not all(isinstance(l, int) and not isinstance(l, bool) and l >= 0
+                                                       for l in layers) or len(set(layers)) != len(layers):
+                raise ValueError("layers")
+            if names is not None and (not isinstance(names, list) or not all(isinstance(x, str) for x in names)):
+                raise ValueError("label_names")
+            for key in ("n_docs", "d_mlp"):
+                if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
+                    raise ValueError(key)
+            self.layers_ = [int(l) for l in layers]
+            self.label_names_ = names
             self.n_docs_ = int(meta["n_docs"])
             self.d_mlp_ = int(meta["d_mlp"])
             self.scan_meta_ = meta.get("scan", {})
+            if not isinstance(self.scan_meta_, dict):
+                raise ValueError("scan")
             self.coords_, self.cell_ = arrays["coords"], arrays["cell"]
             self.x_edges_, self.y_edges_ = arrays["x_edges"], arrays["y_edges"]
             self.region_act_ = arrays["region_act"]
@@ -805,15 +824,19 @@ class RegionMaps:
             if self.labels_ is not None:
                 self.labels_ = self.labels_.astype(np.int64)
             self.neuron_category_means_ = arrays.get("neuron_category_means")
-            self._check_params()
-        except (KeyError, TypeError, ValueError) as e:
-            raise ScanFileError(f"{path} is not consistent saved region maps: {e}") from None
-        L, g2 = len(self.layers_), self.grid * self.grid
-        n_pts = self.d_mlp_ if self.mode == "neurons" else self.n_docs_
-        ok = (self.coords_.shape == (L, n_pts, 2) and self.cell_.shape == (L, n_pts)
-              and self.region_act_.shape == (L, self.n_docs_, g2) and self.activated_.shape == (L, self.n_docs_, g2)
-              and self.x_edges_.shape == (L, self.grid + 1) and int(self.cell_.max(initial=0)) < g2
-              and (self.labels_ is None or len(self.labels_) == self.n_docs_))
+            L, g2 = len(self.layers_), self.grid * self.grid
+            n_pts = self.d_mlp_ if self.mode == "neurons" else self.n_docs_
+            ok = (self.coords_.shape == (L, n_pts, 2) and self.cell_.shape == (L, n_pts)
+                  and self.cell_.dtype.kind in "iu" and int(self.cell_.min(initial=0)) >= 0
+                  and self.region_act_.shape == (L, self.n_docs_, g2)
+                  and self.activated_.shape == (L, self.n_docs_, g2)
+                  and self.x_edges_.shape == (L, self.grid + 1) and self.y_edges_.shape == (L, self.grid + 1)
+                  and t.shape[:1] == (L,) and int(self.cell_.max(initial=0)) < g2
+                  and (self.labels_ is None or (len(self.labels_) == self.n_docs_ and names is not None
+                                                and (not self.labels_.size or (self.labels_.min() >= 0 and
+                                                     self.labels_.max() < len(names))))))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ScanFileError(f"{path} is not consistent saved region maps: {type(e).__name__} {e}") from None
         if not ok:
             raise ScanFileError(f"{path} is not consistent saved region maps: array shapes disagree")
         return self

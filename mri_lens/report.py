@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._io import write_text_atomic
+from ._io import PAGE_KIND, page_marker, save_text
 from .errors import ScanError
 from .store import Scan
 
@@ -32,7 +32,9 @@ def category_differences(scan: Scan, a: str, b: str | None = None, *, pooling: s
     names = scan.label_names
     for c in [a] + ([b] if b is not None else []):
         if c not in names:
-            raise ScanError(f"unknown category {c!r}; the scan has {names}")
+            raise ScanError(f"unknown category {c!r}; the scan's categories are {_names(names)}")
+    if b == a:
+        raise ScanError(f"category differences need two different categories, got {a!r} twice")
     in_a = scan.labels == names.index(a)
     in_b = (scan.labels == names.index(b)) if b is not None else ~in_a
     if in_a.sum() < 2 or in_b.sum() < 2:
@@ -52,6 +54,27 @@ def category_differences(scan: Scan, a: str, b: str | None = None, *, pooling: s
     return pd.DataFrame({"layer": L.ravel(), "neuron": n.ravel(), f"mean_{a}": ma.ravel(),
                          f"mean_{b or 'rest'}": mb.ravel(), "cohens_d": d.ravel(), "p_value": p.ravel(),
                          "q_value": q.ravel()})
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(str(n)) for n in names)
+
+
+def _report_categories(scan: Scan, categories: Sequence[str]) -> tuple[str, str]:
+    """The two categories a scan report contrasts, checked: labels exist, both are known and different."""
+    cats = [categories] if isinstance(categories, str) else [str(c) for c in categories]
+    if scan.labels is None:
+        raise ScanError(f"categories {_names(cats)} were given but the scan has no labels (scan a corpus with a "
+                        "label column to compare categories)")
+    names = list(scan.label_names)
+    unknown = [c for c in cats if c not in names]
+    if unknown:
+        raise ScanError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {_names(unknown)}; the scan's "
+                        f"categories are {_names(names)}")
+    if len(cats) != 2 or cats[0] == cats[1]:
+        raise ScanError(f"the report compares two different categories, got {len(cats)} ({_names(cats)}); give two "
+                        f"of {_names(names)}")
+    return cats[0], cats[1]
 
 
 def category_difference_figure(df, a: str, b: str | None = None, *, q: float = 0.05):
@@ -96,6 +119,27 @@ text-align:left}th{background:#f3f3f3}h1{font-size:22px}h2{font-size:18px;margin
 .max{background:#f4a582;font-weight:bold}"""
 
 
+_LINK_SCHEMES = ("http", "https", "file")
+
+
+def check_link_url(url: str) -> str:
+    """``url`` unchanged when it may be a link of a generated page: a relative URL (``../index.html``,
+    ``#top``) or an ``http``, ``https`` or ``file`` URL. Any other scheme (``javascript:``, ``data:``,
+    ``vbscript:``..., in any case, after dropping what browsers ignore: leading whitespace and control
+    characters, tabs and newlines) raises ``ValueError``. Every page that takes ``links`` checks them here."""
+    import re
+
+    if not isinstance(url, str):
+        raise ValueError(f"a link URL must be a string, got {type(url).__name__}")
+    seen = re.sub(r"[\t\n\r]", "", url)
+    seen = re.sub(r"^[\x00-\x20\s]+", "", seen)
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*):", seen)
+    if m and m.group(1).lower() not in _LINK_SCHEMES:
+        raise ValueError(f"link URL scheme {m.group(1)!r} is not allowed: use a relative URL or an "
+                         f"{'/'.join(_LINK_SCHEMES)} URL")
+    return url
+
+
 class _Page:
     """One offline report page: a title, optional links, HTML parts; plotly.js is inlined once (with the first
     figure), so the page never loads anything from the network."""
@@ -105,7 +149,8 @@ class _Page:
         self.parts = [f"<h1>{html.escape(title)}</h1>"]
         if links:
             self.parts.append("<ul>" + "".join(
-                f"<li><a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a></li>" for text, href in links)
+                f"<li><a href='{html.escape(check_link_url(href), quote=True)}'>{html.escape(str(text))}</a></li>"
+                for text, href in links)
                 + "</ul>")
         self._plotly_inlined = False
 
@@ -115,19 +160,23 @@ class _Page:
         self.parts.append(out)
         return out
 
-    def write(self, path: str | os.PathLike) -> str:
+    def write(self, path: str | os.PathLike, overwrite: bool = False) -> str:
         body = "\n".join(self.parts)
-        return write_text_atomic(path, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
-                                       f"{html.escape(self.title)}</title><style>{_CSS}</style></head>"
-                                       f"<body>{body}</body></html>")
+        return save_text(path, f"<!DOCTYPE html>{page_marker()}<html><head><meta charset='utf-8'><title>"
+                               f"{html.escape(self.title)}</title><style>{_CSS}</style></head>"
+                               f"<body>{body}</body></html>", kind=PAGE_KIND, overwrite=overwrite)
 
 
 def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_lens report",
                       categories: tuple[str, str] | None = None, top_neurons: int = 8,
-                      links: Sequence[tuple[str, str]] = ()) -> str:
+                      links: Sequence[tuple[str, str]] = (), overwrite: bool = False) -> str:
     """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
-    different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top.
-    Returns the path written."""
+    different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top
+    (:func:`check_link_url`: ``ValueError`` for a ``javascript:``-like URL). ``categories``: the two label names
+    to contrast (default: the first two); unknown names, a number other than two, or categories of an unlabelled
+    scan raise :class:`~mri_lens.errors.ScanError` naming the scan's categories. Returns the path written."""
+    if categories is not None:
+        categories = _report_categories(scan, categories)
     page = _Page(title, links)
     parts, add = page.parts, page.figure
     m = scan.meta
@@ -165,7 +214,7 @@ def write_scan_report(scan: Scan, path: str | os.PathLike, *, title: str = "mri_
         for _, r in best.head(3).iterrows():
             ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
             parts.append(ex._repr_html_())
-    return page.write(path)
+    return page.write(path, overwrite)
 
 
 def scan_label_counts(scan: Scan) -> dict[str, int]:
@@ -185,7 +234,7 @@ def _df_html(df, n: int | None = None) -> str:
 
 def write_mri_report(maps, graph, scan: Scan, path: str | os.PathLike, *, title: str = "mri_lens MRI",
                      categories: Sequence[str] | None = None, probe=None, timings: dict[str, float] | None = None,
-                     top_rows: int = 12, links: Sequence[tuple[str, str]] = ()) -> str:
+                     top_rows: int = 12, links: Sequence[tuple[str, str]] = (), overwrite: bool = False) -> str:
     """Write the MRI lens as one offline HTML page: region images per category for every layer, the layer with the
     largest category contrast in detail (region images, neuron scatter), the co-activation graph, graph metrics,
     enriched regions and edges, and the separability probe. Returns the path written.
@@ -197,6 +246,9 @@ def write_mri_report(maps, graph, scan: Scan, path: str | os.PathLike, *, title:
         unlabelled scan, gives the maps and the graph without the comparison.
     probe: a :func:`~mri_lens.regions.separability` table (computed here when None and the scan is labelled).
     timings: seconds per stage, shown in the facts table.
+    links: ``(text, href)`` pairs listed at the top; relative or http(s)/file URLs only (:func:`check_link_url`).
+    overwrite: replace a file at ``path`` that is not an mri_lens page (default: refuse, see
+        :func:`mri_lens._io.check_save_target`).
     """
     from .graph import compare_categories, graph_figure, graph_metrics
     from .regions import separability
@@ -282,4 +334,4 @@ def write_mri_report(maps, graph, scan: Scan, path: str | os.PathLike, *, title:
         parts.append("<p>Cross-validated logistic regression per layer (balanced accuracy, folds fitted inside the "
                      "cross-validation) on the region activations against the same layer's raw pooled neurons.</p>")
         parts.append(_df_html(probe))
-    return page.write(path)
+    return page.write(path, overwrite)

@@ -20,10 +20,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import ScanError
-from ._io import write_text_atomic
+from ._io import claim_dir, page_marker, write_text_atomic
 
 __all__ = ["neuroscope_site", "SITE_CSS", "SITE_JS"]
 
+SITE_KIND = "mri_lens.site"  # the manifest format of a site directory
 N_LEVELS = 8  # colour levels per sign
 
 SITE_CSS = """body{font-family:system-ui,sans-serif;margin:20px auto;max-width:1150px;color:#222;font-size:14px}
@@ -80,7 +81,7 @@ def _json_for_html(obj: Any) -> str:
 def _page(title: str, body: str, depth: int, scripts: bool = True) -> str:
     up = "../" * depth
     js = f"<script src='{up}assets/site.js'></script>" if scripts else ""
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return (f"<!DOCTYPE html>{page_marker()}\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<link rel='stylesheet' href='{up}assets/site.css'></head><body>\n{body}\n{js}</body></html>\n")
 
 
@@ -147,8 +148,11 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
                     neurons: Sequence[int] | None = None, k: int = 20, bands: Sequence[float] = (0.25, 0.5, 0.75),
                     per_band: int = 2, n_random: int = 5, n_logits: tuple[int, int] = (10, 5), seed: int = 0,
                     batch_size: int = 16, links: Callable[[int, int], list[tuple[str, str]]] | None = None,
-                    title: str | None = None, n2g: Any = None) -> str:
+                    title: str | None = None, n2g: Any = None, overwrite: bool = False) -> str:
     """Build the static Neuroscope site of ``scan`` in ``out_dir``. Returns the absolute path of ``index.html``.
+
+    ``out_dir`` must be free, empty or an earlier site (its ``manifest.json`` says so); anything else is refused
+    before any work unless ``overwrite=True`` (which writes beside foreign files, never removing them).
 
     Parameters
     ----------
@@ -163,7 +167,8 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
     n_random: random documents per neuron (seeded by ``seed``, layer and neuron: the same inputs give identical
         files).
     links: optional ``f(layer, neuron) -> [(text, relative_url)]`` for links to other lenses (MRI region, N2G
-        graph) when those exist.
+        graph) when those exist; relative or http(s)/file URLs only (``ValueError`` otherwise, see
+        :func:`mri_lens.report.check_link_url`).
     n2g: N2G graphs to show on neuron pages (inline SVG and scores): ``{(layer, neuron): NeuronGraph}``, or the
         ``out_dir`` of :func:`mri_lens.n2g.explain_layer` (graphs are read from ``L{layer}/N{neuron}.json``).
     """
@@ -181,7 +186,7 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
     bands = sorted(float(b) for b in bands)
-    out_dir = os.path.abspath(os.fspath(out_dir))
+    out_dir = claim_dir(out_dir, SITE_KIND, overwrite=overwrite)
     os.makedirs(os.path.join(out_dir, "assets"), exist_ok=True)
     write_text_atomic(os.path.join(out_dir, "assets", "site.css"), SITE_CSS)
     write_text_atomic(os.path.join(out_dir, "assets", "site.js"), SITE_JS)
@@ -292,7 +297,7 @@ def _n2g_html(n2g: Any, layer: int, n: int) -> str:
         g = n2g.get((layer, n))
     else:
         path = os.path.join(os.fspath(n2g), f"L{layer}", f"N{n}.json")
-        g = NeuronGraph.load(path) if os.path.exists(path) else None
+        g = NeuronGraph.load(path, follow_symlinks=False) if os.path.lexists(path) else None
     return site_section(g) if g is not None else ""
 
 
@@ -325,8 +330,10 @@ def _neuron_page(scan, li, layer, n, ex, acts, stoks, nav, logits, adapter, n_lo
     if nav["next"] is not None:
         navs.append(f"<a href='N{nav['next']}.html'>N{nav['next']} &#8594;</a>")
     navs.append(f"<a href='N{nav['random']}.html'>random (N{nav['random']})</a>")
+    from .report import check_link_url
+
     for text, url in (links(layer, n) if links else []):
-        navs.append(f"<a href='{html.escape(url, quote=True)}'>{html.escape(text)}</a>")
+        navs.append(f"<a href='{html.escape(check_link_url(url), quote=True)}'>{html.escape(str(text))}</a>")
     q = s.quantile(np.array([0.5, 0.9, 0.99]))[:, li, n]
     stats_rows = [("max", s.max[li, n]), ("min", s.min[li, n]), ("mean", s.mean[li, n]), ("std", s.std[li, n]),
                   ("density (fraction of tokens > 0)", s.frac_positive[li, n]), ("median (approx.)", q[0]),

@@ -6,7 +6,6 @@ This is the public API every lens consumes; none of them touches capture interna
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Sequence
@@ -19,8 +18,18 @@ from .errors import ScanError, ScanFileError
 __all__ = ["Scan", "NeuronStats", "TopK", "TopExamples"]
 
 SCAN_FORMAT = "mri_lens.scan"
-SCAN_SCHEMA = 1
+SCAN_SCHEMA = 2  # 2: versioned data directory (schema 1, files beside the manifest, still loads)
 _TOKENIZER_FILE = "tokenizer.json"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_tokenizer(text: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(text)
 
 
 def display_tokens(tokenizer, ids: Sequence[int]) -> list[str]:
@@ -69,9 +78,17 @@ class NeuronStats:
     def quantile(self, q: float | np.ndarray) -> np.ndarray:
         """Approximate per-neuron quantile(s) from the histograms (linear inside a bin; open bins clamp to min/max).
 
-        Returns shape ``[n_layers, d_mlp]`` (or ``[len(q), n_layers, d_mlp]`` for an array of q).
+        Returns shape ``[n_layers, d_mlp]`` (or ``[len(q), n_layers, d_mlp]`` for an array of q). ``q`` must lie in
+        [0, 1] (``ValueError`` otherwise, NaN included).
         """
-        q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
+        try:
+            q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise ValueError(f"q must be a number or an array of numbers in [0, 1], got {q!r:.60}") from None
+        bad = ~((q_arr >= 0.0) & (q_arr <= 1.0))  # NaN fails both comparisons
+        if bad.any():
+            raise ValueError(f"q must be in [0, 1], got {float(q_arr[bad][0])} (a quantile such as 0.99, "
+                             "not a percentile)")
         cum = np.cumsum(self.hist_counts, axis=-1)  # [L, d, nb]
         lo = np.concatenate([self.min[..., None], np.broadcast_to(self.hist_edges, self.min.shape + self.hist_edges.shape)], -1)
         hi = np.concatenate([np.broadcast_to(self.hist_edges, self.max.shape + self.hist_edges.shape), self.max[..., None]], -1)
@@ -243,11 +260,7 @@ class Scan:
 
     @cached_property
     def _tokenizer(self):
-        if self.tokenizer_json is None:
-            return None
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_str(self.tokenizer_json)
+        return None if self.tokenizer_json is None else _parse_tokenizer(self.tokenizer_json)
 
     def str_tokens(self, doc: int) -> list[str]:
         """Decoded tokens of document ``doc`` (one string per token, joining them gives the text back);
@@ -264,10 +277,13 @@ class Scan:
     def top_examples(self, layer: int, neuron: int, k: int | None = None, which: str = "top") -> TopExamples:
         """Neuroscope's top-k: documents ranked by the neuron's max over their tokens (``which="bottom"``: by min).
 
-        ``layer`` is the model's layer number. At most the scan's ``top_k`` examples exist.
+        ``layer`` is the model's layer number. At most the scan's ``top_k`` examples exist; ``k`` (None or a
+        positive integer, else :class:`~mri_lens.errors.ScanError`) keeps the first ``k`` of them.
         """
         if which not in ("top", "bottom"):
             raise ValueError("which must be 'top' or 'bottom'")
+        if k is not None and (isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1):
+            raise ScanError(f"k must be None (every kept example) or a positive integer, got {k!r}")
         li = self.layer_index(layer)
         n = self._check_neuron(neuron)
         src = self.top if which == "top" else self.bottom
@@ -364,8 +380,13 @@ class Scan:
         return f"<div><b>mri_lens Scan</b><table>{body}</table></div>"
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path) -> str:
-        """Write to directory ``path`` atomically (safetensors + JSON). Returns the absolute path."""
+    def save(self, path, *, overwrite: bool = False) -> str:
+        """Write to directory ``path`` atomically (safetensors + JSON). Returns the absolute path.
+
+        Replaces only a saved scan: a directory holding anything else (or a file) is refused with
+        :class:`~mri_lens.errors.ScanFileError` unless ``overwrite=True``, which writes beside foreign files and
+        never removes them (see :mod:`mri_lens._io`). A kill at any instant leaves the old or the new scan.
+        """
         arrays: dict[str, np.ndarray] = {f"pooled.{k}": v for k, v in self.pooled_.items()}
         for k in NeuronStats._ARRAYS:
             arrays[f"stats.{k}"] = getattr(self.stats, k)
@@ -378,54 +399,97 @@ class Scan:
         if self.labels is not None:
             arrays["labels"] = self.labels
         meta = {"scan": self.meta, "layers": self.layers, "label_names": self.label_names,
-                "stats_count": int(self.stats.count), "poolings": self.poolings}
-        json.dumps(meta, allow_nan=False)  # fail before writing anything
+                "stats_count": int(self.stats.count), "poolings": self.poolings,
+                "has_tokenizer": self.tokenizer_json is not None}
         extra = {_TOKENIZER_FILE: self.tokenizer_json} if self.tokenizer_json is not None else None
-        return save_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, arrays=arrays, meta=meta, extra_files=extra)
+        return save_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, arrays=arrays, meta=meta, extra_files=extra,
+                        overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "Scan":
         """Read a directory written by :meth:`save`; raises :class:`~mri_lens.errors.ScanFileError` when it is
         missing, truncated, corrupted, foreign or inconsistent."""
-        arrays, meta, extras = load_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA)
+        arrays, meta, extras = load_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, files=(_TOKENIZER_FILE,))
         try:
-            layers = [int(l) for l in meta["layers"]]
-            poolings = list(meta["poolings"])
+            layers = meta["layers"]
+            poolings = meta["poolings"]
+            label_names = meta.get("label_names")
+            if not isinstance(layers, list) or not all(_is_int(l) and l >= 0 for l in layers) \
+                    or len(set(layers)) != len(layers):
+                raise ValueError("layers")
+            if not isinstance(poolings, list) or not poolings or not all(isinstance(x, str) for x in poolings) \
+                    or len(set(poolings)) != len(poolings):
+                raise ValueError("poolings")
+            if label_names is not None and (not isinstance(label_names, list)
+                                            or not all(isinstance(x, str) for x in label_names)
+                                            or len(set(label_names)) != len(label_names)):
+                raise ValueError("label_names")
+            if not _is_int(meta["stats_count"]) or meta["stats_count"] < 0 or not isinstance(meta.get("scan", {}),
+                                                                                            dict):
+                raise ValueError("stats_count")
             pooled = {p: arrays[f"pooled.{p}"] for p in poolings}
             stats = NeuronStats(count=int(meta["stats_count"]),
                                 **{k: arrays[f"stats.{k}"] for k in NeuronStats._ARRAYS})
             top = TopK(arrays["top.values"], arrays["top.docs"], arrays["top.positions"])
             bottom = TopK(arrays["bottom.values"], arrays["bottom.docs"], arrays["bottom.positions"])
-            scan = cls(layers=layers, pooled_=pooled, stats=stats, top=top, bottom=bottom,
+            scan = cls(layers=[int(l) for l in layers], pooled_=pooled, stats=stats, top=top, bottom=bottom,
                        token_ids=arrays["token_ids"], token_offsets=arrays["token_offsets"],
                        doc_token_counts=arrays["doc_token_counts"], labels=arrays.get("labels"),
-                       label_names=meta.get("label_names"), meta=meta.get("scan", {}),
+                       label_names=label_names, meta=meta.get("scan", {}),
                        tokenizer_json=extras.get(_TOKENIZER_FILE))
         except (KeyError, TypeError, ValueError) as e:
             raise ScanFileError(f"{path} is not a consistent saved scan: missing or malformed {e}") from None
         scan._validate(path)
+        if meta.get("has_tokenizer", scan.tokenizer_json is not None) is not (scan.tokenizer_json is not None):
+            raise ScanFileError(f"{path} is not a consistent saved scan: its {_TOKENIZER_FILE} is "
+                                + ("missing from the manifest" if scan.tokenizer_json is None else "unexpected"))
+        if scan.tokenizer_json is not None:
+            try:  # parsed now, so a damaged tokenizer is a load error, not a surprise in a later view
+                scan.__dict__["_tokenizer"] = _parse_tokenizer(scan.tokenizer_json)
+            except Exception:  # noqa: BLE001 - the tokenizers library raises bare Exceptions
+                raise ScanFileError(f"{path} is not a consistent saved scan: {_TOKENIZER_FILE} is not a valid "
+                                    "tokenizer") from None
         return scan
 
     def _validate(self, path) -> None:
-        n, L, d = self.n_docs, self.n_layers, self.stats.mean.shape[-1]
+        n, L = self.n_docs, self.n_layers
         problems = []
+        s = self.stats
+        if s.mean.ndim != 2 or s.mean.shape[0] != L:
+            raise ScanFileError(f"{path} is not a consistent saved scan: stats.mean has the wrong shape")
+        d = s.mean.shape[-1]
         for p, a in self.pooled_.items():
-            if a.shape != (n, L, d):
+            if a.shape != (n, L, d) or a.dtype.kind != "f":
                 problems.append(f"pooled.{p} has shape {a.shape}, expected {(n, L, d)}")
         for name in ("mean", "std", "min", "max", "frac_positive"):
-            if getattr(self.stats, name).shape != (L, d):
-                problems.append(f"stats.{name} has the wrong shape")
-        if self.stats.hist_counts.shape != (L, d, len(self.stats.hist_edges) + 1):
+            a = getattr(s, name)
+            if a.shape != (L, d) or a.dtype.kind != "f":
+                problems.append(f"stats.{name} has the wrong shape or dtype")
+        if s.hist_edges.ndim != 1 or s.hist_edges.dtype.kind != "f" or s.hist_counts.dtype.kind not in "iu" \
+                or s.hist_counts.shape != (L, d, len(s.hist_edges) + 1):
             problems.append("stats.hist_counts does not match hist_edges")
         for tk in (self.top, self.bottom):
-            if not (tk.values.shape == tk.docs.shape == tk.positions.shape) or tk.values.shape[:2] != (L, d):
+            if not (tk.values.shape == tk.docs.shape == tk.positions.shape) or tk.values.ndim != 3 \
+                    or tk.values.shape[:2] != (L, d) or tk.docs.dtype.kind not in "iu" \
+                    or tk.positions.dtype.kind not in "iu" or tk.values.dtype.kind != "f":
                 problems.append("top/bottom arrays have inconsistent shapes")
-            elif tk.docs.size and tk.docs.max() >= n:
+            elif tk.docs.size and (tk.docs.max() >= n or tk.docs.min() < -1):
                 problems.append("top/bottom refer to documents that do not exist")
-        if self.token_offsets[0] != 0 or self.token_offsets[-1] != len(self.token_ids) or \
-                np.any(np.diff(self.token_offsets) < 0):
+        off = self.token_offsets
+        if off.ndim != 1 or off.dtype.kind not in "iu" or self.token_ids.ndim != 1 \
+                or self.token_ids.dtype.kind not in "iu" or len(off) < 1:
+            problems.append("token arrays are malformed")
+        elif off[0] != 0 or off[-1] != len(self.token_ids) or np.any(np.diff(off) < 0):
             problems.append("token offsets are inconsistent")
-        if self.labels is not None and (len(self.labels) != n or self.label_names is None):
-            problems.append("labels do not match the documents")
+        if self.doc_token_counts.shape != (max(n, 0),):
+            problems.append("doc_token_counts does not match the documents")
+        if self.labels is not None:
+            lab = self.labels
+            if self.label_names is None or lab.shape != (n,) or lab.dtype.kind not in "iu":
+                problems.append("labels do not match the documents")
+            elif lab.size and (lab.min() < 0 or lab.max() >= len(self.label_names)):
+                problems.append("label codes outside label_names")
+        elif self.label_names is not None:
+            problems.append("label_names without labels")
         if problems:
             raise ScanFileError(f"{path} is not a consistent saved scan: " + "; ".join(problems))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -54,6 +58,10 @@ def test_mri_command(tmp_path, tiny, tiny_scan, capsys):
     g = ml.load_graph_json(out / "graph.json")
     assert all(isinstance(n, tuple) for n in g.nodes) and g.number_of_nodes() == 16 * len(maps.layers)
     assert (out / "graph.graphml").exists() and (out / "graph.gexf").exists()
+    assert json.loads((out / "manifest.json").read_text())["format"] == "mri_lens.mri_page"  # claimed as ours
+    assert main(["mri", "--scan", scan_dir, "--grid", "3", "--out", str(out), "--n-jobs", "1", "--min-weight", "2",
+                 "--quiet"]) == 0  # the same --out again: our own MRI page directory is replaced
+    assert ml.RegionMaps.load(out / "maps").grid == 3
     assert main(["mri", "--scan", str(tmp_path / "missing"), "--quiet"]) == 2
     assert "not a saved" in capsys.readouterr().err
 
@@ -102,3 +110,323 @@ def test_compile_command_leaves_the_kernels_usable(capsys):
     out = capsys.readouterr().out
     assert "scan statistics kernel: compiled" in out and "umap-learn: compiled" in out
     assert _kernels._kernel is not None  # the scan's kernel is built (and cached on disk by numba)
+
+
+# ---------------------------------------------------------------------------------------------- user mistakes
+def _one_line_error(capsys, *, command: str | None = None) -> str:
+    """The captured stderr: exactly one line, ``mri-lens[ <cmd>]: error: ...``, no traceback."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    prefix = f"mri-lens {command}: error: " if command else "mri-lens: error: "
+    assert lines[0].startswith(prefix), err
+    return lines[0]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a command loads a model: its arguments and --out must be checked first."""
+    def fail(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("mri_lens.cli._model", fail)
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n"
+                            for t, lab in zip(PROSE[:2] + code_snippets(2, 80), ["prose"] * 2 + ["code"] * 2)),
+                    encoding="utf-8")
+    return str(path)
+
+
+SCAN = ["scan", "--model", "tiny", "--corpus", "{corpus}", "--out", "{out}"]
+SITE = ["site", "--scan", "{out}", "--model", "tiny", "--out", "{out}/site"]
+EXPLAIN = ["explain", "--scan", "{out}", "--model", "tiny", "--layer", "0", "--out", "{out}/n2g"]
+NEURO = ["neuroscope", "--model", "tiny", "--out", "{out}/v.html"]
+MRI = ["mri", "--scan", "{out}"]
+BAD_ARGS = [  # (argv, the message's telling part)
+    (SCAN + ["--layers", "x"], "'x' is not a layer list"),
+    (SCAN + ["--layers", "9-3"], "9-3: a range's start must not be above its end"),
+    (SCAN + ["--layers=-1"], "-1: layer numbers must not be negative"),
+    (SCAN + ["--layers", "-2"], "layer numbers must not be negative"),
+    (SCAN + ["--layers", "0,,1"], "has an empty part"),
+    (SCAN + ["--layers", ""], "empty layer list"),
+    (SCAN + ["--batch-size", "0"], "argument --batch-size: must be a positive integer (1 or more), got 0"),
+    (SCAN + ["--top-k", "0"], "argument --top-k: must be a positive integer"),
+    (SCAN + ["--max-length", "0"], "argument --max-length: must be a positive integer"),
+    (SCAN + ["--max-batch-tokens", "-1"], "argument --max-batch-tokens: must be 0 or more, got -1"),
+    (SCAN + ["--batch-size", "many"], "'many' is not an integer"),
+    (SCAN + ["--pooling", "median"], "unknown pooling 'median'; choose from mean,max,min,last"),
+    (SCAN + ["--pooling", "mean,"], "has an empty part"),
+    (SCAN + ["--overflow", "wrap"], "invalid choice: 'wrap'"),
+    (["scan", "--model", "tiny"], "the following arguments are required: --corpus, --out"),
+    (["report", "--scan", "{out}", "--categories", "a,,b"], "has an empty name"),
+    (MRI + ["--grid", "0"], "argument --grid: must be a positive integer"),
+    (MRI + ["--top-k", "-1"], "argument --top-k: must be 0 or more"),
+    (MRI + ["--min-weight", "-1"], "argument --min-weight: must be 0 or more"),
+    (MRI + ["--n-jobs", "0"], "argument --n-jobs: must be a number of worker processes"),
+    (MRI + ["--seed", "-1"], "argument --seed: must be 0 or more"),
+    (SITE + ["--layers", "x"], "not a layer list"),
+    (SITE + ["--layers", "9-3"], "9-3: a range's start must not be above its end"),
+    (SITE + ["--neurons=-1"], "neuron numbers must not be negative"),
+    (SITE + ["--neurons", "0,,5"], "has an empty part"),
+    (SITE + ["--neurons", "5-2"], "5-2: a range's start must not be above its end"),
+    (SITE + ["--k", "0"], "argument --k: must be a positive integer"),
+    (EXPLAIN[:-4] + ["--layer", "x", "--out", "{out}/n2g"], "'x' is not a layer list"),
+    (EXPLAIN[:-4] + ["--layer", "3-1", "--out", "{out}/n2g"], "3-1: a range's start must not be above its end"),
+    (EXPLAIN + ["--neurons", "x"], "'x' is not a neuron list"),
+    (EXPLAIN + ["--neurons=-3"], "neuron numbers must not be negative"),
+    (EXPLAIN + ["--k", "0"], "argument --k: must be at least 2"),
+    (EXPLAIN + ["--pivots", "0"], "argument --pivots: must be a positive integer"),
+    (EXPLAIN + ["--substitutes", "-1"], "argument --substitutes: must be 0 or more"),
+    (NEURO + ["--layers", "x"], "not a layer list"),
+    (NEURO + ["--layers", "2-1"], "2-1: a range's start must not be above its end"),
+    (NEURO + ["--max-neurons", "-1"], "argument --max-neurons: must be 0 or more"),
+    (NEURO + ["--relative", "2"], "argument --relative: must be a quantile in (0.5, 1)"),
+    (NEURO + ["--hi", "nan"], "argument --hi: must be a finite number"),
+    (["demo", "--out", "{out}/demo", "--limit", "0"], "argument --limit: must be a positive integer"),
+    (["demo", "--out", "{out}/demo", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", BAD_ARGS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in BAD_ARGS])
+def test_bad_arguments_are_one_line_before_any_model_loads(argv, expected, tmp_path, corpus_file, no_model, capsys):
+    argv = [a.format(corpus=corpus_file, out=tmp_path / "out") for a in argv]
+    assert main(argv) == 2
+    command = argv[0] if argv[0] != "frobnicate" else None
+    assert expected in _one_line_error(capsys, command=command)
+    assert not (tmp_path / "out").exists()  # nothing was written
+
+
+BAD_VALUES = [  # checked by the command before any model loads (and before --out is written)
+    (NEURO + ["--lo", "5", "--hi", "1"], "--lo must not be greater than --hi"),
+    (NEURO + ["--select", "either", "--lo", "1", "--hi", "1"], "--select either needs --lo below --hi"),
+    (NEURO + ["--relative", "0.99"], "--relative needs --scan"),
+    (NEURO + ["--prompt", " "], "--prompt must not be empty"),
+    (NEURO + ["--hi", "9"], "ColorBins needs lo <= orange <= red"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", BAD_VALUES, ids=[" ".join(a[-4:]) for a, _ in BAD_VALUES])
+def test_bad_values_are_one_line_before_any_model_loads(argv, expected, tmp_path, no_model, capsys):
+    (tmp_path / "out").mkdir()
+    assert main([a.format(out=tmp_path / "out") for a in argv]) == 2
+    assert expected in _one_line_error(capsys)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_pooling_names_match_the_scanner():
+    from mri_lens import cli, scanner
+
+    assert cli.POOLINGS == scanner.POOLINGS
+
+
+def test_layers_beyond_the_model_are_one_line(tmp_path, tiny, corpus_file, monkeypatch, capsys):
+    monkeypatch.setattr("mri_lens.cli._model", lambda name, device: tiny)
+    assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(tmp_path / "o"), "--layers", "0-99",
+                 "--quiet"]) == 2
+    assert "layers must be in 0..3" in _one_line_error(capsys)
+
+
+def test_unknown_model_is_one_line(tmp_path, corpus_file, capsys):
+    assert main(["scan", "--model", "no-such-model-xyz", "--corpus", corpus_file, "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert "cannot load model 'no-such-model-xyz': " in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_load_model_wraps_loading_failures_but_not_bugs(monkeypatch):
+    with pytest.raises(ml.ModelAdapterError, match="cannot load model 'no-such-model-xyz': ") as e:
+        ml.load_model("no-such-model-xyz", device="cpu")
+    assert "\n" not in str(e.value) and isinstance(e.value.__cause__, OSError)
+
+    import mri_lens.adapter as adapter
+
+    def bug(*a, **k):
+        raise TypeError("a bug in the loader")
+
+    monkeypatch.setattr(adapter, "_load_model", bug)
+    with pytest.raises(TypeError, match="a bug in the loader"):
+        ml.load_model("no-such-model-xyz", device="cpu")
+
+
+def test_bugs_keep_their_traceback(tmp_path, corpus_file, monkeypatch, capsys):
+    argv = ["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(tmp_path / "o"), "--quiet"]
+
+    def bug(*a, **k):
+        raise AttributeError("a genuine bug")
+
+    monkeypatch.setattr("mri_lens.cli._model", bug)
+    with pytest.raises(AttributeError, match="a genuine bug"):
+        main(argv)
+
+
+def test_ctrl_c_is_one_line(tmp_path, corpus_file, monkeypatch, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mri_lens.cli._model", interrupted)
+    assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(tmp_path / "o"), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["mri-lens: interrupted"]
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("missing.jsonl", None, "no such file: "),
+    ("latin1.jsonl", '{"text": "caf\xe9"}\n'.encode("latin-1"), "latin1.jsonl:1 is not UTF-8 text (byte 0xe9"),
+    ("latin1.csv", "text\ncaf\xe9\n".encode("latin-1"), "latin1.csv is not UTF-8 text (byte 0xe9"),
+    ("broken.jsonl", b'{"text": "a"}\n{"text": \n', "broken.jsonl:2 is not valid JSON"),
+    ("dir.jsonl", "dir", "cannot read "),
+])
+def test_bad_corpus_files_are_one_line(name, content, expected, tmp_path, no_model, capsys):
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    assert main(["scan", "--model", "tiny", "--corpus", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert expected in _one_line_error(capsys)
+    with pytest.raises(ml.CorpusError, match=re.escape(expected)):
+        (ml.Corpus.from_csv if name.endswith(".csv") else ml.Corpus.from_jsonl)(path)
+
+
+@pytest.fixture
+def saved_scan(tmp_path_factory, tiny_scan):
+    return tiny_scan.save(tmp_path_factory.mktemp("saved") / "scan")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["report", "--categories", "pos"], "unknown category 'pos'; the scan's categories are 'code', 'prose'"),
+    (["report", "--categories", "pos,neg"], "unknown categories 'pos', 'neg'; the scan's categories are 'code', "
+                                            "'prose'"),
+    (["report", "--categories", "code"], "the report compares two different categories, got 1 ('code'); give two "
+                                         "of 'code', 'prose'"),
+    (["report", "--categories", "code,code"], "two different categories"),
+    (["mri", "--categories", "pos", "--n-jobs", "1"], "unknown category 'pos'; the scan's categories are 'code', "
+                                                      "'prose'"),
+])
+def test_unknown_categories_are_one_line(argv, expected, saved_scan, capsys):
+    before = _tree(saved_scan)
+    assert main(argv[:1] + ["--scan", saved_scan] + argv[1:]) == 2
+    assert expected in _one_line_error(capsys)
+    assert _tree(saved_scan) == before  # no report, no MRI directory
+
+
+def test_category_differences_names_the_known_categories(tmp_path, tiny_scan):
+    from mri_lens.report import category_differences, write_scan_report
+
+    with pytest.raises(ml.ScanError, match="unknown category 'pos'; the scan's categories are 'code', 'prose'"):
+        category_differences(tiny_scan, "pos")
+    with pytest.raises(ml.ScanError, match="two different categories"):
+        category_differences(tiny_scan, "code", "code")
+    with pytest.raises(ml.ScanError, match="got 1"):
+        write_scan_report(tiny_scan, tmp_path / "r.html", categories=("code",))
+    assert not (tmp_path / "r.html").exists()
+
+
+# ---------------------------------------------------------------------------------------------- --out and --force
+def _tree(root) -> dict[str, bytes | None]:
+    """Every path under ``root`` (relative) with its bytes (None for a directory)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, d), root)] = None
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+@pytest.fixture
+def user_dir(tmp_path):
+    d = tmp_path / "userdir"
+    (d / "sub").mkdir(parents=True)
+    (d / "thesis.txt").write_text("four years of work\n")
+    (d / "sub" / "data.bin").write_bytes(bytes(range(256)))
+    return d
+
+
+def test_scan_out_unwritable_fails_before_any_work(tmp_path, corpus_file, no_model, monkeypatch, capsys):
+    def no_corpus(*a, **k):
+        raise AssertionError("the corpus was read")
+
+    monkeypatch.setattr("mri_lens.cli._corpus", no_corpus)
+    assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", "/proc/forbidden", "--quiet"]) != 0
+    assert "cannot write /proc/forbidden" in _one_line_error(capsys)
+
+
+OUT_TARGETS = [  # (argv with {out} the refused path, refused kind: a directory or a file)
+    (["scan", "--model", "tiny", "--corpus", "{corpus}", "--out", "{out}"], "dir"),
+    (["report", "--scan", "{scan}", "--out", "{out}"], "file"),
+    (["mri", "--scan", "{scan}", "--out", "{out}"], "dir"),
+    (["site", "--scan", "{scan}", "--model", "tiny", "--out", "{out}"], "dir"),
+    (["explain", "--scan", "{scan}", "--model", "tiny", "--layer", "0", "--out", "{out}"], "dir"),
+    (["neuroscope", "--model", "tiny", "--out", "{out}"], "file"),
+    (["demo", "--out", "{out}"], "dir"),
+]
+
+
+@pytest.mark.parametrize("argv,kind", OUT_TARGETS, ids=[a[0] for a, _ in OUT_TARGETS])
+def test_out_holding_user_files_is_refused_before_any_work(argv, kind, tmp_path, user_dir, corpus_file, no_model,
+                                                           monkeypatch, capsys):
+    """A user directory (or file) at --out survives byte for byte; the command fails with one line before it loads
+    a scan, a corpus or a model (the --scan given does not even exist)."""
+    import mri_lens.models
+
+    monkeypatch.setattr(mri_lens.models, "minilm", lambda *a, **k: pytest.fail("the demo model was loaded"))
+    monkeypatch.setattr("mri_lens.datasets.drug_reviews", lambda *a, **k: pytest.fail("the demo corpus was read"))
+    out = user_dir if kind == "dir" else user_dir / "thesis.txt"
+    before = _tree(tmp_path)
+    assert main([a.format(out=out, corpus=corpus_file, scan=tmp_path / "no-scan") for a in argv]) == 2
+    line = _one_line_error(capsys)
+    assert "refusing" in line and str(out) in line and "--force" in line
+    assert _tree(tmp_path) == before
+
+
+def test_out_dot_in_a_non_empty_working_directory_is_refused(user_dir, corpus_file, no_model, monkeypatch, capsys):
+    monkeypatch.chdir(user_dir)
+    before = _tree(user_dir)
+    assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", ".", "--quiet"]) == 2
+    assert "is not empty" in _one_line_error(capsys)
+    assert _tree(user_dir) == before
+
+
+def test_force_writes_beside_user_files_and_a_rescan_replaces_our_own(tmp_path, tiny, user_dir, corpus_file,
+                                                                      monkeypatch, capsys):
+    monkeypatch.setattr("mri_lens.cli._model", lambda name, device: tiny)
+    before = _tree(user_dir)
+    argv = ["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(user_dir), "--layers", "0", "--quiet"]
+    assert main(argv + ["--force"]) == 0
+    after = _tree(user_dir)
+    assert {k: v for k, v in after.items() if k in before} == before  # every user file, byte for byte
+    assert ml.Scan.load(user_dir).n_docs == 4
+    # the same --out again (a saved scan now): replaced without --force, the user's files still untouched
+    assert main(argv[:-3] + ["--layers", "1", "--quiet"]) == 0
+    assert ml.Scan.load(user_dir).layers == [1]
+    assert {k: v for k, v in _tree(user_dir).items() if k in before} == before
+    # a plain scan directory, twice
+    out = tmp_path / "again"
+    for _ in range(2):
+        assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(out), "--quiet"]) == 0
+    assert ml.Scan.load(out).n_docs == 4
+    assert capsys.readouterr().err == ""
+
+
+def test_errors_in_a_real_process_are_one_line(tmp_path):
+    """The console script, as a user runs it: one line on stderr, no traceback, exit status 2."""
+    script = os.path.join(os.path.dirname(sys.executable), "mri-lens")
+    cmd = [script] if os.path.exists(script) else [sys.executable, "-m", "mri_lens.cli"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for args, expected in ((["--batch-size", "0"], "mri-lens scan: error: argument --batch-size"),
+                           ([], "mri-lens: error: no such file: ")):
+        p = subprocess.run(cmd + ["scan", "--model", "tiny", "--corpus", str(tmp_path / "missing.jsonl"),
+                                  "--out", str(tmp_path / "o")] + args,
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 2, p.stderr
+        assert len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.startswith(expected), p.stderr

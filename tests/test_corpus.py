@@ -38,6 +38,35 @@ def test_bad_inputs(texts, labels, match):
         Corpus(texts, labels)
 
 
+@pytest.mark.parametrize("labels, match", [
+    (["1", 1], r"labels mix strings and integers \(index 0 is '1', index 1 is 1\)"),
+    ([1, "x"], "labels mix strings and integers"),
+    ([True, 0], "labels mix integers and booleans"),
+    (["x", False], "labels mix strings and booleans"),
+    ([1.5, 0], "label at index 0 is float 1.5: labels must be strings .* or integers"),
+    ([0, [1]], "label at index 1 is list"),
+    ([0, np.float64(2.5)], "label at index 1 is float64"),
+])
+def test_labels_of_mixed_or_unsupported_types(labels, match):
+    with pytest.raises(CorpusError, match=match):
+        Corpus(["a", "b"], labels)
+
+
+def test_integer_valued_numpy_and_bool_labels_still_work():
+    c = Corpus(["a", "b", "c"], [np.int64(1), np.int32(0), 1])
+    assert list(c.labels) == [1, 0, 1] and c.label_names == ["0", "1"]
+    c = Corpus(["a", "b"], np.array([1.0, 0.0]), label_names=["neg", "pos"])  # pandas int column upcast to float
+    assert list(c.labels) == [1, 0]
+    df = pd.DataFrame({"t": ["a", "b"], "l": [2, 0]})
+    assert list(Corpus.from_pandas(df, "t", "l").labels) == [2, 0]
+    assert Corpus(["a", "b"], [True, False]).label_names == ["False", "True"]
+
+
+def test_lone_surrogate_text_is_refused():
+    with pytest.raises(CorpusError, match="text at index 1 is not valid Unicode"):
+        Corpus(["fine", "abc\ud800def"])
+
+
 def test_label_out_of_range():
     with pytest.raises(CorpusError, match="outside 0..1"):
         Corpus(["a", "b"], [0, 2], label_names=["x", "y"])

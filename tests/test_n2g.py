@@ -347,6 +347,32 @@ def test_graph_file_errors(tmp_path):
         g2.predict("text")
 
 
+def test_load_layer_rejects_bad_layer_and_missing_dir(tmp_path):
+    for bad in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match="layer must be a non-negative integer"):
+            ml.n2g.load_layer(tmp_path, bad)
+    with pytest.raises(ScanFileError, match=r"L2 does not exist"):
+        ml.n2g.load_layer(tmp_path, 2)
+    _synthetic_graph({5: "a", 6: "b"}).save(tmp_path / "L0" / "N3.json")
+    got = ml.n2g.load_layer(tmp_path, np.int64(0))
+    assert list(got) == [3] and got[3].neuron == 3 and got.layer == 0
+
+
+def test_load_layer_file_name_must_match_its_graph(tmp_path):
+    g = _synthetic_graph({5: "secret-token", 6: "b"})  # layer 0, neuron 3
+    g.save(tmp_path / "L0" / "N4.json")
+    with pytest.raises(ScanFileError, match=r"N4\.json: the file name does not match") as e:
+        ml.n2g.load_layer(tmp_path, 0)
+    assert "secret-token" not in str(e.value)
+    g.save(tmp_path / "L1" / "N3.json")  # right neuron, wrong layer
+    with pytest.raises(ScanFileError, match=r"L1.N3\.json: the file name does not match"):
+        ml.n2g.load_layer(tmp_path, 1)
+    os.remove(tmp_path / "L0" / "N4.json")
+    g.save(tmp_path / "L0" / "N3.json")
+    g.save(tmp_path / "L0" / "N003.json")  # not a name explain_layer writes: never read
+    assert list(ml.n2g.load_layer(tmp_path, 0)) == [3]
+
+
 def test_index_search_similar_and_round_trip(tmp_path):
     a = _synthetic_graph({5: " try", 6: " except"})
     b = NeuronGraph(layer=1, neuron=7, trie=_trie(([6], 0.8)), max_activation=1.0, config=N2GConfig(),

@@ -12,7 +12,7 @@ import pytest
 import mri_lens as ml
 from mri_lens.adapter import ModelAdapter
 from mri_lens.cli import main
-from mri_lens.neuroscope import layer_quantile
+from mri_lens.neuroscope import layer_quantile, thresholds
 
 from oracle import per_token_activations
 
@@ -165,6 +165,25 @@ def test_view_html_bins_and_errors(tiny, tiny_scan):
         view.circuitsvis(3)
 
 
+def test_lo_above_hi_is_refused(tiny):
+    for select in ("hi", "lo"):
+        with pytest.raises(ValueError, match=r"lo must not be greater than hi, got lo=2, hi=-1"):
+            ml.neuroscope(tiny, PROMPTS, hi=-1, lo=2, select=select)
+    with pytest.raises(ValueError, match="lo must not be greater than hi"):
+        thresholds([0], 4, hi=-1.0, lo=2.0, relative=None, relative_to="neuron")
+    # an omitted threshold follows the given one; lo == hi is allowed outside select="either"
+    v = ml.neuroscope(tiny, PROMPTS, hi=-100.0, layers=[0], max_neurons_per_layer=1)
+    assert float(v.lo[0][0]) == -100.0
+    v = ml.neuroscope(tiny, PROMPTS, lo=5.0, select="lo", layers=[0], max_neurons_per_layer=1)
+    assert float(v.hi[0][0]) == 5.0
+    ml.neuroscope(tiny, PROMPTS, hi=1.0, lo=1.0, layers=[0], max_neurons_per_layer=1)
+    with pytest.raises(ValueError, match="lo < hi"):
+        ml.neuroscope(tiny, PROMPTS, hi=1.0, lo=1.0, select="either")
+    # the colour bins refuse inconsistent boundaries the same way
+    with pytest.raises(ValueError, match="lo <= orange <= red"):
+        ml.ColorBins(red=3.0, orange=1.0, lo=2.0)
+
+
 def test_escaping_everywhere(tiny, tmp_path):
     view = ml.neuroscope(tiny, NASTY, hi=-100.0, max_neurons_per_layer=2, layers=[0])
     path = view.save_html(tmp_path / "view.html")
@@ -175,7 +194,7 @@ def test_escaping_everywhere(tiny, tmp_path):
     scan = ml.scan(tiny, NASTY * 3, batch_size=6, pooling=("mean", "max"), progress=False, layers=[0])
     ml.neuroscope_site(scan, tiny, tmp_path / "site", neurons=range(4), k=3)
     files = [path] + [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "site") for f in fs]
-    assert len(files) == 1 + 2 + 1 + 1 + 4
+    assert len(files) == 1 + 2 + 1 + 1 + 4 + 1  # view, assets, index, layer page, neuron pages, manifest.json
     for f in files:
         text = open(f, encoding="utf-8").read()
         assert "<script>alert" not in text and "<b>bold" not in text, f

@@ -12,6 +12,8 @@ from scipy import stats
 import mri_lens as ml
 from mri_lens.regions import RegionMaps, _procrustes, exact_knn, separability
 
+from saved import data_path
+
 
 @pytest.fixture(scope="session")
 def tiny_maps(tiny_scan):
@@ -239,7 +241,7 @@ def test_save_load_round_trip_and_corruption(tiny_maps, tmp_path):
         assert np.array_equal(getattr(back, k), getattr(tiny_maps, k)), k
     assert back.get_params() == tiny_maps.get_params() and back.label_names == tiny_maps.label_names
     assert np.array_equal(back.activated(2), tiny_maps.activated(2))
-    with open(os.path.join(p, "arrays.safetensors"), "r+b") as f:
+    with open(data_path(p), "r+b") as f:
         f.seek(200)
         f.write(b"\x00\x01\x02")
     with pytest.raises(ml.ScanFileError, match="corrupted"):

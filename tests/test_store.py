@@ -11,6 +11,8 @@ import pytest
 import mri_lens as ml
 from mri_lens import Scan, ScanFileError
 
+from saved import data_path
+
 
 def _assert_same(a: Scan, b: Scan):
     assert a.layers == b.layers and a.label_names == b.label_names and a.meta == b.meta
@@ -64,7 +66,7 @@ def test_missing_and_foreign_directories(tmp_path):
 
 def test_truncated_and_corrupted(tiny_scan, tmp_path):
     path = tiny_scan.save(tmp_path / "run")
-    tensors = os.path.join(path, "arrays.safetensors")
+    tensors = data_path(path)
     data = open(tensors, "rb").read()
     with open(tensors, "wb") as f:
         f.write(data[: len(data) // 2])
@@ -122,6 +124,20 @@ def test_top_examples_views(tiny_scan):
     assert list(bottom.values) == sorted(bottom.values)
     with pytest.raises(ml.ScanError, match="neuron must be"):
         tiny_scan.top_examples(0, 10_000)
+
+
+@pytest.mark.parametrize("k", [-3, 0, 2.5, "5", True])
+def test_top_examples_bad_k(tiny_scan, k):
+    with pytest.raises(ml.ScanError, match="k must be None .* or a positive integer"):
+        tiny_scan.top_examples(2, 7, k=k)
+    assert len(tiny_scan.top_examples(2, 7, k=np.int64(2))) == 2
+
+
+@pytest.mark.parametrize("q", [1.5, -0.1, float("nan"), np.array([0.5, 2.0])])
+def test_quantile_outside_unit_interval(tiny_scan, q):
+    with pytest.raises(ValueError, match=r"q must be in \[0, 1\]"):
+        tiny_scan.stats.quantile(q)
+    assert tiny_scan.stats.quantile(np.array([0.0, 1.0])).shape[0] == 2
 
 
 def test_html_views_escape_tokens(tiny, tmp_path):

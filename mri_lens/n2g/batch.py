@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._io import claim_dir, page_marker, write_text_atomic
 from ..errors import ScanError
 from .augment import Augmenter, get_augmenter
 from .config import N2GConfig
@@ -48,6 +49,9 @@ class LayerGraphs(dict):
                 f"fit_forward_calls={self.cost.get('fit_forward_calls')})")
 
 
+N2G_DIR_KIND = "mri_lens.n2g"  # the manifest format of an explain_layer output directory
+
+
 def _neuron_row(g: NeuronGraph) -> dict[str, Any]:
     row: dict[str, Any] = {"layer": g.layer, "neuron": g.neuron, "max_activation": g.max_activation,
                            "paths": len(g.trie.paths()),
@@ -75,7 +79,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
                   config: N2GConfig | None = None, seed: int = 0, augmenter: Augmenter | str | None = None,
                   out_dir: str | os.PathLike | None = None, evaluate: bool = True, n_random: int | None = None,
                   min_activation: float = 0.0, chunk_size: int = 64, backend: Any = None,
-                  progress: bool = True) -> LayerGraphs:
+                  progress: bool = True, overwrite: bool = False) -> LayerGraphs:
     """Fit (and score) the N2G graphs of many neurons of one layer, batched across examples and neurons.
 
     Each chunk of ``chunk_size`` neurons is fitted together: every forward pass of a stage (prune candidates,
@@ -92,7 +96,9 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     evaluate: score each graph on its held-out examples plus ``n_random`` random documents (default: as many as
         test examples), with the token-lookup and n-gram baselines; stored in ``graph.scores``.
     out_dir: save ``L{layer}/N{neuron}.json`` per neuron and ``L{layer}/summary.json`` / ``summary.csv``.
-        Resumable: neurons whose file exists are loaded, not refitted.
+        Resumable: neurons whose file exists are loaded, not refitted. The directory must be free, empty or an
+        N2G output directory (its ``manifest.json`` says so); anything else is refused before any fitting
+        unless ``overwrite=True`` (files mri_lens did not write are never removed).
     min_activation: neurons whose top activation is not above this are skipped as dead.
 
     Returns
@@ -122,7 +128,8 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     mask = cfg.mask_token if cfg.mask_token is not None else default_mask_token(adapter)
     width = int(scan.meta.get("max_length") or adapter.n_ctx)
     n_prefix = adapter.n_special_prefix
-    out_dir = None if out_dir is None else os.path.abspath(os.fspath(out_dir))
+    if out_dir is not None:
+        out_dir = claim_dir(out_dir, N2G_DIR_KIND, overwrite=overwrite)
     result = LayerGraphs(layer)
     todo = []
     for n in ids:
@@ -132,7 +139,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
             continue
         if out_dir is not None and os.path.exists(_path(out_dir, layer, n)):
             try:
-                result[n] = NeuronGraph.load(_path(out_dir, layer, n), adapter.model)
+                result[n] = NeuronGraph.load(_path(out_dir, layer, n), adapter.model, follow_symlinks=False)
                 continue
             except Exception:  # noqa: BLE001 - a damaged file is simply refitted
                 pass
@@ -164,8 +171,8 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
             _evaluate_chunk(graphs, splits, scan, eval_run, n_random, seed, layer, n_prefix, width)
         for n in chunk:
             result[n] = graphs[n]
-            if out_dir is not None:
-                graphs[n].save(_path(out_dir, layer, n))
+            if out_dir is not None:  # inside the directory claimed above: its files are ours to replace
+                write_text_atomic(_path(out_dir, layer, n), graphs[n].to_json())
         bar.update(len(chunk))
     bar.close()
     seconds = time.perf_counter() - t0
@@ -207,8 +214,6 @@ def _evaluate_chunk(graphs, splits, scan, run: Forward, n_random, seed, layer, n
 
 
 def _write_summary(out_dir: str, result: LayerGraphs) -> None:
-    from .._io import write_text_atomic
-
     rows = [_neuron_row(result[n]) for n in sorted(result)]
     table = result.table()
     doc = {"format": "mri_lens.n2g.summary", "schema_version": 1, "layer": result.layer,
@@ -229,14 +234,30 @@ def _num(x: Any) -> Any:
 
 
 def load_layer(out_dir: str | os.PathLike, layer: int, model: Any = None) -> LayerGraphs:
-    """Every ``L{layer}/N*.json`` saved by :func:`explain_layer` under ``out_dir``."""
-    base = os.path.join(os.fspath(out_dir), f"L{int(layer)}")
+    """Every ``L{layer}/N*.json`` saved by :func:`explain_layer` under ``out_dir``.
+
+    Raises ``ValueError`` for a negative or non-integer ``layer``, and
+    :class:`~mri_lens.errors.ScanFileError` when ``out_dir/L{layer}`` does not exist or a file's name disagrees
+    with the layer or neuron stored inside it."""
+    from ..errors import ScanFileError
+
+    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or int(layer) < 0:
+        raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+    layer = int(layer)
+    base = os.path.join(os.fspath(out_dir), f"L{layer}")
     out = LayerGraphs(layer)
     if not os.path.isdir(base):
-        return out
-    names = [n for n in os.listdir(base) if n.startswith("N") and n.endswith(".json") and n[1:-5].isdigit()]
+        raise ScanFileError(f"{base} does not exist or is not a directory: no N2G graphs of layer {layer} were "
+                            "saved there (run explain_layer with out_dir first)")
+    names = [n for n in os.listdir(base)  # only the names explain_layer writes: N<neuron>.json
+             if n.startswith("N") and n.endswith(".json") and n[1:-5].isascii() and n[1:-5].isdigit()
+             and n == f"N{int(n[1:-5])}.json"]
     for name in sorted(names, key=lambda n: int(n[1:-5])):
-        g = NeuronGraph.load(os.path.join(base, name), model)
+        path = os.path.join(base, name)
+        g = NeuronGraph.load(path, model, follow_symlinks=False)
+        if g.layer != layer or g.neuron != int(name[1:-5]):
+            raise ScanFileError(f"{path}: the file name does not match the layer and neuron stored inside it "
+                                f"(expected layer {layer}, neuron {int(name[1:-5])}); rename or remove the file")
         out[g.neuron] = g
     return out
 
@@ -279,7 +300,6 @@ def demo_section(model: Any, scan: Any, out_dir: str | os.PathLike, neurons: Seq
                                                                   list[tuple[str, str]]]:
     """N2G graphs of a few neurons for ``mri-lens demo``: fitted, scored, saved under ``out_dir/n2g`` with an
     ``index.html`` page. Returns ``({(layer, neuron): graph}, [(link text, url relative to out_dir)])``."""
-    from .._io import write_text_atomic
     from ..site import SITE_CSS
 
     base = os.path.join(os.fspath(out_dir), "n2g")
@@ -295,7 +315,8 @@ def demo_section(model: Any, scan: Any, out_dir: str | os.PathLike, neurons: Seq
         summary = (f"<p>Mean firing F1 over {int(r['neurons'])} neurons: N2G {_fmt(r['n2g_firing_f1'])}, token "
                    f"lookup {_fmt(r['token_firing_f1'])}, n-gram lookup {_fmt(r['ngram_firing_f1'])}; "
                    f"correlation N2G {_fmt(r['n2g_correlation'])}.</p>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>N2G graphs</title><style>{SITE_CSS}</style>"
+    page = (f"<!doctype html>{page_marker()}<html><head><meta charset='utf-8'><title>N2G graphs</title>"
+            f"<style>{SITE_CSS}</style>"
             f"</head><body><h1>N2G graphs: layer {layer} of {html.escape(str(scan.meta.get('model_id', 'model')))}"
             f"</h1>{summary}{''.join(cards)}</body></html>")
     write_text_atomic(os.path.join(base, "index.html"), page)

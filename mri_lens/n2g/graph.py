@@ -249,40 +249,60 @@ class NeuronGraph:
 
     @classmethod
     def from_dict(cls, d: Any, *, source: str = "data", tokenizer: Any = None) -> "NeuronGraph":
+        """Rebuild a graph from :meth:`to_dict`; anything malformed raises :class:`~mri_lens.errors.ScanFileError`
+        naming ``source``."""
         if not isinstance(d, dict) or d.get("format") != GRAPH_FORMAT:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise ScanFileError(f"{source} holds {found!r}, not a saved N2G neuron graph")
+            shown = found if isinstance(found, str) and len(found) <= 64 else type(found).__name__
+            raise ScanFileError(f"{source} holds {shown!r}, not a saved N2G neuron graph")
         v = d.get("schema_version")
-        if not isinstance(v, int) or v > GRAPH_SCHEMA:
-            raise ScanFileError(f"{source} has schema version {v!r}; this mri_lens reads up to {GRAPH_SCHEMA}")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= GRAPH_SCHEMA:
+            shown = v if isinstance(v, int) else type(v).__name__
+            raise ScanFileError(f"{source} has schema version {shown!r}; this mri_lens reads versions 1 to "
+                                f"{GRAPH_SCHEMA}")
         try:
+            for key in ("layer", "neuron"):
+                if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] < 0:
+                    raise ValueError(f"{key} must be a non-negative integer")
+            if not isinstance(d["token_strs"], list) or not isinstance(d["examples"], dict) \
+                    or not isinstance(d.get("meta") or {}, dict) or not isinstance(d.get("scores") or {}, dict):
+                raise ValueError("token_strs, examples, meta or scores are malformed")
+            token_strs = {}
+            for pair in d["token_strs"]:
+                k, text = pair
+                if not isinstance(k, int) or isinstance(k, bool) or not isinstance(text, str):
+                    raise ValueError("token_strs are malformed")
+                token_strs[k] = text
             trie = Trie.from_json(d["trie"])
             g = cls(layer=int(d["layer"]), neuron=int(d["neuron"]), trie=trie,
                     max_activation=float(d["max_activation"]), config=N2GConfig.from_dict(d["config"]),
-                    token_strs={int(k): str(s) for k, s in d["token_strs"]}, examples=dict(d["examples"]),
+                    token_strs=token_strs, examples=dict(d["examples"]),
                     meta=dict(d.get("meta") or {}), scores=d.get("scores"), _tokenizer=tokenizer)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise ScanFileError(f"{source} is not a consistent N2G neuron graph: {type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - whatever is malformed, the file is not a graph of ours
+            raise ScanFileError(f"{source} is not a consistent N2G neuron graph: {type(e).__name__}: "
+                                f"{str(e)[:120]}") from None
         missing = [t for t in _tokens_of(trie) if t not in g.token_strs]
-        if missing or not g.max_activation > 0:
+        if missing or not g.max_activation > 0 or not np.isfinite(g.max_activation):
             raise ScanFileError(f"{source} is not a consistent N2G neuron graph (tokens without strings or a "
                                 "non-positive normaliser)")
         return g
 
-    def save(self, path: str | os.PathLike) -> str:
-        """Write JSON to ``path`` atomically. Returns the absolute path."""
-        from .._io import write_text_atomic
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+        """Write JSON to ``path`` atomically. Returns the absolute path. Replaces only an N2G graph file; anything
+        else at ``path`` is refused unless ``overwrite=True``."""
+        from .._io import save_text
 
-        return write_text_atomic(path, self.to_json())
+        return save_text(path, self.to_json(), kind=GRAPH_FORMAT, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any = None) -> "NeuronGraph":
+    def load(cls, path: str | os.PathLike, model: Any = None, *, follow_symlinks: bool = True) -> "NeuronGraph":
         """Read a file written by :meth:`save`; ``model`` (or its tokenizer) lets :meth:`predict` take text.
-        Raises :class:`~mri_lens.errors.ScanFileError` for a missing, truncated, corrupted or foreign file."""
+        Raises :class:`~mri_lens.errors.ScanFileError` for a missing, truncated, corrupted or foreign file.
+        ``follow_symlinks=False`` refuses a symbolic link (files found inside an output directory)."""
         from .._io import read_json
 
         path = os.fspath(path)
-        d = read_json(path, "N2G neuron graph")
+        d = read_json(path, "N2G neuron graph", max_bytes=64 << 20, follow=follow_symlinks)
         tok = getattr(model, "tokenizer", model)
         return cls.from_dict(d, source=path, tokenizer=tok)
 

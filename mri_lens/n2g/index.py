@@ -12,6 +12,7 @@ from .trie import IGNORE
 __all__ = ["NeuronIndex"]
 
 INDEX_FORMAT = "mri_lens.n2g.index"
+INDEX_SCHEMA = 1
 
 
 def _norm(s: str) -> str:
@@ -95,34 +96,50 @@ class NeuronIndex:
         return sorted(out, key=lambda r: (-r[2], r[0], r[1]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": INDEX_FORMAT, "schema_version": 1,
+        return {"format": INDEX_FORMAT, "schema_version": INDEX_SCHEMA,
                 "entries": [[l, n, {**e, "pairs": [list(p) for p in e["pairs"]]}]
                             for (l, n), e in sorted(self.entries.items())]}
 
-    def save(self, path: str | os.PathLike) -> str:
-        from .._io import write_text_atomic
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+        """Write JSON to ``path`` atomically; replaces only a saved index unless ``overwrite=True``."""
+        from .._io import save_text
 
-        return write_text_atomic(path, json.dumps(self.to_dict(), sort_keys=True, allow_nan=False))
+        return save_text(path, json.dumps(self.to_dict(), sort_keys=True, allow_nan=False), kind=INDEX_FORMAT,
+                         overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NeuronIndex":
+        """Read a file written by :meth:`save`; every problem is a :class:`~mri_lens.errors.ScanFileError`."""
+        from .._io import read_json
+
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise ScanFileError(f"{path} does not exist (no saved N2G index there)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ScanFileError(f"{path} is corrupted or truncated (not valid JSON: {e})") from None
+        d = read_json(path, "N2G index")
         if not isinstance(d, dict) or d.get("format") != INDEX_FORMAT:
             raise ScanFileError(f"{path} is not a saved N2G index")
+        v = d.get("schema_version")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= INDEX_SCHEMA:
+            shown = v if isinstance(v, int) else type(v).__name__
+            raise ScanFileError(f"{path} has schema version {shown!r}; this mri_lens reads versions 1 to "
+                                f"{INDEX_SCHEMA}")
         idx = cls()
         try:
             for l, n, e in d["entries"]:
-                idx.entries[(int(l), int(n))] = {"activating": dict(e["activating"]), "important": dict(e["important"]),
-                                                 "pairs": [tuple(p) for p in e["pairs"]], "firing_f1": e.get("firing_f1")}
-        except (KeyError, TypeError, ValueError) as e:
-            raise ScanFileError(f"{path} is not a consistent N2G index: {e}") from None
+                if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (l, n)):
+                    raise ValueError("neuron ids must be non-negative integers")
+                pairs = [tuple(p) for p in e["pairs"]]
+                if not all(len(p) == 2 and all(isinstance(t, str) for t in p) for p in pairs):
+                    raise ValueError("pairs are malformed")
+                act, imp = dict(e["activating"]), dict(e["important"])
+                if not all(isinstance(k, str) and isinstance(x, (int, float)) for m in (act, imp)
+                           for k, x in m.items()):
+                    raise ValueError("token weights are malformed")
+                f1 = e.get("firing_f1")
+                if f1 is not None and not isinstance(f1, (int, float)):
+                    raise ValueError("firing_f1 is malformed")
+                idx.entries[(int(l), int(n))] = {"activating": act, "important": imp, "pairs": pairs,
+                                                 "firing_f1": f1}
+        except Exception as e:  # noqa: BLE001 - whatever is malformed, the file is not an index of ours
+            raise ScanFileError(f"{path} is not a consistent N2G index: {type(e).__name__}") from None
         return idx
 
     def __repr__(self) -> str:
