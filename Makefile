@@ -28,7 +28,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
-# The adapter, scan, store, Hugging Face backend and N2G tests again (the parts that run the model), on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
+# The adapter, scan, store, saved-results, merge, Hugging Face backend and N2G tests again (the parts that run the model), on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
 # TL 2 pins numpy<2; the newest pyarrow (pulled by datasets) imports only with numpy>=2, hence the pyarrow pin.
 $(VENV_TL2)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_TL2)
@@ -39,13 +39,14 @@ $(VENV_TL2)/.installed: pyproject.toml
 
 test-tl2: $(VENV_TL2)/.installed
 	$(VENV_TL2)/bin/python -m pytest -q tests/test_adapter.py tests/test_scan.py tests/test_store.py tests/test_capture_hf.py \
-		tests/test_n2g.py
+		tests/test_io.py tests/test_merge.py tests/lenses/n2g
 
 bench: setup
 	$(VENV)/bin/python bench/bench_scan.py
 	$(VENV)/bin/python bench/bench_graph.py --rounds 3
 	$(VENV)/bin/python bench/bench_mri.py
 	$(VENV)/bin/python bench/bench_n2g.py
+	$(VENV)/bin/python bench/bench_scale.py
 
 clean:
 	rm -rf $(VENV) $(VENV_TL2) mri_lens_demo .pytest_cache

@@ -135,7 +135,7 @@ def timed(f):
 
 
 def main() -> None:
-    import mri_lens.graph as mg
+    import mri_lens.lenses.mri as mg
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=10_000)

@@ -73,7 +73,7 @@ def _build():
                     # int32 histogram: half the bytes of the int64 total, so it stays in cache (~1.3x faster).
                     if use_lut:
                         bits = Xbits[r, pos, n0:n0 + w]
-                        for j in range(w):  # the lookup table's formula (scanner._log2_lut), ~15% faster
+                        for j in range(w):  # the lookup table's formula (histogram._log2_lut), ~15% faster
                             c = (bits[j] >> bit_shift) & code_mask
                             neg = c >= half
                             i = min(max((c - half if neg else c) - first, -1), n_mag)
@@ -105,7 +105,7 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
     """Fold one batch of one layer.
 
     X: [b, p, d] float32 (C-contiguous). starts/ends: [b] counted positions of each row are ``starts..ends-1``.
-    shift: [d] float64. lut: ``scanner._log2_lut(edges)`` for the default edges (its bins are computed from
+    shift: [d] float64. lut: ``histogram._log2_lut(edges)`` for the default edges (its bins are computed from
     the same formula) or None. sq, npos, hist: the layer's running accumulators ``[d]`` float64, ``[d]`` int64,
     ``[d, n_bins]`` int64, updated in place.
 
@@ -144,7 +144,7 @@ def precompile() -> bool:
     """
     if not available():
         return False
-    from .scanner import _log2_lut, default_histogram_edges
+    from .histogram import _log2_lut, default_histogram_edges
 
     edges = np.asarray(default_histogram_edges(), dtype=np.float32)
     lut = _log2_lut(edges)

@@ -10,30 +10,18 @@ see ``prepend_bos``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import warnings
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from .errors import ModelAdapterError
+from .hf import HFModel, config_experts, down_projection_weight, hf_down_projections
+from .tokens import display_tokens
 
-__all__ = ["HFModel", "HookedModel", "ModelAdapter", "as_adapter", "load_model", "library_versions",
-           "tl_major_version"]
-
-# Short names users type in notebooks, mapped to Hugging Face ids for the bridge loader (TL >= 3).
-HUB_ALIASES = {
-    "gpt2-small": "gpt2",
-    "gpt2-medium": "gpt2-medium",
-    "pythia-70m": "EleutherAI/pythia-70m",
-    "pythia-160m": "EleutherAI/pythia-160m",
-    "gelu-1l": "NeelNanda/GELU_1L512W_C4_Code",
-    "gelu-2l": "NeelNanda/GELU_2L512W_C4_Code",
-    "solu-6l": "NeelNanda/SoLU_6L768W_C4_Code",
-}
+__all__ = ["HookedModel", "ModelAdapter", "as_adapter"]
 
 
 @runtime_checkable
@@ -44,102 +32,6 @@ class HookedModel(Protocol):
     tokenizer: Any
 
     def run_with_hooks(self, *args: Any, **kwargs: Any) -> Any: ...
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def tl_major_version() -> int:
-    """Major version of the installed TransformerLens (0 when it is not installed)."""
-    v = _version("transformer-lens") or _version("transformer_lens")
-    return int(v.split(".")[0]) if v else 0
-
-
-def library_versions() -> dict[str, str | None]:
-    """Versions recorded in every saved result."""
-    from . import __version__
-
-    return {
-        "mri_lens": __version__,
-        "transformer_lens": _version("transformer-lens"),
-        "transformers": _version("transformers"),
-        "torch": _version("torch"),
-    }
-
-
-@dataclass
-class HFModel:
-    """A plain Hugging Face ``transformers`` model plus its tokenizer, scanned without TransformerLens.
-
-    Captured with :class:`~mri_lens.capture.HuggingFaceBackend`: forward pre-hooks on each layer's MLP
-    down-projection, whose input equals TL's ``blocks.{layer}.mlp.hook_post`` on the supported architectures
-    (``mri_lens.capture.HF_ARCHITECTURES``). Tokenisation, BOS and padding are the adapter's, exactly as for a TL
-    model, so both backends see the same tokens and masks.
-
-    Parameters
-    ----------
-    model: a ``transformers.PreTrainedModel`` (a base model or one with a head: only ``model.base_model`` runs).
-    tokenizer: its tokenizer (a fast tokenizer keeps token display exact).
-    """
-
-    model: Any
-    tokenizer: Any
-    cfg: Any = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        from .capture import hf_architecture
-
-        if getattr(self.model, "config", None) is None or not hasattr(self.model, "base_model"):
-            raise ModelAdapterError(f"{type(self.model).__name__} is not a transformers PreTrainedModel")
-        if self.tokenizer is None:
-            raise ModelAdapterError("HFModel needs a tokenizer")
-        config = self.model.config
-        arch = hf_architecture(config)  # raises for an architecture it does not know
-        n_ctx = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 0
-        d_mlp = getattr(config, "n_inner", None) or getattr(config, "intermediate_size", None)
-        if d_mlp is None and config.model_type == "gpt2":
-            d_mlp = 4 * config.n_embd
-        arch_names = getattr(config, "architectures", None) or [type(self.model).__name__]
-        # TL-like facts read by ModelAdapter; attention_dir distinguishes encoders (BERT) from causal models.
-        self.cfg = SimpleNamespace(
-            n_layers=int(config.num_hidden_layers), d_mlp=int(d_mlp), n_ctx=int(n_ctx),
-            attention_dir="causal" if arch.causal else "bidirectional",
-            model_name=str(getattr(config, "name_or_path", "") or getattr(config, "_name_or_path", "") or ""),
-            original_architecture=str(arch_names[0]), model_type=str(config.model_type))
-
-    @classmethod
-    def from_model(cls, model: Any, tokenizer: Any = None) -> "HFModel":
-        """Wrap a bare ``PreTrainedModel``; without ``tokenizer`` it is loaded from ``model.name_or_path``."""
-        if tokenizer is None:
-            name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
-            try:
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(name)
-            except Exception as e:  # noqa: BLE001 - any loader failure means: ask the user for the tokenizer
-                raise ModelAdapterError(
-                    f"could not load a tokenizer for the {type(model).__name__} ({name!r}): {e}; "
-                    "pass mri_lens.HFModel(model, tokenizer)") from e
-        return cls(model, tokenizer)
-
-    @property
-    def model_class(self) -> str:
-        return type(self.model).__name__
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def to(self, device: Any) -> "HFModel":
-        self.model.to(device)
-        return self
-
-    def eval(self) -> "HFModel":
-        self.model.eval()
-        return self
 
 
 def _is_hf_pretrained(model: Any) -> bool:
@@ -251,8 +143,12 @@ class ModelAdapter:
 
     @property
     def device(self):
+        """Where input tokens and masks go: a Hugging Face model's input embedding's device (with a
+        ``device_map`` it need not hold the first parameter), else the model's first parameter's."""
         import torch
 
+        if self.is_hf:
+            return self.model.input_device
         try:
             return next(self.model.parameters()).device
         except (StopIteration, AttributeError, TypeError):
@@ -274,6 +170,64 @@ class ModelAdapter:
         """Number of special tokens put before the text (BOS or [CLS])."""
         return len(self._prefix)
 
+    @property
+    def special_prefix(self) -> list[int]:
+        """Token ids put before every text: ``[BOS]`` (causal, ``prepend_bos``), ``[CLS]`` (encoders) or ``[]``."""
+        return list(self._prefix)
+
+    @property
+    def special_suffix(self) -> list[int]:
+        """Token ids put after every text: ``[SEP]`` for encoders, else ``[]``."""
+        return list(self._suffix)
+
+    # ------------------------------------------------------------------ weights (the only door to them)
+    def input_embedding(self):
+        """The token embedding matrix ``[d_vocab, d_model]`` (a torch tensor on the model's device, not a copy)."""
+        m = self.model
+        if self.is_hf:
+            return m.model.get_input_embeddings().weight
+        w = getattr(m, "W_E", None)
+        if w is None:
+            raise ModelAdapterError(f"{type(m).__name__} exposes no token embedding (W_E)")
+        return w
+
+    def neuron_output_weights(self, layer: int):
+        """Each MLP neuron's output direction in the residual stream, ``[d_mlp, d_model]`` (TL's
+        ``W_out[layer]``; for a Hugging Face model the down-projection's weight, transposed where it is stored
+        ``[d_model, d_mlp]``). A torch tensor on the model's device."""
+        layer = self.check_layers([layer])[0]
+        if self.is_hf:
+            return down_projection_weight(hf_down_projections(self.model.model, [layer], self.model.arch)[layer])
+        w = getattr(self.model, "W_out", None)
+        if w is None:
+            raise ModelAdapterError(f"{type(self.model).__name__} exposes no MLP output weights (W_out)")
+        return w[layer]
+
+    def unembedding(self):
+        """The unembedding ``[d_model, d_vocab]`` (TL's ``W_U``; for a Hugging Face model its output embedding, or
+        the input embedding transposed where the two are tied, as in GPT-2). Raises
+        :class:`~mri_lens.errors.ModelAdapterError` when the model has none (an encoder, a base model loaded
+        without its untied head). The final LayerNorm is not included. A torch tensor on the model's device."""
+        m = self.model
+        if self.is_hf:
+            hf = m.model
+            head = hf.get_output_embeddings() if hasattr(hf, "get_output_embeddings") else None
+            if head is not None:
+                return head.weight.T
+            if self.is_causal and getattr(hf.config, "tie_word_embeddings", False):
+                return hf.get_input_embeddings().weight.T
+            raise ModelAdapterError(f"the {type(hf).__name__} has no unembedding (a base model without a tied "
+                                    "language-model head); load it with its head, e.g. AutoModelForCausalLM")
+        if not self.is_causal:
+            raise ModelAdapterError("an encoder has no unembedding to the vocabulary here")
+        try:
+            w = m.W_U
+        except (AttributeError, KeyError, NotImplementedError):
+            w = None
+        if w is None:
+            raise ModelAdapterError(f"{type(m).__name__} exposes no unembedding (W_U)")
+        return w
+
     def hook_name(self, layer: int) -> str:
         return self.hook_template.format(layer=layer)
 
@@ -290,11 +244,19 @@ class ModelAdapter:
 
     def _check_hooks(self) -> None:
         if self.is_hf:
-            from .capture import hf_down_projections
-
-            hf_down_projections(self.model.model, range(self.n_layers))  # raises when a module is missing
+            # raises when a module is missing
+            hf_down_projections(self.model.model, range(self.n_layers), self.model.arch)
             return
         names = set(self._hook_names())
+        moe = config_experts(self.model.cfg)
+        if moe is not None:
+            d_model = getattr(self.model.cfg, "d_model", None)
+            where = (f"its mlp.hook_post is the block output (d_model={d_model}), not MLP neurons"
+                     if "blocks.0.mlp.hook_post" in names else
+                     "its MLP neurons are per expert (blocks.{l}.mlp.experts.{e}.hook_post), not one set per block")
+            raise ModelAdapterError(
+                f"{self.model_id or type(self.model).__name__} is a mixture-of-experts model ({moe[0]}={moe[1]}): "
+                f"{where} (d_mlp={self.d_mlp} per expert); mri_lens scans dense MLPs only")
         missing = [self.hook_name(l) for l in range(self.n_layers) if self.hook_name(l) not in names]
         if missing or getattr(self.model.cfg, "attn_only", False):
             block0 = sorted((n for n in names if n.startswith("blocks.0.")), key=lambda n: ("mlp" not in n, n))
@@ -381,9 +343,7 @@ class ModelAdapter:
         return tokens.to(dev), mask.to(dev), starts
 
     def str_tokens(self, ids: Sequence[int]) -> list[str]:
-        """One display string per token (see :func:`mri_lens.store.display_tokens`)."""
-        from .store import display_tokens
-
+        """One display string per token (see :func:`mri_lens.tokens.display_tokens`)."""
         backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
         if backend is None:
             return [self.model.tokenizer.decode([int(i)]) for i in ids]
@@ -416,182 +376,3 @@ def as_adapter(model: Any, **kwargs: Any) -> ModelAdapter:
     return ModelAdapter(model, **{k: v for k, v in kwargs.items() if v is not None})
 
 
-# ---------------------------------------------------------------------- loading
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_model(name_or_dir: str | os.PathLike, *, device: str | None = None, dtype: Any = None,
-               backend: str = "transformer_lens", **kwargs: Any) -> Any:
-    """Load a TransformerLens model with the installed TL's own loader, or a plain Hugging Face model.
-
-    ``backend="hf"``: an :class:`HFModel` (``transformers.AutoModel`` base model + ``AutoTokenizer``, eval mode),
-    scanned with forward pre-hooks on each layer's MLP down-projection; same activations as the TL model, without
-    TL's wrapping overhead.
-
-    TL >= 3: ``TransformerBridge.boot_transformers`` (hub names and local Hugging Face directories).
-    TL 2.x: ``HookedTransformer.from_pretrained`` for hub names; a local GPT-2-style Hugging Face directory is
-    converted with TL's own weight conversion (TL 2 cannot load local directories by name).
-
-    Parameters
-    ----------
-    name_or_dir: a TL/hub model name (``"gpt2-small"``, ``"pythia-70m"``...) or a local HF-format directory.
-    device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
-    dtype: torch dtype (default float32).
-    backend: ``"transformer_lens"`` (default; also ``"tl"``) or ``"hf"``.
-
-    A model that cannot be loaded (an unknown name, no network and no cached copy, a broken directory) raises
-    :class:`ModelAdapterError` ``cannot load model '<name>': <the first line of the loader's error>`` (the loader's
-    error is its ``__cause__``); other exceptions (bugs) propagate unchanged.
-    """
-    if backend not in ("transformer_lens", "tl", "hf"):
-        raise ValueError(f"backend must be 'transformer_lens' or 'hf', got {backend!r}")
-    try:
-        return _load_model(name_or_dir, device=device, dtype=dtype, backend=backend, **kwargs)
-    except ModelAdapterError:
-        raise
-    except _load_errors() as e:
-        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise ModelAdapterError(f"cannot load model {os.fspath(name_or_dir)!r}: {first}") from e
-
-
-def _load_errors() -> tuple[type[BaseException], ...]:
-    """What the loaders raise for a model that cannot be loaded: OSError (transformers' "not a valid model
-    identifier" / "couldn't connect", the hub's HTTP, offline-mode and missing-entry errors, missing files),
-    ValueError (unrecognised configs, the hub's repo-id validation), and the hub's and httpx's errors that are
-    neither (a missing entry, a failed HTTP request)."""
-    errors: list[type[BaseException]] = [OSError, ValueError]
-    try:
-        from huggingface_hub import errors as hub
-
-        errors += [c for c in (getattr(hub, "EntryNotFoundError", None), getattr(hub, "HTTPError", None))
-                   if isinstance(c, type) and issubclass(c, Exception)]
-    except ImportError:
-        pass
-    try:
-        import httpx
-
-        errors.append(httpx.HTTPError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-def _load_model(name_or_dir: str | os.PathLike, *, device: str | None, dtype: Any, backend: str, **kwargs: Any) -> Any:
-    import torch
-
-    device = device or _default_device()
-    dtype = dtype or torch.float32
-    name = os.fspath(name_or_dir)
-    local = os.path.isdir(name)
-    if not local and (name.startswith((".", "/", "~")) or os.sep in name and os.path.exists(os.path.dirname(name))):
-        if not os.path.exists(os.path.expanduser(name)):
-            raise ModelAdapterError(f"no model directory at {name!r}")
-    if backend == "hf":
-        return _load_hf(name, local=local, device=device, dtype=dtype, **kwargs)
-    major = tl_major_version()
-    if major == 0:
-        raise ModelAdapterError("TransformerLens is not installed: pip install transformer-lens")
-    if major >= 3:
-        from transformer_lens.model_bridge import TransformerBridge
-
-        target = name if local else HUB_ALIASES.get(name, name)
-        if local:
-            if not os.path.exists(os.path.join(name, "config.json")):
-                raise ModelAdapterError(f"{name!r} is not a Hugging Face model directory (no config.json)")
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        return TransformerBridge.boot_transformers(target, device=device, dtype=dtype, **kwargs)
-    if local:
-        return _load_local_tl2(name, device=device, dtype=dtype)
-    from transformer_lens import HookedTransformer
-
-    return HookedTransformer.from_pretrained(name, device=device, dtype=dtype, **kwargs)
-
-
-def _load_hf(name: str, *, local: bool, device: str, dtype: Any, **kwargs: Any) -> HFModel:
-    """A plain Hugging Face base model and its tokenizer (local directories offline)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    target = name if local else HUB_ALIASES.get(name, name)
-    if local:
-        if not os.path.exists(os.path.join(name, "config.json")):
-            raise ModelAdapterError(f"{name!r} is not a Hugging Face model directory (no config.json)")
-        kwargs.setdefault("local_files_only", True)
-    dkw = {"dtype": dtype} if _accepts_dtype() else {"torch_dtype": dtype}
-    model = AutoModel.from_pretrained(target, **dkw, **kwargs)
-    tok = AutoTokenizer.from_pretrained(target, local_files_only=kwargs.get("local_files_only", False))
-    model.to(device)
-    model.eval()
-    return HFModel(model, tok)
-
-
-def _load_local_tl2(path: str, *, device: str, dtype: Any) -> Any:
-    """TL 2.x: build a HookedTransformer from a local GPT-2-style HF directory (TL's own weight conversion)."""
-    import json
-
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
-
-    with open(os.path.join(path, "config.json")) as f:
-        hf_cfg = json.load(f)
-    arch = (hf_cfg.get("architectures") or ["?"])[0]
-    if hf_cfg.get("model_type") == "bert":
-        return _load_local_bert_tl2(path, hf_cfg, device=device, dtype=dtype)
-    if arch != "GPT2LMHeadModel":
-        raise ModelAdapterError(
-            f"TransformerLens 2.x cannot load a local {arch} directory; upgrade to transformer-lens>=3 "
-            "(TransformerBridge) or load a hub model by name")
-    n_embd, n_head = hf_cfg["n_embd"], hf_cfg["n_head"]
-    cfg = HookedTransformerConfig(
-        n_layers=hf_cfg["n_layer"], d_model=n_embd, n_heads=n_head, d_head=n_embd // n_head,
-        d_mlp=hf_cfg.get("n_inner") or 4 * n_embd, d_vocab=hf_cfg["vocab_size"], n_ctx=hf_cfg["n_positions"],
-        act_fn=hf_cfg.get("activation_function", "gelu_new"), normalization_type="LN",
-        original_architecture="GPT2LMHeadModel", default_prepend_bos=True, model_name=os.path.basename(path),
-        eps=hf_cfg.get("layer_norm_epsilon", 1e-5), device=device, dtype=dtype,
-    )
-    # from_pretrained (not the bare constructor) records name_or_path, which TL 2 needs to re-load it with BOS.
-    tok = PreTrainedTokenizerFast.from_pretrained(path)
-    hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if _accepts_dtype() else \
-        AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
-    model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="right")
-    model.load_and_process_state_dict(convert_gpt2_weights(hf_model, cfg), fold_ln=False, center_writing_weights=False,
-                                      center_unembed=False, fold_value_biases=False, refactor_factored_attn_matrices=False)
-    model.to(device)
-    model.eval()
-    return model
-
-
-def _load_local_bert_tl2(path: str, hf_cfg: dict, *, device: str, dtype: Any) -> Any:
-    """TL 2.x: a local BERT directory (e.g. MiniLM-L6) as a ``HookedEncoder``, with TL's own weight conversion.
-
-    The checkpoint may lack the masked-LM head (sentence-transformers models do); TL's converter wants one, so
-    the heads come from a freshly initialised ``BertForPreTraining``. They never affect MLP activations.
-    """
-    import torch
-    from transformers import AutoTokenizer, BertForPreTraining
-    from transformer_lens import HookedEncoder, HookedTransformerConfig
-    from transformer_lens.pretrained.weight_conversions import convert_bert_weights
-
-    hidden, heads = hf_cfg["hidden_size"], hf_cfg["num_attention_heads"]
-    cfg = HookedTransformerConfig(
-        d_model=hidden, d_head=hidden // heads, n_heads=heads, d_mlp=hf_cfg["intermediate_size"],
-        n_layers=hf_cfg["num_hidden_layers"], n_ctx=hf_cfg["max_position_embeddings"],
-        eps=hf_cfg.get("layer_norm_eps", 1e-12), d_vocab=hf_cfg["vocab_size"], act_fn=hf_cfg.get("hidden_act", "gelu"),
-        attention_dir="bidirectional", original_architecture="BertForMaskedLM", model_name=os.path.basename(path),
-        device=device, dtype=dtype,
-    )
-    torch.manual_seed(0)  # the unused heads are initialised deterministically
-    hf_model = BertForPreTraining.from_pretrained(path)
-    model = HookedEncoder(cfg, tokenizer=AutoTokenizer.from_pretrained(path))
-    model.load_state_dict(convert_bert_weights(hf_model, cfg), strict=False)
-    model.to(device)
-    model.eval()
-    return model
-
-
-def _accepts_dtype() -> bool:
-    v = _version("transformers") or "0"
-    return int(v.split(".")[0]) >= 5

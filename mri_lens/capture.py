@@ -9,64 +9,17 @@ implement :class:`CaptureBackend`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
+
+import numpy as np
 
 from .adapter import ModelAdapter, as_adapter
-from .errors import ModelAdapterError
+from .errors import ModelAdapterError, ScanError
+from .hf import HF_ARCHITECTURES, hf_architecture, hf_down_projections  # noqa: F401 - their documented home
+from .hf import config_experts
 
 __all__ = ["CaptureBackend", "HF_ARCHITECTURES", "HuggingFaceBackend", "TransformerLensBackend", "get_backend",
-           "hf_architecture", "hf_down_projections", "token_activations"]
-
-
-class HFArchitecture(NamedTuple):
-    """Where a Hugging Face architecture keeps its MLP down-projections, relative to ``model.base_model``."""
-
-    layers: str  # dotted path of the block list
-    down_proj: str  # dotted path of the down-projection inside a block; its input is TL's mlp.hook_post
-    causal: bool  # False for encoders (BERT): [CLS] ... [SEP], bidirectional attention
-
-
-# config.model_type -> module paths. The down-projection input equals TL's blocks.{l}.mlp.hook_post on each.
-HF_ARCHITECTURES: dict[str, HFArchitecture] = {
-    "gpt2": HFArchitecture("h", "mlp.c_proj", True),
-    "gpt_neox": HFArchitecture("layers", "mlp.dense_4h_to_h", True),
-    "llama": HFArchitecture("layers", "mlp.down_proj", True),
-    "mistral": HFArchitecture("layers", "mlp.down_proj", True),
-    "qwen2": HFArchitecture("layers", "mlp.down_proj", True),
-    "gemma": HFArchitecture("layers", "mlp.down_proj", True),
-    "gemma2": HFArchitecture("layers", "mlp.down_proj", True),
-    "bert": HFArchitecture("encoder.layer", "output.dense", False),
-}
-
-
-def hf_architecture(config: Any) -> HFArchitecture:
-    """The :data:`HF_ARCHITECTURES` entry of a ``transformers`` config; a clear error for an unknown one."""
-    mt = getattr(config, "model_type", None)
-    if mt not in HF_ARCHITECTURES:
-        raise ModelAdapterError(
-            f"the Hugging Face capture backend does not know the architecture {mt!r}; supported model types: "
-            f"{', '.join(sorted(HF_ARCHITECTURES))}. Load the model through TransformerLens instead "
-            "(mri_lens.load_model(name) without backend='hf')")
-    return HF_ARCHITECTURES[mt]
-
-
-def _get_path(root: Any, path: str) -> Any:
-    obj = root
-    for part in path.split("."):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
-    return obj
-
-
-def hf_down_projections(model: Any, layers: Sequence[int]) -> dict[int, Any]:
-    """``{layer: down-projection module}`` of a plain ``transformers`` model (paths: :data:`HF_ARCHITECTURES`)."""
-    arch = hf_architecture(model.config)
-    base = model.base_model
-    try:
-        blocks = _get_path(base, arch.layers)
-        return {l: _get_path(blocks[l], arch.down_proj) for l in layers}
-    except (AttributeError, IndexError, TypeError) as e:
-        raise ModelAdapterError(f"{type(model).__name__} ({model.config.model_type}) has no "
-                                f"`{arch.layers}.<layer>.{arch.down_proj}` module: {e}") from e
+           "hf_architecture", "hf_down_projections", "scan_token_activations", "token_activations"]
 
 
 def _gelu_tanh(x):
@@ -83,7 +36,8 @@ class CaptureBackend(ABC):
     """Interface of a capture backend.
 
     ``forward(tokens, attention_mask, layers)`` returns ``{layer: activations}`` with activations of shape
-    ``[batch, pos, d_mlp]`` (float32, on the model's device, owned by the caller: it may modify them in place).
+    ``[batch, pos, d_mlp]`` (float32 whatever the model's dtype, on the device of ``tokens`` also when the model
+    is spread over several devices, owned by the caller: it may modify them in place).
     With ``consume=f``, ``f(layer, activations)`` is called as soon as each layer's activations exist (inside the
     forward, so at most one layer is held at a time) and nothing is returned; ``f`` must not modify them.
     Values at pad positions are unspecified; callers mask them.
@@ -109,6 +63,9 @@ class TransformerLensBackend(CaptureBackend):
     Runs in inference mode with ``return_type=None`` and stops right after the last requested layer's hook fires
     (an exception unwinds the forward), so later blocks, the final LayerNorm and the unembedding never run on any
     TL version.
+
+    Each hook checks that its activations are ``d_mlp`` wide: on a mixture-of-experts model (a TL bridge's
+    ``mlp.hook_post`` there is the block output, ``d_model`` wide) it raises :class:`ModelAdapterError`.
     """
 
     name = "transformer_lens"
@@ -120,12 +77,16 @@ class TransformerLensBackend(CaptureBackend):
         last = max(layers)
         out: dict[int, Any] = {}
         seen: set[int] = set()
+        dev = tokens.device
+        d_mlp = self.adapter.d_mlp
 
         def make_hook(layer: int):
             def hook(act, hook=None):  # TL passes the HookPoint as `hook`
                 seen.add(layer)
+                if d_mlp is not None and act.shape[-1] != d_mlp:
+                    raise self._width_error(layer, int(act.shape[-1]))
                 # No copy: the model is done with this tensor once the forward returns (inference mode, no graph).
-                act = act.detach().to(torch.float32)
+                act = act.detach().to(device=dev, dtype=torch.float32)
                 if consume is None:
                     out[layer] = act
                 else:
@@ -145,10 +106,20 @@ class TransformerLensBackend(CaptureBackend):
                 pass
         missing = [l for l in layers if l not in seen]
         if missing:
-            from .errors import ModelAdapterError
-
             raise ModelAdapterError(f"hooks for layers {missing} never fired ({self.adapter.hook_name(missing[0])})")
         return out
+
+    def _width_error(self, layer: int, width: int) -> ModelAdapterError:
+        cfg = self.adapter.model.cfg
+        d_model = getattr(cfg, "d_model", None)
+        name = self.adapter.hook_name(layer)
+        if width == d_model or config_experts(cfg) is not None:
+            return ModelAdapterError(
+                f"{self.adapter.model_id or type(self.adapter.model).__name__} is a mixture-of-experts model: its "
+                f"mlp.hook_post is the block output (d_model={width}), not MLP neurons (d_mlp={self.adapter.d_mlp} "
+                "per expert); mri_lens scans dense MLPs only")
+        return ModelAdapterError(f"the hook `{name}` hands activations {width} wide, not the model's "
+                                 f"d_mlp={self.adapter.d_mlp}: it is not an MLP neuron hook")
 
 
 class HuggingFaceBackend(CaptureBackend):
@@ -158,7 +129,10 @@ class HuggingFaceBackend(CaptureBackend):
     get position ids counted over real tokens (``cumsum(mask) - 1``), so left padding gives the same activations
     as right padding. Right-padded causal batches run without the padding mask (real tokens never see the pads
     under the causal mask), which lets attention take its plain causal path. The down-projection input
-    ``[batch, pos, d_mlp]`` is TL's ``blocks.{l}.mlp.hook_post``.
+    ``[batch, pos, d_mlp]`` is TL's ``blocks.{l}.mlp.hook_post``. A multimodal model (Gemma 3) runs its language
+    model only. A float16/bfloat16 model's activations are cast to float32 in the hook; a model spread over
+    devices by a ``device_map`` hands each layer's activations on to the device of the tokens (the input
+    embedding's, :attr:`ModelAdapter.device`).
     The last requested layer's hook stops the forward; every hook handle is removed in ``finally``, so the model
     is never left modified, also after an exception.
 
@@ -179,15 +153,25 @@ class HuggingFaceBackend(CaptureBackend):
             raise ModelAdapterError(
                 "the 'hf' capture backend needs a plain Hugging Face model: load it with "
                 "mri_lens.load_model(name, backend='hf') or pass mri_lens.HFModel(model, tokenizer)")
-        self.arch = hf_architecture(adapter.model.model.config)
+        import inspect
+
+        self.arch = adapter.model.arch
+        self._run = adapter.model.text_model  # base_model, or a multimodal model's language model
         self.fused_activations = bool(fused_activations)
-        # the modules swapped during each forward (found once: the backend's model never changes)
-        self._fused = [m for m in adapter.model.model.modules()
-                       if type(m).__name__ == "NewGELUActivation"] if self.fused_activations else []
+        # the modules swapped during each forward (found once: the backend's model never changes); a module whose
+        # forward is already an instance attribute (wrapped, e.g. by accelerate) keeps it
+        self._fused = [m for m in self._run.modules() if type(m).__name__ == "NewGELUActivation"
+                       and "forward" not in m.__dict__] if self.fused_activations else []
+        try:
+            self._position_ids = "position_ids" in inspect.signature(self._run.forward).parameters
+        except (TypeError, ValueError):
+            self._position_ids = True
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name,
-                "fused_activations": ["gelu_new -> gelu(approximate='tanh')"] if self._fused else []}
+                "fused_activations": ["gelu_new -> gelu(approximate='tanh')"] if self._fused else [],
+                "down_projection": f"{self.arch.layers}.{{layer}}.{self.arch.down_proj}",
+                "placed_by": "generic fallback" if self.arch.fallback else "HF_ARCHITECTURES"}
 
     def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
         import torch
@@ -197,12 +181,14 @@ class HuggingFaceBackend(CaptureBackend):
         out: dict[int, Any] = {}
         seen: set[int] = set()
         model = self.adapter.model.model
-        modules = hf_down_projections(model, layers)
+        modules = hf_down_projections(model, layers, self.arch)
+        dev = tokens.device  # with a device_map, later layers may live elsewhere: all go to the tokens' device
 
         def make_hook(layer: int):
             def hook(module, args):
                 seen.add(layer)
-                act = args[0].detach().to(torch.float32)  # a copy only when the model is not float32
+                # a copy only when the model is not float32 or the layer is on another device
+                act = args[0].detach().to(device=dev, dtype=torch.float32)
                 if consume is None:
                     out[layer] = act
                 else:
@@ -221,8 +207,11 @@ class HuggingFaceBackend(CaptureBackend):
                 # so its activations do not depend on the padding mask. Without it, attention takes the plain
                 # causal path (no [batch, 1, pos, pos] mask built and applied): ~8% faster on the tiny LM.
                 del kwargs["attention_mask"]
-            else:
+            elif self._position_ids:
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            else:
+                raise ModelAdapterError(f"the {type(self._run).__name__} takes no position_ids, so left padding "
+                                        "would shift its positions; scan it with padding_side='right'")
         handles = []
         fused = self._fused
         try:
@@ -232,7 +221,7 @@ class HuggingFaceBackend(CaptureBackend):
                 handles.append(modules[l].register_forward_pre_hook(make_hook(l)))
             with torch.inference_mode():
                 try:
-                    model.base_model(**kwargs)
+                    self._run(**kwargs)
                 except _StopForward:
                     pass
         finally:
@@ -285,3 +274,30 @@ def token_activations(model: Any, token_ids: Sequence[Sequence[int]], layers: Se
             st = int(starts[i])
             results.append({l: acts[l][i, st:st + len(s)].cpu().numpy() for l in layers})
     return results
+
+
+def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: int | None = None
+                           ) -> list[np.ndarray]:
+    """Recompute per-token activations of a few documents of ``scan`` from ``model``: ``[n_tokens, d_mlp]`` each.
+
+    The same tokens as the scan saw (special tokens included); the model must be the one scanned. A document
+    the scan split into windows (``overflow="windows"``) is run window by window, as in the scan: every window
+    but the last is exactly ``max_length`` tokens long. ``layer``: a model layer number (default: the scan's
+    first). ``scan``: a :class:`~mri_lens.store.Scan` (only its public ``layers``, ``tokens`` and ``meta`` are read).
+    """
+    layer = scan.layers[0] if layer is None else int(layer)
+    if layer not in scan.layers:
+        raise ScanError(f"layer {layer} was not scanned; this scan has layers {scan.layers}")
+    width = int(scan.meta.get("max_length") or 0)
+    pieces, owner = [], []
+    for i, d in enumerate(docs):
+        toks = scan.tokens(int(d))
+        step = width if width and len(toks) > width else max(len(toks), 1)
+        for s in range(0, len(toks), step):
+            pieces.append(toks[s:s + step])
+            owner.append(i)
+    out = token_activations(model, pieces, [layer])
+    acts: list[list[np.ndarray]] = [[] for _ in docs]
+    for i, o in zip(owner, out):
+        acts[i].append(o[layer])
+    return [a[0] if len(a) == 1 else np.concatenate(a) for a in acts]

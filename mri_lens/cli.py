@@ -23,11 +23,10 @@ import re
 import sys
 import time
 
-from ._io import check_save_target, claim_dir
+from ._io import check_save_target
 from .errors import MriLensError
+from .plan import POOLINGS
 
-# The scanner's poolings (mri_lens.scanner.POOLINGS; kept here so that parsing the arguments imports no torch).
-POOLINGS = ("mean", "max", "min", "last")
 _MAX_INDEX = 10_000_000  # larger layer / neuron numbers are typos (and would build huge lists)
 _FORCE_HELP = "write even if the output path holds other files; files mri_lens did not write are never removed"
 _FORCE_FILE_HELP = "replace the file at --out even if mri_lens did not write it"
@@ -36,7 +35,17 @@ _FORCE_FILE_HELP = "replace the file at --out even if mri_lens did not write it"
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with every error on one line, ``<prog>: error: <message>``, exit status 2 (no usage block)."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
+        # "argument --top-edges/--top-k: ..." names the spelling the user typed, when they typed one of several
+        m = re.match(r"argument ((?:-[\w-]+/)+-[\w-]+): ", message)
+        if m:
+            typed = [o for o in m.group(1).split("/") if o in getattr(self, "_argv", ())]
+            if len(typed) == 1:
+                message = f"argument {typed[0]}: " + message[m.end():]
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
@@ -164,15 +173,10 @@ def name_list(spec: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _model(name: str, device: str | None):
-    from . import models
-    from .adapter import load_model
+def _model(name: str, device: str | None, backend: str | None = None):
+    from .models import load_named_model
 
-    if name in ("tiny", "tiny_lm", "tiny-lm"):
-        return models.tiny_lm(device=device)
-    if name in ("minilm", "minilm-l6"):
-        return models.minilm(device=device)
-    return load_model(name, device=device)
+    return load_named_model(name, device=device, **({"backend": backend} if backend else {}))
 
 
 def _corpus(path: str, text: str, label: str | None):
@@ -181,13 +185,6 @@ def _corpus(path: str, text: str, label: str | None):
     if path.lower().endswith((".jsonl", ".ndjson")):
         return Corpus.from_jsonl(path, text=text, label=label)
     return Corpus.from_csv(path, text=text, label=label)
-
-
-def _scan_model_args(p: argparse.ArgumentParser) -> None:
-    """The arguments :func:`_scan_and_model` reads."""
-    p.add_argument("--scan", required=True)
-    p.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
-    p.add_argument("--device", default=None)
 
 
 def _scan_and_model(args):
@@ -199,22 +196,30 @@ def _scan_and_model(args):
 
 
 def cmd_scan(args) -> int:
+    """Scan a corpus into ``--out``: shards written as they finish, so a killed scan resumes when run again."""
+    from .models import ModelSpec
     from .scanner import scan
 
     out = check_save_target(args.out, "mri_lens.scan", overwrite=args.force)
     corpus = _corpus(args.corpus, args.text_col, args.label_col)
-    model = _model(args.model, args.device)
+    if args.engine == "ray":  # every worker loads the model from its name
+        model = ModelSpec(args.model, backend=args.backend or "transformer_lens", device=args.device)
+    else:
+        model = _model(args.model, args.device, args.backend) if args.backend else _model(args.model, args.device)
     result = scan(model, corpus, layers=args.layers, batch_size=args.batch_size,
                   max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length, overflow=args.overflow,
                   pooling=args.pooling, top_k=args.top_k, dtype=args.dtype, padding_side=args.padding_side,
-                  progress=not args.quiet)
-    path = result.save(out, overwrite=args.force)
-    print(f"{result!r}\nsaved to {path}")
+                  progress=not args.quiet, out=out, overwrite=args.force, shard_tokens=args.shard_tokens,
+                  engine=args.engine, workers=args.workers, address=args.address,
+                  gpus_per_worker=args.gpus_per_worker, threads_per_worker=args.threads_per_worker)
+    run = result.meta.get("run", {})
+    print(f"{result!r}\nsaved to {out} ({run.get('computed', 0)} of {run.get('shards', 1)} shards computed now, "
+          f"{run.get('resumed', 0)} resumed)")
     return 0
 
 
 def cmd_report(args) -> int:
-    from .report import write_scan_report
+    from .render.report import write_scan_report
     from .store import Scan
 
     out = check_save_target(args.out or os.path.join(args.scan, "report.html"), "mri_lens.page",
@@ -226,155 +231,57 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """MiniLM-L6 on drug reviews (positive vs negative): scan, MRI lens (region maps, graph, probe), offline HTML
-    report; then the Neuroscope and N2G lenses on the tiny LM: the thresholded view of the sequence prompts and a
-    small neuron site whose pages show each neuron's N2G graph and scores."""
-    from . import datasets, models, regions
-    from .neuroscope import neuroscope
-    from .prompts import sequence_prompts
-    from .report import write_scan_report
-    from .scanner import scan
-    from .site import neuroscope_site
+    """MiniLM-L6 on drug reviews: scan, MRI, report; Neuroscope and N2G on the tiny LM (:func:`pipelines.demo`)."""
+    from .pipelines import demo
 
-    force = args.force
-    out = claim_dir(args.out, "mri_lens.demo", overwrite=force)
-    t0 = time.perf_counter()
-    corpus = datasets.drug_reviews(label="rating", categories=["positive", "negative"])
-    if args.limit:
-        corpus = corpus.subset(range(min(args.limit, len(corpus))))
-    print(f"corpus: {corpus!r}")
-    # The map workers start (importing umap-learn, loading its cached numba code: ~2 s each) while the model loads
-    # and the scan runs, so the maps find them ready (maps 7-8 s -> 3 s; bench/RESULTS.md).
-    regions.warm_up(n_jobs=-1, n_layers=6)
-    # the plain Hugging Face model and the "hf" capture backend: same activations as the TL bridge (tested), faster
-    model = models.minilm(device=args.device, backend="hf")
-    result = scan(model, corpus, batch_size=args.batch_size, pooling=("mean", "max"), progress=not args.quiet)
-    t_scan = time.perf_counter() - t0
-    print(f"{result!r}\nscan: {t_scan:.1f} s")
-    _, mri_t = _run_mri(result, os.path.join(out, "mri"), grid=10, seed=0,
-                        categories=("positive", "negative"), progress=not args.quiet,
-                        title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
-                        links=[("back to the demo report", "../index.html")], overwrite=force)
-    print(f"MRI pipeline (scan + region maps + graph): {t_scan + mri_t['region maps'] + mri_t['graph']:.1f} s "
-          f"(scan {t_scan:.1f}, maps {mri_t['region maps']:.1f}, graph {mri_t['graph']:.2f})")
-    scan_dir = result.save(os.path.join(out, "scan"), overwrite=force)
-
-    t1 = time.perf_counter()
-    tiny = models.tiny_lm(device=args.device)
-    view = neuroscope(tiny, sequence_prompts(), hi=3.0, lo=0.0, select="hi")
-    view.save_html(os.path.join(out, "neuroscope_view.html"), summary=True,
-                   title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts", overwrite=force)
-    code = scan(tiny, datasets.stdlib_code(n_docs=args.limit or 200), overflow="windows", progress=not args.quiet)
-    layer0 = code.stats.max[0]
-    neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
-    from .n2g import demo_section
-
-    n2g_graphs, n2g_links = demo_section(tiny, code, out, neurons)  # N2G graphs of the same 12 neurons
-    neuroscope_site(code, tiny, os.path.join(out, "site"), layers=[0], neurons=neurons,
-                    title="mri_lens demo: tiny LM neurons on standard-library code", n2g=n2g_graphs, overwrite=force)
-    print(f"neuroscope view and site: {time.perf_counter() - t1:.1f} s")
-
-    report = write_scan_report(result, os.path.join(out, "index.html"),
-                               title="mri_lens demo: MiniLM-L6 on drug reviews (positive vs negative)",
-                               categories=("positive", "negative"),
-                               links=[("MRI: region maps, co-activation graph, enriched regions, probe",
-                                       "mri/index.html"),
-                                      ("Neuroscope view: tiny LM on in-context sequence prompts",
-                                       "neuroscope_view.html"),
-                                      ("Neuroscope site: 12 tiny-LM neurons on standard-library code",
-                                       "site/index.html")] + n2g_links, overwrite=force)
-    print(f"saved scan: {scan_dir}")
-    print(f"total {time.perf_counter() - t0:.1f} s")
-    print(f"report: {os.path.abspath(report)}  (open it in a browser; works offline)")
+    demo(args.out, limit=args.limit, batch_size=args.batch_size, device=args.device, progress=not args.quiet,
+         overwrite=args.force)
     return 0
 
 
 def cmd_compile(args) -> int:
     """JIT-compile the numba code once (the scan's statistics kernel, umap-learn's); numba caches it on disk."""
-    from . import _kernels, regions
+    from . import _kernels
+    from .lenses.mri import embedding
 
     t0 = time.perf_counter()
     done = _kernels.precompile()
     t1 = time.perf_counter()
     print(f"scan statistics kernel: {'compiled' if done else 'numba not installed (torch path)'} "
           f"in {t1 - t0:.1f} s")
-    regions.compile_umap()
+    embedding.compile_umap()
     print(f"umap-learn: compiled in {time.perf_counter() - t1:.1f} s (cached on disk for every later process)")
     return 0
 
 
-def _run_mri(scan, out: str, *, grid: int = 10, mode: str = "neurons", seed: int = 0, min_weight: int = 5,
-             top_k: int | None = 3, categories=None, n_jobs: int = -1, progress: bool = True, title: str | None = None,
-             links=(), overwrite: bool = False) -> tuple[str, dict[str, float]]:
-    """Region maps + co-activation graph + report of a scan, saved under ``out`` (claimed as an MRI page
-    directory first: refused before any work unless free, empty or an earlier one, see
-    :func:`mri_lens._io.claim_dir`). Returns (report path, timings)."""
-    from .graph import coactivation_graph, write_graph
-    from .regions import RegionMaps, separability
-    from .report import write_mri_report
-
-    out = claim_dir(out, "mri_lens.mri_page", overwrite=overwrite)
-    t0 = time.perf_counter()
-    maps = RegionMaps.fit(scan, grid=grid, mode=mode, seed=seed, n_jobs=n_jobs, progress=progress)
-    t_maps = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    g = coactivation_graph(maps, min_weight=min_weight, top_k=top_k or None, enrichment=maps.labels is not None)
-    t_graph = time.perf_counter() - t1
-    maps.save(os.path.join(out, "maps"), overwrite=overwrite)
-    for ext in ("json", "graphml", "gexf"):
-        write_graph(g, os.path.join(out, f"graph.{ext}"), overwrite=overwrite)
-    t2 = time.perf_counter()
-    probe = separability(maps, scan, seed=seed) if scan.labels is not None and len(scan.label_names) >= 2 else None
-    t_probe = time.perf_counter() - t2
-    timings = {"region maps": t_maps, "graph": t_graph}
-    if probe is not None:
-        timings["probe"] = t_probe
-    report = write_mri_report(maps, g, scan, os.path.join(out, "index.html"), categories=categories, probe=probe,
-                              timings=timings, title=title or f"mri_lens MRI: {scan.meta.get('model_id')}",
-                              links=links, overwrite=overwrite)
-    print(f"{maps!r}\nregion maps: {t_maps:.1f} s, graph: {t_graph:.2f} s ({g.number_of_nodes()} regions, "
-          f"{g.number_of_edges()} edges)" + (f", probe: {t_probe:.1f} s" if probe is not None else ""))
-    return report, timings
-
-
-def _check_categories(scan, categories) -> None:
-    """``--categories`` of ``mri``: label names of the scan (ScanError naming the known ones)."""
-    from .errors import ScanError
-
-    if categories is None:
-        return
-    names = list(scan.label_names or [])
-    if scan.labels is None:
-        raise ScanError(f"--categories {','.join(categories)} given but the scan has no labels")
-    unknown = [c for c in categories if c not in names]
-    if unknown:
-        raise ScanError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
-                        f"the scan's categories are {', '.join(map(repr, names))}")
-
-
 def cmd_mri(args) -> int:
     """Region maps, co-activation graph, metrics and probe of a saved scan, as an offline HTML page."""
+    from .corpus import check_categories
+    from .errors import CategoryError
+    from .pipelines import mri_page
     from .store import Scan
 
     out = check_save_target(args.out or os.path.join(args.scan, "mri"), "mri_lens.mri_page", overwrite=args.force)
     result = Scan.load(args.scan)
     cats = list(args.categories) if args.categories else None
-    _check_categories(result, cats)
-    report, _ = _run_mri(result, out, grid=args.grid, mode=args.mode, seed=args.seed, min_weight=args.min_weight,
-                         top_k=args.top_k, categories=cats, n_jobs=args.n_jobs, progress=not args.quiet,
+    if cats:
+        if result.labels is None:
+            raise CategoryError(f"--categories {','.join(cats)} given but the scan has no labels")
+        check_categories(cats, result.label_names, "the scan")
+    report, _ = mri_page(result, out, grid=args.grid, mode=args.mode, seed=args.seed, min_weight=args.min_weight,
+                         top_edges=args.top_edges, categories=cats, n_jobs=args.n_jobs, progress=not args.quiet,
                          overwrite=args.force)
     print(f"report: {report}  (maps/, graph.json, graph.graphml, graph.gexf beside it)")
     return 0
 
 
 def cmd_neuroscope(args) -> int:
-    from .neuroscope import ColorBins, neuroscope
-    from .prompts import sequence_prompts
+    from .lenses.neuroscope import ColorBins, neuroscope, prompts as ready_prompts
 
     out = check_save_target(args.out, "mri_lens.page", overwrite=args.force)
     if args.prompt is not None and not all(p.strip() for p in args.prompt):
         raise ValueError("--prompt must not be empty")
-    prompts = args.prompt or sequence_prompts()
+    prompts = args.prompt or ready_prompts.sequence_prompts()
     if args.relative is None:
         if args.lo > args.hi:
             raise ValueError(f"--lo must not be greater than --hi, got --lo {args.lo:g} --hi {args.hi:g} (swapped?)")
@@ -399,17 +306,24 @@ def cmd_neuroscope(args) -> int:
 
 def cmd_explain(args) -> int:
     """N2G graphs of a layer's neurons from a saved scan: one JSON per neuron plus a summary table (resumable)."""
-    from .n2g import N2GConfig, explain_layer
+    from .lenses.n2g import N2GConfig, explain_layer
 
     out = check_save_target(args.out, "mri_lens.n2g", overwrite=args.force)
     cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment,
                     n_substitutes=args.substitutes)
-    s, model = _scan_and_model(args)
+    if args.engine == "ray":
+        from .store import Scan
+
+        s = Scan.load(args.scan)
+        model = args.model or s.meta.get("model_id") or ""
+    else:
+        s, model = _scan_and_model(args)
     t0 = time.perf_counter()
     for layer in args.layer:
-        graphs = explain_layer(model, s, layer, args.neurons, k=args.k, config=cfg, seed=args.seed,
+        graphs = explain_layer(model, s, layer, args.neurons, k=args.top_k, config=cfg, seed=args.seed,
                                out_dir=out, evaluate=not args.no_eval, progress=not args.quiet,
-                               augmenter=args.augmenter, overwrite=args.force)
+                               augmenter=args.augmenter, overwrite=args.force, engine=args.engine,
+                               workers=args.workers, address=args.address)
         print(f"{graphs!r}")
         table = graphs.table()
         if len(table):
@@ -419,26 +333,51 @@ def cmd_explain(args) -> int:
 
 
 def cmd_site(args) -> int:
-    from .site import neuroscope_site
+    from .lenses.neuroscope import neuroscope_site
 
     out = check_save_target(args.out, "mri_lens.site", overwrite=args.force)
     s, model = _scan_and_model(args)
     t0 = time.perf_counter()
-    index = neuroscope_site(s, model, out, layers=args.layers, neurons=args.neurons, k=args.k, overwrite=args.force)
+    index = neuroscope_site(s, model, out, layers=args.layers, neurons=args.neurons, k=args.top_k,
+                            overwrite=args.force)
     print(f"site written to {index} in {time.perf_counter() - t0:.1f} s (open it in a browser; works offline)")
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- the parser
 def _force_arg(p: argparse.ArgumentParser, *, file: bool = False) -> None:
     p.add_argument("--force", action="store_true", help=_FORCE_FILE_HELP if file else _FORCE_HELP)
+
+
+def _scan_model_args(p: argparse.ArgumentParser) -> None:
+    """The arguments :func:`_scan_and_model` reads."""
+    p.add_argument("--scan", required=True)
+    p.add_argument("--model", default=None, help="the scanned model (default: the scan's model id)")
+    p.add_argument("--device", default=None)
+
+
+def _examples_arg(p: argparse.ArgumentParser, *, minimum: int = 1, what: str = "a positive integer (1 or more)",
+                  help: str = "top examples per neuron", old_spelling: bool = True) -> None:
+    """Examples per neuron: ``--top-k`` on every command (``--k``, the old spelling of site/explain, still works)."""
+    names = ("--top-k", "--k") if old_spelling else ("--top-k",)
+    p.add_argument(*names, dest="top_k", type=_int_at_least(minimum, what), default=20, help=help)
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="'ray': an actor pool of model replicas on a Ray cluster (pip install 'mri-lens[ray]')")
+    p.add_argument("--workers", type=positive_int, default=2, help="Ray actors (model replicas)")
+    p.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (default: a local cluster)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="mri-lens", description="Neuron-level lenses for TransformerLens models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
-    s = sub.add_parser("scan", help="scan a corpus and save the result")
+    s = sub.add_parser("scan", help="scan a corpus into a directory (resumable: run it again after a kill)")
     s.add_argument("--model", required=True, help="TL/hub name, local HF directory, 'tiny' or 'minilm'")
+    s.add_argument("--backend", choices=("transformer_lens", "hf"), default=None,
+                   help="load the model with TransformerLens (default) or as a plain Hugging Face model")
     s.add_argument("--corpus", required=True, help="CSV, TSV or JSONL file")
     s.add_argument("--text-col", default="text")
     s.add_argument("--label-col", default=None)
@@ -450,9 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overflow", choices=("truncate", "windows", "error"), default="truncate")
     s.add_argument("--pooling", type=pooling_list, default=("mean", "max"),
                    help=f"comma separated, among {','.join(POOLINGS)} (default: mean,max)")
-    s.add_argument("--top-k", type=positive_int, default=20)
+    _examples_arg(s, help="top (and bottom) examples kept per neuron", old_spelling=False)
     s.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     s.add_argument("--padding-side", choices=("right", "left"), default="right")
+    s.add_argument("--shard-tokens", type=positive_int, default=None,
+                   help="counted tokens per shard (default 1048576): a kill loses at most the shards in flight")
+    _engine_args(s)
+    s.add_argument("--gpus-per-worker", type=finite_float, default=None,
+                   help="GPUs per Ray actor (default: 1 where the cluster has GPUs)")
+    s.add_argument("--threads-per-worker", type=positive_int, default=1, help="torch threads per CPU actor")
     s.add_argument("--device", default=None)
     s.add_argument("--quiet", action="store_true")
     _force_arg(s)
@@ -507,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=non_negative_int, default=0)
     m.add_argument("--min-weight", type=non_negative_int, default=5,
                    help="drop edges with fewer co-activating documents")
-    m.add_argument("--top-k", type=non_negative_int, default=3,
+    m.add_argument("--top-edges", "--top-k", dest="top_edges", type=non_negative_int, default=3,
                    help="keep an edge only if it is among the k heaviest out-edges of its source or in-edges of its "
-                        "target (0: keep all)")
+                        "target (0: keep all; --top-k is the old spelling)")
     m.add_argument("--categories", type=name_list, default=None, help="label names to contrast, comma separated")
     m.add_argument("--n-jobs", type=n_jobs, default=-1, help="worker processes for the per-layer maps (-1: all cores)")
     m.add_argument("--quiet", action="store_true")
@@ -521,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: every scanned layer)")
     t.add_argument("--neurons", type=neuron_list, default=None, help="e.g. 0-99 (default: all)")
-    t.add_argument("--k", type=positive_int, default=20, help="top examples per neuron")
+    _examples_arg(t)
     _force_arg(t)
     t.set_defaults(func=cmd_site)
 
@@ -530,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--layer", type=layer_list, required=True, help="e.g. 0, or 0-3 for several layers")
     e.add_argument("--neurons", type=neuron_list, default=None, help="e.g. 0-63 (default: all)")
     e.add_argument("--out", required=True, help="output directory (L<layer>/N<neuron>.json, summary.csv)")
-    e.add_argument("--k", type=_int_at_least(2, "at least 2 (train and test examples)"), default=20,
-                   help="top examples per neuron (half train, half test)")
+    _examples_arg(e, minimum=2, what="at least 2 (train and test examples)",
+                  help="top examples per neuron (half train, half test)")
     e.add_argument("--pivots", type=positive_int, default=1, help="pivots per example (1: the paper's method)")
     e.add_argument("--end-values", choices=("firing", "calibrated"), default="firing",
                    help="END node values: 'firing' (the paper) or 'calibrated' on the whole training examples")
@@ -544,10 +489,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="substitutes per important token (the paper: 5)")
     e.add_argument("--seed", type=non_negative_int, default=0)
     e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
+    _engine_args(e)
     e.add_argument("--quiet", action="store_true")
     _force_arg(e)
     e.set_defaults(func=cmd_explain)
     return p
+
+
+def _quiet_libraries() -> None:
+    """``--quiet``: no progress bars from the libraries either (transformers' and the hub's loading bars)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -558,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as e:  # --help (0) or an argument error (2, already printed on one line)
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        if getattr(args, "quiet", False):
+            _quiet_libraries()
         return args.func(args)
     except KeyboardInterrupt:
         print("mri-lens: interrupted", file=sys.stderr)

@@ -280,3 +280,22 @@ def as_corpus(corpus: Any) -> Corpus:
     if isinstance(corpus, str):
         return Corpus([corpus])
     return Corpus(corpus)
+
+
+def check_categories(requested: Sequence[str] | str, known: Sequence[str], where: str) -> list[str]:
+    """``requested`` category names as a list when every one is in ``known``; else
+    :class:`~mri_lens.errors.CategoryError` naming the unknown ones and the known ones, e.g. ``unknown category
+    'pos'; the scan's categories are 'code', 'prose'``. ``where`` says who holds ``known``: ``"the scan"``,
+    ``"the maps"``, ``"the graph"``... The one check of category names in the lenses, so every "unknown category"
+    reads the same."""
+    from .errors import CategoryError
+
+    requested = [requested] if isinstance(requested, str) else list(requested)
+    known = [str(k) for k in known]
+    unknown = [c for c in requested if c not in known]
+    if unknown:
+        owner = where + ("'" if where.endswith("s") else "'s")
+        listed = ", ".join(repr(str(c)) for c in unknown)
+        have = f"{owner} categories are {', '.join(map(repr, known))}" if known else f"{where} has no categories"
+        raise CategoryError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {listed}; {have}")
+    return requested

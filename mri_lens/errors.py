@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["MriLensError", "CorpusError", "ModelAdapterError", "ScanError", "ScanFileError"]
+__all__ = ["MriLensError", "CorpusError", "ModelAdapterError", "ScanError", "ScanFileError", "GraphError",
+           "CategoryError"]
 
 
 class MriLensError(Exception):
@@ -23,3 +24,14 @@ class ScanError(MriLensError, RuntimeError):
 
 class ScanFileError(MriLensError, OSError):
     """A saved result is missing, truncated, corrupted, foreign or from an unsupported schema version."""
+
+
+class GraphError(MriLensError, ValueError):
+    """The co-activation graph cannot be built or analysed with these inputs (bad parameter, unknown category...)."""
+
+
+class CategoryError(GraphError, ScanError, CorpusError):
+    """A category (label name) that the corpus, scan, maps or graph does not have, or too few categories.
+
+    The same error wherever categories are named (it is a ``GraphError``, a ``ScanError``, a ``CorpusError`` and a
+    ``ValueError``, so code that caught any of those before keeps working)."""

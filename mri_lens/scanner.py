@@ -1,335 +1,40 @@
 """The scan: stream a corpus through a model once, keeping pooled activations, neuron statistics and top-k examples.
 
-Memory never holds more than one batch of per-token activations: per-document pooled values, running per-neuron
-moments, histograms and top-k/bottom-k lists are updated batch by batch, then the batch is dropped.
+One process or many, the same steps: a plan (:mod:`mri_lens.plan`: tokens, the length-sorted batch plan, shards),
+the shard function on each shard (:mod:`mri_lens.shard`), an exact merge (:mod:`mri_lens.merge`). With ``out=``
+the scan writes the plan first and each finished shard atomically, so a rerun of the same call skips what is done,
+and pooled values go to disk as they are computed (memory holds one shard, whatever the corpus size).
 """
 
 from __future__ import annotations
 
-import math
+import json
+import os
 import time
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from .adapter import as_adapter, library_versions
-from .batching import plan_batches
+from ._fs import _RUN_RE, read_json, write_text_atomic
+from ._io import check_save_target
+from .adapter import as_adapter
 from .capture import CaptureBackend, get_backend
 from .corpus import Corpus, as_corpus
-from .errors import ScanError
-from .store import NeuronStats, Scan, TopK
+from .errors import ScanFileError
+from .histogram import _log2_lut, default_histogram_edges  # noqa: F401 - their documented home was here
+from .loading import library_versions
+from .merge import PartsMerge
+from .parts import ScanPart
+from .plan import POOLINGS, ScanPlan, make_plan
+from .pooled import PartDocs, SplitPooled
+from .shard import STATS_IMPL, _Accumulator, _merge_topk, run_shard  # noqa: F401 - re-exported for tests
+from .store import Scan
 
-__all__ = ["scan", "default_histogram_edges", "POOLINGS"]
+__all__ = ["scan", "default_histogram_edges", "POOLINGS", "DEFAULT_SHARD_TOKENS"]
 
-POOLINGS = ("mean", "max", "min", "last")
-
-
-_LOG2_LO, _LOG2_HI, _LOG2_SUB = -6, 8, 4
-
-
-def default_histogram_edges() -> np.ndarray:
-    """115 finite edges (116 bins with the two open-ended ones), symmetric around 0 and log-spaced in magnitude:
-    ``0``, then ``+-2**e * (1 + j/4)`` for ``|x|`` from ``2**-6`` (0.016) to ``2**8`` (256), four bins per octave.
-
-    Relative resolution is 19-25% of the value everywhere in that range, which suits MLP activations (GELU's
-    minimum is -0.17; large activations run to tens). Values beyond the outer edges fall into the open-ended first
-    and last bins, so counts always sum to the token count. On the negative side a value exactly equal to an edge
-    is counted in the bin below it (bins are intervals of magnitude; -0.0 counts as a tiny negative value);
-    everywhere else bins are ``[e_i, e_i+1)``.
-    """
-    mags = [2.0 ** (e) * (1 + j / _LOG2_SUB) for e in range(_LOG2_LO, _LOG2_HI) for j in range(_LOG2_SUB)]
-    mags.append(2.0 ** _LOG2_HI)
-    mags = np.asarray(mags, dtype=np.float32)
-    return np.concatenate([-mags[::-1], [0.0], mags]).astype(np.float32)
-
-
-def _log2_lut(edges: np.ndarray):
-    """For the default edges: ``(shift, mask, lut, first, n)`` such that ``lut[(bits(x) >> shift) & mask]`` is x's
-    bin (``first``: the code of the smallest magnitude edge, ``n``: magnitude bins per sign); else None.
-
-    The top bits of a float32 (sign, exponent, two leading mantissa bits) form an 11-bit code that is monotonic in
-    |x| and log-spaced: four codes per octave, the same as the default edges. The lookup table maps each code to
-    its bin: 0 (x <= -256), 1..n (negative magnitudes, largest first), n+1 (-2**-6 < x < 0), n+2
-    (0 <= x < 2**-6), n+3..2n+2 (positive magnitudes), 2n+3 (x >= 256). Infinities land in the outer bins.
-    """
-    import torch
-
-    default = default_histogram_edges()
-    if edges.shape != default.shape or not np.array_equal(edges, default):
-        return None
-    sub_bits = int(np.log2(_LOG2_SUB))
-    shift = 23 - sub_bits
-    n_codes = 1 << (32 - shift)
-    first = (127 + _LOG2_LO) << sub_bits  # code of 2**LO
-    n = _LOG2_SUB * (_LOG2_HI - _LOG2_LO)
-    code = np.arange(n_codes)
-    neg = code >= n_codes // 2  # sign bit set
-    i = np.clip(np.where(neg, code - n_codes // 2, code) - first, -1, n)
-    lut = np.where(neg, n - i, i + n + 3).astype(np.int32)
-    return shift, n_codes - 1, torch.as_tensor(lut), first, n
-
-
-STATS_IMPL = "auto"  # "auto": fused numba kernel on CPU when numba imports, else torch; or "torch" / "numba"
-
-
-def _use_kernel(device) -> bool:
-    from . import _kernels
-
-    if STATS_IMPL == "torch":
-        return False
-    ok = str(device).startswith("cpu") and _kernels.available()
-    if STATS_IMPL == "numba" and not ok:
-        raise ScanError("the numba statistics kernel needs a CPU model and numba installed")
-    return ok
-
-
-def _merge_topk(vals, docs, pos, k: int, largest: bool, dedup: bool):
-    """Keep the k best (value, doc, pos) per row of ``[d, m]`` candidates, ordered best first.
-
-    Ties are broken by the smaller document index, so the result does not depend on batch order. With ``dedup``
-    (documents split into windows) a document keeps only its best entry.
-    """
-    import torch
-
-    def take(o, *arrays):
-        return [a.gather(1, o) for a in arrays]
-
-    if dedup:
-        o = torch.sort(vals, dim=1, descending=largest, stable=True).indices
-        vals, docs, pos = take(o, vals, docs, pos)
-        o = torch.sort(docs, dim=1, stable=True).indices
-        vals, docs, pos = take(o, vals, docs, pos)
-        dup = torch.zeros_like(docs, dtype=torch.bool)
-        dup[:, 1:] = (docs[:, 1:] == docs[:, :-1]) & (docs[:, 1:] >= 0)
-        vals = vals.masked_fill(dup, -math.inf if largest else math.inf)
-        docs = docs.masked_fill(dup, -1)
-    # One topk on a float64 key instead of two stable sorts (measured ~5x faster on CPU). The key moves each
-    # float32 value by doc * (its float64 spacing): float32 neighbours are 2**29 float64 spacings apart, so
-    # distinct values keep their order and equal values are ordered by document index (exact for < 2**28 docs).
-    key = vals.double()
-    spacing = torch.nextafter(key, torch.full_like(key, math.inf)) - key
-    spacing = torch.where(torch.isfinite(key), spacing, torch.zeros_like(spacing))
-    key = key - docs * spacing if largest else key + docs * spacing
-    o = torch.topk(key, k, dim=1, largest=largest, sorted=True).indices
-    return take(o, vals, docs, pos)
-
-
-class _Accumulator:
-    """Streaming per-layer state (on the model's device) plus pooled per-document buffers (CPU)."""
-
-    def __init__(self, n_docs: int, n_layers: int, d_mlp: int, pooling: Sequence[str], top_k: int,
-                 edges: np.ndarray, device, dedup: bool):
-        import torch
-
-        L, d = n_layers, d_mlp
-        f64 = dict(dtype=torch.float64, device=device)
-        self.count = 0
-        self.shift: list = [None] * L  # per-layer shift for the variance sums, set from the first batch
-        self.shift64: list = [None] * L  # the same in float64
-        self._batch = None  # (stat_mask, counted tokens, starts, ends) of the current batch: see _batch_info
-        self.sum_shifted = torch.zeros(L, d, **f64)
-        self.sq = torch.zeros(L, d, **f64)
-        self.chunk_tokens = 2048
-        self.use_kernel = _use_kernel(device)
-        self._ones_cache = None
-        self.vmin = torch.full((L, d), math.inf, device=device)
-        self.vmax = torch.full((L, d), -math.inf, device=device)
-        self.npos = torch.zeros(L, d, dtype=torch.long, device=device)
-        self.edges = torch.as_tensor(edges, dtype=torch.float32, device=device)
-        self.nb = len(edges) + 1
-        # Default edges follow float32's own binary layout: the bin is read off the bits (~8x cheaper than the
-        # binary search of torch.bucketize over every activation, measured on CPU).
-        self.fast_bins = _log2_lut(edges)
-        if self.fast_bins is not None:
-            self.fast_bins = (*self.fast_bins[:2], self.fast_bins[2].to(device), *self.fast_bins[3:])
-        self.hist = torch.zeros(L, d * self.nb, dtype=torch.long, device=device)
-        self.hist_offsets = (torch.arange(d, device=device, dtype=torch.int32) * self.nb).view(1, 1, d)
-        self.k = top_k
-        self.dedup = dedup
-        ik = dict(dtype=torch.long, device=device)
-        self.top = [torch.full((L, d, top_k), -math.inf, device=device), torch.full((L, d, top_k), -1, **ik),
-                    torch.zeros((L, d, top_k), **ik)]
-        self.bot = [torch.full((L, d, top_k), math.inf, device=device), torch.full((L, d, top_k), -1, **ik),
-                    torch.zeros((L, d, top_k), **ik)]
-        self.pending = [[] for _ in range(L)]  # per layer: candidate batches not merged yet
-        self.merge_columns = 4 * top_k + 64  # merge once this many candidates per neuron wait
-        self.pooling = list(pooling)
-        self.pooled = {}
-        for p in self.pooling:
-            fill = {"mean": 0.0, "last": 0.0, "max": -math.inf, "min": math.inf}[p]
-            self.pooled[p] = torch.full((n_docs, L, d), fill, dtype=torch.float32)
-        self.doc_tokens = torch.zeros(n_docs, dtype=torch.float32)
-
-    def update(self, li: int, X, stat_mask, docs, pos_offset, last_pos, is_last_segment, layer: int) -> None:
-        """Fold one batch of one layer in.
-
-        X: [b, p, d] float32 activations, still in use by the model: read, never modified. stat_mask: [b, p] bool,
-        real tokens counted in statistics. docs: [b] document index of each row. pos_offset: [b] added to in-row
-        positions to get the position in the document's stored tokens. last_pos: [b] row position of the last
-        counted token.
-        """
-        import torch
-
-        b, p, d = X.shape
-        last_vals = X[torch.arange(b, device=X.device), last_pos] if "last" in self.pooled else None
-        mf = None
-        if self.shift[li] is None or not self.use_kernel:
-            mf = stat_mask.to(X.dtype).unsqueeze(1)  # [b, 1, p]
-        if self.shift[li] is None:
-            # Sums of (x - shift) and (x - shift)**2 with a shift near the mean avoid float32 cancellation.
-            first = stat_mask[0].sum().clamp(min=1)
-            self.shift[li] = (torch.bmm(mf[:1], X[:1]).view(d) / first).to(X.dtype)
-            self.shift64[li] = self.shift[li].double()
-        shift = self.shift[li]
-        if self.use_kernel:
-            sums, mx, amx, mn, amn = self._fold_kernel(li, X, stat_mask, shift)
-        else:
-            sums, mx, amx, mn, amn = self._fold_torch(li, X, stat_mask, mf, shift)
-        if not bool(torch.isfinite(sums).all()):
-            bad = docs[~torch.isfinite(sums).all(1).cpu()].tolist()
-            raise ScanError(f"non-finite (NaN or inf) activations in layer {layer} for documents {bad[:10]}; "
-                            "check the model's dtype (float16 overflow?) and weights")
-        T = self._batch_info(stat_mask)[1]
-        self.sum_shifted[li] += sums.sum(0, dtype=torch.float64) - T * self.shift64[li]
-        self.vmax[li] = torch.maximum(self.vmax[li], mx.amax(0))
-        self.vmin[li] = torch.minimum(self.vmin[li], mn.amin(0))
-
-        off = pos_offset.view(b, 1)
-        d = X.shape[2]
-        docs_dev = docs.to(X.device).view(1, b).expand(d, b)
-        # Candidates wait until a few batches' worth are pending, then merge in one top-k: the merge's cost is
-        # mostly per call, and the result does not depend on when it runs (ties go to the smaller document).
-        pending = self.pending[li]
-        pending.append((mx.T, amx.T + off.T, mn.T, amn.T + off.T, docs_dev))
-        if sum(c[0].shape[1] for c in pending) >= self.merge_columns:
-            self._merge(li)
-
-        idx = docs.cpu()
-        for p, buf in self.pooled.items():
-            if p == "mean":
-                buf[:, li].index_add_(0, idx, sums.to(buf.dtype).cpu())
-            elif p in ("max", "min"):
-                vals = (mx if p == "max" else mn).cpu()
-                if self.dedup:  # a document's windows may share a batch
-                    buf[:, li].scatter_reduce_(0, idx.view(-1, 1).expand_as(vals), vals, "a" + p)
-                else:
-                    buf[:, li].index_copy_(0, idx, vals)
-            elif p == "last":
-                sel = is_last_segment.cpu()
-                buf[:, li].index_copy_(0, idx[sel], last_vals[sel.to(X.device)].cpu())
-
-    def _batch_info(self, stat_mask):
-        """``(stat_mask, counted tokens, starts [b], ends [b])``: computed once per batch, shared by its layers.
-
-        Counted positions of row r are ``starts[r]..ends[r]-1`` (CPU numpy, for the kernel).
-        """
-        import torch
-
-        if self._batch is None or self._batch[0] is not stat_mask:
-            p = stat_mask.shape[1]
-            pos = torch.arange(p, device=stat_mask.device)
-            starts = torch.where(stat_mask, pos, p).amin(1).cpu().numpy()
-            ends = (torch.where(stat_mask, pos, -1).amax(1) + 1).cpu().numpy()
-            self._batch = (stat_mask, int(stat_mask.sum()), starts, ends)
-        return self._batch
-
-    def _merge(self, li: int) -> None:
-        """Merge layer ``li``'s pending candidates into its top/bottom-k lists."""
-        import torch
-
-        pending = self.pending[li]
-        if not pending:
-            return
-        docs = torch.cat([c[4] for c in pending], 1)
-        for state, vi, ai, largest in ((self.top, 0, 1, True), (self.bot, 2, 3, False)):
-            merged = _merge_topk(torch.cat([state[0][li]] + [c[vi] for c in pending], 1),
-                                 torch.cat([state[1][li], docs], 1),
-                                 torch.cat([state[2][li]] + [c[ai] for c in pending], 1), self.k, largest, self.dedup)
-            for s, m in zip(state, merged):
-                s[li] = m
-        pending.clear()
-
-    def finish(self) -> None:
-        """Merge every layer's pending top-k candidates (call once, after the last batch)."""
-        for li in range(len(self.pending)):
-            self._merge(li)
-
-    def _fold_torch(self, li, X, stat_mask, mf, shift):
-        """Torch implementation (any device): per-row sums, max/argmax, min/argmin; updates sq, npos, hist."""
-        import torch
-
-        b, p, d = X.shape
-        X = X.clone()  # filled in place below; the model still needs the original
-        sums = torch.empty(b, d, dtype=X.dtype, device=X.device)
-        mx, mn = torch.empty_like(sums), torch.empty_like(sums)
-        amx = torch.empty(b, d, dtype=torch.long, device=X.device)
-        amn = torch.empty_like(amx)
-        # Row chunks of ~chunk_tokens tokens: every pass below then works on cache-sized blocks and temporaries
-        # stay small enough for the allocator to reuse (MiniLM-L6 scan/bare forward: 0.89 chunked, 0.83 whole).
-        step = max(1, self.chunk_tokens // p)
-        for r0 in range(0, b, step):
-            r1 = min(b, r0 + step)
-            Xc, mc = X[r0:r1], mf[r0:r1]
-            torch.bmm(mc, Xc, out=sums[r0:r1].unsqueeze(1))  # masked sums per document, BLAS, no copy
-            dev = torch.sub(Xc, shift).square_()
-            self.sq[li] += torch.bmm(mc, dev).sum((0, 1), dtype=torch.float64)
-            del dev
-            pad = ~stat_mask[r0:r1].unsqueeze(-1)
-            Xc.masked_fill_(pad, -math.inf)  # pads now never win a max, never count as > 0, land in bin 0
-            torch.max(Xc, dim=1, out=(mx[r0:r1], amx[r0:r1]))
-            positive = (Xc > 0).to(X.dtype).view(-1, d)
-            self.npos[li] += torch.mm(self._ones(positive.shape[0], X), positive).view(-1).to(torch.long)
-            del positive
-            if self.fast_bins is not None:
-                bit_shift, mask, lut = self.fast_bins[:3]
-                bins = lut[(Xc.view(torch.int32) >> bit_shift).bitwise_and_(mask)]
-            else:
-                bins = torch.bucketize(Xc, self.edges, right=True).to(torch.int32)
-            bins += self.hist_offsets
-            self.hist[li] += torch.bincount(bins.view(-1), minlength=self.hist.shape[1])
-            del bins
-            Xc.masked_fill_(pad, math.inf)
-            torch.min(Xc, dim=1, out=(mn[r0:r1], amn[r0:r1]))
-        self.hist[li, :: self.nb] -= int((~stat_mask).sum())  # the pads' -inf went to bin 0 of every neuron
-        return sums, mx, amx, mn, amn
-
-    def _fold_kernel(self, li, X, stat_mask, shift):
-        """Fused numba kernel (CPU): one pass over X for everything :meth:`_fold_torch` computes."""
-        import torch
-
-        from . import _kernels
-
-        d = X.shape[2]
-        _, _, starts, ends = self._batch_info(stat_mask)
-        lut = self.fast_bins
-        sums, mx, amx, mn, amn = _kernels.fold_batch(
-            X.contiguous().numpy(), starts, ends, self.shift64[li].numpy(), lut, self.edges.numpy(),
-            self.sq[li].numpy(), self.npos[li].numpy(), self.hist[li].view(d, self.nb).numpy())
-        return (torch.from_numpy(sums), torch.from_numpy(mx), torch.from_numpy(amx), torch.from_numpy(mn),
-                torch.from_numpy(amn))
-
-    def _ones(self, n: int, like):
-        """A cached ``[1, >=n]`` row of ones (counting with a matrix product is faster than a bool reduction)."""
-        import torch
-
-        if self._ones_cache is None or self._ones_cache.shape[1] < n:
-            self._ones_cache = torch.ones(1, n, dtype=like.dtype, device=like.device)
-        return self._ones_cache[:, :n]
-
-    def moments(self):
-        """Per-neuron mean and population std ``[L, d]`` (float64) from the shifted sums."""
-        import torch
-
-        n = max(self.count, 1)
-        shift = torch.stack([s.double() if s is not None else torch.zeros_like(self.sq[0]) for s in self.shift])
-        mean_dev = self.sum_shifted / n
-        var = (self.sq / n - mean_dev.square()).clamp_(min=0)
-        return mean_dev + shift, var.sqrt()
-
-    def add_counts(self, docs, n_tokens) -> None:
-        self.doc_tokens.index_add_(0, docs.cpu(), n_tokens.float().cpu())
-        self.count += int(n_tokens.sum())
+DEFAULT_SHARD_TOKENS = 1 << 20  # counted tokens per shard when out= is given (a kill loses at most one shard)
+ENGINES = ("local", "ray")
 
 
 def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | int | None = None,
@@ -338,12 +43,16 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
          pooling: Sequence[str] = ("mean", "max"), top_k: int = 20, dtype: str = "float32",
          device: str | None = None, prepend_bos: bool | None = None, padding_side: str = "right",
          include_bos: bool = False, histogram_edges: Sequence[float] | None = None,
-         backend: str | CaptureBackend | None = None, progress: bool = True) -> Scan:
+         backend: str | CaptureBackend | None = None, progress: bool = True, out: str | os.PathLike | None = None,
+         overwrite: bool = False, shard_tokens: int | None = None, engine: str = "local", workers: int = 2,
+         address: str | None = None, gpus_per_worker: float | None = None, threads_per_worker: int = 1) -> Scan:
     """Run ``corpus`` through ``model`` once and keep what the lenses need.
 
     Parameters
     ----------
-    model: TransformerLens ``HookedTransformer`` / ``TransformerBridge`` (or a ``ModelAdapter``).
+    model: TransformerLens ``HookedTransformer`` / ``TransformerBridge``, an :class:`~mri_lens.HFModel`, a
+        ``ModelAdapter``, or a model spec (a hub name, a local directory, ``"tiny"``/``"minilm"``, or a
+        :class:`~mri_lens.models.ModelSpec`): a spec is loaded here, and by every worker of the Ray engine.
     corpus: a :class:`Corpus` or a list of strings.
     layers: model layers to capture (default: all). Capture stops after the last one.
     batch_size: sequences per forward; sequences are sorted by length so batches hold similar lengths.
@@ -365,13 +74,24 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
     histogram_edges: finite bin edges of the per-neuron histograms (default :func:`default_histogram_edges`).
     backend: capture backend name or instance (default TransformerLens hooks).
     progress: show a tqdm progress bar (tokens).
+    out: a directory: write the plan, then each shard as it finishes, then the merged scan (what
+        ``Scan.load(out)`` returns; its pooled values stay in the shards' files, memory-mapped when used). Running
+        the same call again resumes: finished shards are not recomputed (a finished scan is just loaded). A
+        directory holding a scan or run of another corpus, model or options is refused (``overwrite=True``
+        replaces it); see ``Scan.save`` for what else is refused.
+    shard_tokens: counted tokens per shard (default: one shard without ``out``, :data:`DEFAULT_SHARD_TOKENS`
+        with it). Shards are consecutive batches of the single-process plan, so the result does not depend on
+        them (bit for bit but mean/std, see :mod:`mri_lens.merge`).
+    engine: ``"local"`` (this process) or ``"ray"`` (an actor pool of model replicas on a Ray cluster: needs
+        ``out`` on storage every node can reach and a model spec; :mod:`mri_lens.ray_engine`).
+    workers, address, gpus_per_worker, threads_per_worker: the Ray engine's actors (``address``: the cluster,
+        e.g. ``"auto"``; default a local one), GPUs per actor (default: 1 where the cluster has GPUs) and torch
+        threads per actor on CPU.
 
     Returns
     -------
     Scan with ``pooled(name)`` of shape ``[n_docs, n_layers, d_mlp]``, ``stats``, ``top``/``bottom`` top-k lists.
     """
-    import torch
-
     t_start = time.perf_counter()
     corpus = as_corpus(corpus)
     for p in pooling:
@@ -383,6 +103,21 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if batch_size < 1 or top_k < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
         raise ValueError("batch_size, max_batch_tokens and top_k must be positive")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "ray" and out is None:
+        raise ValueError("engine='ray' needs out= (a directory every worker can write: shards go there)")
+    if out is not None:
+        out = check_save_target(out, "mri_lens.scan", overwrite=overwrite)  # before any model loads
+    spec = None
+    if _is_spec(model):
+        from .models import ModelSpec
+
+        spec = model if isinstance(model, ModelSpec) else ModelSpec(str(model))
+        model = spec.load()
+    elif engine == "ray":
+        raise ValueError("engine='ray' needs the model as a spec (a hub name, a local directory, 'tiny'/'minilm' "
+                         "or mri_lens.models.ModelSpec): every worker loads its own copy, never a pickled model")
     if device is not None:
         model.to(device)
     adapter = as_adapter(model, prepend_bos=prepend_bos, padding_side=padding_side)
@@ -391,101 +126,169 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
     edges = np.asarray(default_histogram_edges() if histogram_edges is None else histogram_edges, dtype=np.float32)
     if edges.ndim != 1 or len(edges) < 1 or not np.all(np.diff(edges) > 0) or not np.all(np.isfinite(edges)):
         raise ValueError("histogram_edges must be finite and strictly increasing")
-
-    segments, n_over = adapter.encode(corpus.texts, max_length=max_length, overflow=overflow)
-    if n_over and overflow == "truncate":
-        warnings.warn(f"{n_over} of {len(corpus)} texts are longer than max_length={adapter.max_length(max_length)} "
-                      "tokens and were truncated (overflow='windows' keeps every token)", stacklevel=2)
-    skip_bos = adapter.is_causal and adapter.prepend_bos and not include_bos
-    n_skip = adapter.n_special_prefix if skip_bos else 0
-    seq_ids: list[np.ndarray] = []
-    seq_doc: list[int] = []
-    seq_offset: list[int] = []
-    seq_is_last: list[bool] = []
-    doc_tokens: list[np.ndarray] = []
-    for doc, segs in enumerate(segments):
-        off = 0
-        for j, s in enumerate(segs):
-            if len(s) <= n_skip:
-                raise ScanError(f"text {doc} produced no tokens besides BOS")
-            seq_ids.append(s)
-            seq_doc.append(doc)
-            seq_offset.append(off)
-            seq_is_last.append(j == len(segs) - 1)
-            off += len(s)
-        doc_tokens.append(segs[0] if len(segs) == 1 else np.concatenate(segs))
-    lengths = np.array([len(s) for s in seq_ids])
-    layer_pos = {layer: i for i, layer in enumerate(layer_list)}
-    d_mlp = int(adapter.d_mlp)
-    dev = adapter.device
-    with torch.inference_mode():
-        acc = _Accumulator(len(corpus), len(layer_list), d_mlp, pooling, top_k, edges, dev,
-                           dedup=len(seq_ids) > len(corpus))
-    total_stat_tokens = int(lengths.sum()) - n_skip * len(seq_ids)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_stat_tokens, unit="tok", desc="scan", disable=not progress, leave=False)
-    try:
-        with torch.inference_mode():
-            for batch in plan_batches(lengths, batch_size, max_batch_tokens):
-                seqs = [seq_ids[i] for i in batch]
-                tokens, mask, starts = adapter.pad_batch(seqs)
-                stat_mask = mask.bool()
-                if n_skip:
-                    rows = torch.arange(len(seqs), device=stat_mask.device)
-                    for j in range(n_skip):
-                        stat_mask[rows, starts.to(stat_mask.device) + j] = False
-                lens = torch.as_tensor(lengths[batch])
-                last_pos = (starts + lens - 1).to(dev)
-                docs = torch.as_tensor(np.asarray(seq_doc)[batch], dtype=torch.long)
-                offsets = torch.as_tensor(np.asarray(seq_offset)[batch], dtype=torch.long).to(dev) - starts.to(dev)
-                is_last = torch.as_tensor(np.asarray(seq_is_last)[batch])
-
-                def consume(layer, X):  # runs inside the forward: one layer's activations alive at a time
-                    acc.update(layer_pos[layer], X, stat_mask, docs, offsets, last_pos, is_last, layer)
-
-                cap.forward(tokens, mask, layer_list, consume=consume)
-                n_stat = stat_mask.sum(1)
-                acc.add_counts(docs, n_stat)
-                bar.update(int(n_stat.sum()))
-            acc.finish()
-    finally:
-        bar.close()
-
-    counts = acc.doc_tokens  # [n_docs]
-    pooled = {}
-    np_dtype = np.float16 if dtype == "float16" else np.float32
-    for p, buf in acc.pooled.items():
-        if p == "mean":
-            buf = buf / counts.view(-1, 1, 1)
-        pooled[p] = buf.numpy().astype(np_dtype, copy=False)
-    n = max(acc.count, 1)
-    mean, std = acc.moments()
-    stats = NeuronStats(
-        count=acc.count,
-        mean=mean.cpu().numpy(), std=std.cpu().numpy(),
-        min=acc.vmin.cpu().numpy(), max=acc.vmax.cpu().numpy(),
-        frac_positive=(acc.npos.double() / n).cpu().numpy(),
-        hist_counts=acc.hist.view(len(layer_list), d_mlp, acc.nb).cpu().numpy(),
-        hist_edges=edges,
-    )
-    top = TopK(*(t.cpu().numpy() for t in acc.top))
-    bottom = TopK(*(t.cpu().numpy() for t in acc.bot))
-    offsets_arr = np.zeros(len(doc_tokens) + 1, dtype=np.int64)
-    offsets_arr[1:] = np.cumsum([len(t) for t in doc_tokens])
+    options = {"layers": layer_list, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+               "max_length": adapter.max_length(max_length), "overflow": overflow, "pooling": list(pooling),
+               "top_k": top_k, "dtype": dtype, "include_bos": bool(include_bos), "backend": cap.name,
+               "histogram_edges": [float(x) for x in edges]}
+    if shard_tokens is None and out is not None:
+        shard_tokens = DEFAULT_SHARD_TOKENS
+    plan = make_plan(adapter, corpus, layers=layer_list, options=options, shard_tokens=shard_tokens)
+    if plan.n_truncated and overflow == "truncate":
+        warnings.warn(f"{plan.n_truncated} of {len(corpus)} texts are longer than max_length="
+                      f"{options['max_length']} tokens and were truncated (overflow='windows' keeps every token)",
+                      stacklevel=2)
     meta = {
         **adapter.describe(), "layers": layer_list, "pooling": list(pooling), "top_k": top_k,
-        "max_length": adapter.max_length(max_length), "overflow": overflow, "n_truncated": n_over,
-        "include_bos": bool(include_bos), "bos_excluded_from_stats": bool(n_skip), "dtype": dtype,
+        "max_length": options["max_length"], "overflow": overflow, "n_truncated": plan.n_truncated,
+        "include_bos": bool(include_bos), "bos_excluded_from_stats": bool(plan.n_skip), "dtype": dtype,
         "backend": cap.name, "capture": cap.describe(), "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
-        "n_docs": len(corpus), "n_sequences": len(seq_ids),
-        "n_tokens": acc.count, "n_input_tokens": int(lengths.sum()), "corpus_fingerprint": corpus.fingerprint(),
-        "versions": library_versions(), "seconds": round(time.perf_counter() - t_start, 3),
+        "n_docs": len(corpus), "n_sequences": int(len(plan.seq_doc)), "n_input_tokens": int(len(plan.seq_tokens)),
+        "corpus_fingerprint": plan.corpus_fingerprint, "versions": library_versions(),
+        "plan_hash": plan.hash, "n_shards": plan.n_shards,
     }
-    return Scan(
-        layers=layer_list, pooled_=pooled, stats=stats, top=top, bottom=bottom,
-        token_ids=np.concatenate(doc_tokens) if doc_tokens else np.zeros(0, np.int32), token_offsets=offsets_arr,
-        doc_token_counts=counts.numpy().astype(np.int64), labels=corpus.labels, label_names=corpus.label_names,
-        meta=meta, tokenizer_json=adapter.tokenizer_json(),
-    )
+    if out is None:
+        parts = _run_local(adapter, cap, plan, range(plan.n_shards), edges, progress)
+        result = _assemble(plan, parts, meta, adapter)
+        result.meta["n_tokens"] = int(result.stats.count)
+        result.meta["seconds"] = round(time.perf_counter() - t_start, 3)
+        return result
+    return _run_to_disk(adapter, cap, plan, out, edges, meta, progress=progress, overwrite=overwrite,
+                        engine=engine, spec=spec, t_start=t_start,
+                        ray_options={"workers": workers, "address": address, "gpus_per_worker": gpus_per_worker,
+                                     "threads_per_worker": threads_per_worker})
+
+
+def _is_spec(model: Any) -> bool:
+    from .models import ModelSpec
+
+    return isinstance(model, (str, os.PathLike, ModelSpec))
+
+
+def _bar(total: int, progress: bool, desc: str = "scan"):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="tok", desc=desc, disable=not progress, leave=False)
+
+
+def _run_local(adapter, cap, plan: ScanPlan, shards, edges, progress, on_part=None) -> list[ScanPart]:
+    """Run shards in this process, in plan order; ``on_part(part)`` (saving it) instead of keeping them."""
+    shards = list(shards)
+    bar = _bar(sum(plan.shard_tokens(i) for i in shards), progress)
+    parts = []
+    try:
+        for i in shards:
+            part = run_shard(adapter, cap, plan.shard(i), plan.layers, edges=edges, progress=bar)
+            if on_part is None:
+                parts.append(part)
+            else:
+                on_part(part)
+    finally:
+        bar.close()
+    return parts
+
+
+def _assemble(plan: ScanPlan, parts, meta: dict, adapter) -> Scan:
+    """The merged scan of in-memory parts (pooled values in memory)."""
+    running = PartsMerge(plan.n_docs, dedup=bool(plan.options.get("dedup")))
+    for p in parts:
+        running.add(p)
+    stats, top, bottom = running.stats()
+    if len(parts) == 1 and not len(parts[0].partial_docs):  # the whole corpus in one shard: its arrays as they are
+        pooled = dict(parts[0].pooled_)
+    else:
+        split = SplitPooled(parts, plan.n_docs, plan.d_mlp, running.doc_tokens, meta["dtype"])
+        pooled = {name: split[name] for name in split.names}
+    token_ids, offsets = plan.doc_token_arrays()
+    return Scan(layers=list(plan.layers), pooled_=pooled, stats=stats, top=top, bottom=bottom, token_ids=token_ids,
+                token_offsets=offsets, doc_token_counts=running.doc_tokens, labels=plan.labels,
+                label_names=plan.label_names, meta=dict(meta), tokenizer_json=adapter.tokenizer_json())
+
+
+def _prepare_run(out: str, plan: ScanPlan, overwrite: bool) -> tuple[str, Scan | None]:
+    """The run directory of ``plan`` inside ``out`` (created, its plan written), or the finished scan already there.
+
+    A scan or another run in ``out`` of a different plan (corpus, model, options) is refused unless
+    ``overwrite``."""
+    run = os.path.join(out, f"run-{plan.hash[:16]}")
+    if os.path.exists(os.path.join(out, "manifest.json")):
+        try:
+            done = Scan.load(out)
+        except ScanFileError:
+            done = None
+        if done is not None and done.meta.get("plan_hash") == plan.hash:
+            return run, done
+        if not overwrite:
+            raise ScanFileError(f"{out} holds a scan of another corpus, model or options (or an unreadable one); "
+                                "choose another out, or pass overwrite=True (command line --force) to replace it")
+    others = [n for n in os.listdir(out) if _RUN_RE.match(n) and n != os.path.basename(run)] \
+        if os.path.isdir(out) else []
+    if others and not overwrite:
+        raise ScanFileError(f"{out} holds an unfinished scan run of another corpus, model or options ({others[0]}); "
+                            "choose another out, or pass overwrite=True (command line --force) to replace it")
+    os.makedirs(run, exist_ok=True)
+    plan_path = os.path.join(run, "plan.json")
+    identity = json.loads(json.dumps(plan.identity))
+    if os.path.exists(plan_path):
+        if read_json(plan_path, "scan plan", follow=False) != identity:
+            raise ScanFileError(f"{run} holds another scan plan (hash collision or a damaged plan.json); remove it")
+    else:
+        write_text_atomic(plan_path, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+    return run, None
+
+
+def _part_dir(run: str, i: int) -> str:
+    return os.path.join(run, f"part-{i:05d}")
+
+
+def _finished(run: str, plan: ScanPlan) -> set[int]:
+    done = set()
+    for i in range(plan.n_shards):
+        if os.path.exists(os.path.join(_part_dir(run, i), "manifest.json")):
+            try:
+                PartDocs(_part_dir(run, i), plan_hash=plan.hash)
+                done.add(i)
+            except ScanFileError:
+                pass  # a damaged part is computed again
+    return done
+
+
+def _run_to_disk(adapter, cap, plan: ScanPlan, out: str, edges, meta: dict, *, progress: bool, overwrite: bool,
+                 engine: str, spec: Any, t_start: float, ray_options: dict) -> Scan:
+    run, done = _prepare_run(out, plan, overwrite)
+    if done is not None:
+        return done
+    finished = _finished(run, plan)
+    todo = [i for i in range(plan.n_shards) if i not in finished]
+    computed_tokens = sum(plan.shard_tokens(i) for i in todo)
+
+    def save(part: ScanPart) -> None:
+        part.save(_part_dir(run, part.index), plan_hash=plan.hash, overwrite=True)
+
+    if engine == "ray":
+        from .ray_engine import run_shards
+
+        run_shards(spec, plan, todo, run, edges=edges, adapter_options={"prepend_bos": adapter.prepend_bos,
+                                                                         "padding_side": adapter.padding_side},
+                   backend=cap.name, progress=progress, **ray_options)
+    else:
+        _run_local(adapter, cap, plan, todo, edges, progress, on_part=save)
+    # merge: statistics one part at a time; pooled values stay in the parts' files
+    running = PartsMerge(plan.n_docs, dedup=bool(plan.options.get("dedup")))
+    docs = []
+    for i in range(plan.n_shards):
+        part = ScanPart.load(_part_dir(run, i), plan_hash=plan.hash)
+        running.add(part)
+        docs.append(PartDocs(_part_dir(run, i), plan_hash=plan.hash))
+        del part
+    stats, top, bottom = running.stats()
+    token_ids, offsets = plan.doc_token_arrays()
+    meta = {**meta, "n_tokens": int(stats.count), "seconds": round(time.perf_counter() - t_start, 3),
+            "run": {"shards": plan.n_shards, "computed": len(todo), "resumed": len(finished),
+                    "computed_tokens": int(computed_tokens), "engine": engine}}
+    result = Scan(layers=list(plan.layers), pooled_=SplitPooled(docs, plan.n_docs, plan.d_mlp, running.doc_tokens,
+                                                                meta["dtype"]),
+                  stats=stats, top=top, bottom=bottom, token_ids=token_ids, token_offsets=offsets,
+                  doc_token_counts=running.doc_tokens, labels=plan.labels, label_names=plan.label_names, meta=meta,
+                  tokenizer_json=adapter.tokenizer_json())
+    result.save(out, overwrite=True)  # ours: its plan was checked above
+    return Scan.load(out)

@@ -12,13 +12,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._io import load_dir, save_dir
+from ._io import TENSORS, ResultWriter
+from ._read import load_result
 from .errors import ScanError, ScanFileError
+from .pooled import LAZY_NAMES, LayerFilePooled, PartDocs, PooledArrays, SplitPooled, layer_file
+from .tokens import display_tokens
 
 __all__ = ["Scan", "NeuronStats", "TopK", "TopExamples"]
 
 SCAN_FORMAT = "mri_lens.scan"
-SCAN_SCHEMA = 2  # 2: versioned data directory (schema 1, files beside the manifest, still loads)
+SCAN_SCHEMA = 3  # 3: pooled values per layer (or in the parts of a sharded run); 2: versioned; 1: flat (all load)
 _TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -30,29 +33,6 @@ def _parse_tokenizer(text: str):
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(text)
-
-
-def display_tokens(tokenizer, ids: Sequence[int]) -> list[str]:
-    """One display string per token id such that ``"".join(...)`` reads like the text.
-
-    ``tokenizer`` is a ``tokenizers.Tokenizer``. Byte-level BPE (GPT-2 style) tokens decode one by one with their
-    spaces. WordPiece (BERT) tokens do not: a word-initial piece gets a leading space, a ``##`` continuation loses
-    its prefix, special tokens stay as they are.
-    """
-    model = tokenizer.model
-    prefix = getattr(model, "continuing_subword_prefix", None)
-    if type(model).__name__ != "WordPiece" or not prefix:
-        return [tokenizer.decode([int(i)], skip_special_tokens=False) for i in ids]
-    out = []
-    for j, i in enumerate(ids):
-        piece = tokenizer.id_to_token(int(i)) or ""
-        if piece.startswith(prefix):
-            out.append(piece[len(prefix):])
-        elif j == 0 or (piece.startswith("[") and piece.endswith("]")):
-            out.append(piece if j == 0 else " " + piece)
-        else:
-            out.append(" " + piece)
-    return out
 
 
 @dataclass
@@ -72,6 +52,7 @@ class NeuronStats:
     frac_positive: np.ndarray
     hist_counts: np.ndarray
     hist_edges: np.ndarray
+    n_positive: np.ndarray | None = None  # [n_layers, d_mlp] int64 counts behind frac_positive (exact merges)
 
     _ARRAYS = ("mean", "std", "min", "max", "frac_positive", "hist_counts", "hist_edges")
 
@@ -106,6 +87,21 @@ class NeuronStats:
             out.append(l_ + np.clip(frac, 0, 1) * (h_ - l_))
         res = np.stack(out)
         return res[0] if np.ndim(q) == 0 else res
+
+    def layer_quantile(self, q: float | np.ndarray, li: int) -> float | np.ndarray:
+        """Approximate quantile(s) of all of one layer's activations pooled over its neurons: :meth:`quantile` of
+        the layer's summed histogram. ``li`` is the layer's position in the scan (``Scan.layer_index``). Returns a
+        float (``[len(q)]`` for an array of q)."""
+        counts = self.hist_counts[li].sum(0)  # [n_bins]
+        mean = self.mean[li].astype(np.float64)
+        var = float(np.mean(self.std[li].astype(np.float64) ** 2 + mean ** 2) - mean.mean() ** 2)
+        one = lambda v: np.full((1, 1), v, dtype=np.float64)  # [1 layer, 1 neuron]
+        pooled = NeuronStats(count=int(counts.sum()), mean=one(mean.mean()), std=one(np.sqrt(max(var, 0.0))),
+                             min=one(self.min[li].min()), max=one(self.max[li].max()),
+                             frac_positive=one(self.frac_positive[li].mean()), hist_counts=counts[None, None],
+                             hist_edges=self.hist_edges)
+        res = pooled.quantile(q)[..., 0, 0]
+        return float(res) if np.ndim(q) == 0 else res
 
 
 @dataclass
@@ -193,7 +189,8 @@ class Scan:
     Attributes
     ----------
     layers: model layer numbers captured, ``[n_layers]``.
-    pooled_: pooling name -> ``[n_docs, n_layers, d_mlp]`` (use :meth:`pooled`).
+    pooled_: pooling name -> ``[n_docs, n_layers, d_mlp]``: in memory, or (a loaded scan) on disk, one file per
+        layer, read by :meth:`pooled` one layer at a time (:mod:`mri_lens.pooled`).
     stats: :class:`NeuronStats`.
     top, bottom: :class:`TopK` by the document's max / min.
     token_ids, token_offsets: every document's input tokens (special tokens included), ragged:
@@ -204,7 +201,7 @@ class Scan:
     """
 
     layers: list[int]
-    pooled_: dict[str, np.ndarray]
+    pooled_: dict[str, np.ndarray] | PooledArrays
     stats: NeuronStats
     top: TopK
     bottom: TopK
@@ -246,11 +243,25 @@ class Scan:
         return int(neuron)
 
     def pooled(self, name: str = "mean", layer: int | None = None) -> np.ndarray:
-        """Pooled activations ``[n_docs, n_layers, d_mlp]``, or ``[n_docs, d_mlp]`` for one model layer."""
+        """Pooled activations ``[n_docs, n_layers, d_mlp]``, or ``[n_docs, d_mlp]`` for one model layer.
+
+        On a loaded scan one layer is read from disk (memory-mapped); all layers (``layer=None``) are read into
+        memory, so lenses ask for one layer at a time."""
         if name not in self.pooled_:
             raise ScanError(f"pooling {name!r} was not kept; this scan has {self.poolings}")
-        arr = self.pooled_[name]
-        return arr if layer is None else arr[:, self.layer_index(layer)]
+        if layer is None:
+            return self.pooled_[name]
+        li = self.layer_index(layer)
+        if isinstance(self.pooled_, PooledArrays):
+            return self.pooled_.layer(name, li)
+        return self.pooled_[name][:, li]
+
+    def verify(self) -> None:
+        """Check the SHA-256 of every pooled file of a loaded scan (reads them all; loading checks their sizes and
+        the checksums of everything else). Raises :class:`~mri_lens.errors.ScanFileError` for a damaged file."""
+        check = getattr(self.pooled_, "verify", None)
+        if check is not None:
+            check()
 
     def tokens(self, doc: int) -> np.ndarray:
         """Input token ids of document ``doc`` (special tokens included) ``[n_tokens]``."""
@@ -301,29 +312,12 @@ class Scan:
         )
 
     def token_activations(self, model: Any, docs: Sequence[int], layer: int | None = None) -> list[np.ndarray]:
-        """Recompute per-token activations of a few documents from the model: ``[n_tokens, d_mlp]`` each.
+        """Per-token activations of a few scanned documents, recomputed from ``model``: ``[n_tokens, d_mlp]``
+        each. A thin delegate of :func:`mri_lens.capture.scan_token_activations` (the scan itself never runs a
+        model; this runs the one you pass)."""
+        from .capture import scan_token_activations
 
-        The same tokens as the scan saw (special tokens included); the model must be the one scanned. A document
-        the scan split into windows (``overflow="windows"``) is run window by window, as in the scan: every window
-        but the last is exactly ``max_length`` tokens long.
-        """
-        from .capture import token_activations
-
-        layer = self.layers[0] if layer is None else layer
-        self.layer_index(layer)
-        width = int(self.meta.get("max_length") or 0)
-        pieces, owner = [], []
-        for i, d in enumerate(docs):
-            toks = self.tokens(int(d))
-            step = width if width and len(toks) > width else max(len(toks), 1)
-            for s in range(0, len(toks), step):
-                pieces.append(toks[s:s + step])
-                owner.append(i)
-        out = token_activations(model, pieces, [layer])
-        acts: list[list[np.ndarray]] = [[] for _ in docs]
-        for i, o in zip(owner, out):
-            acts[i].append(o[layer])
-        return [a[0] if len(a) == 1 else np.concatenate(a) for a in acts]
+        return scan_token_activations(model, self, docs, layer)
 
     def neuron_table(self, layer: int):
         """Per-neuron statistics of one layer as a pandas DataFrame (one row per neuron)."""
@@ -338,12 +332,15 @@ class Scan:
         })
 
     def category_means(self, pooling: str = "mean") -> tuple[list[str], np.ndarray]:
-        """Mean pooled activation per category: ``(names, [n_categories, n_layers, d_mlp])``."""
+        """Mean pooled activation per category: ``(names, [n_categories, n_layers, d_mlp])`` (layer by layer)."""
         if self.labels is None:
             raise ScanError("the scan has no labels")
-        arr = self.pooled(pooling).astype(np.float32)
-        out = np.stack([arr[self.labels == c].mean(0) if np.any(self.labels == c) else np.zeros(arr.shape[1:])
-                        for c in range(len(self.label_names))])
+        out = np.zeros((len(self.label_names), self.n_layers, self.d_mlp), dtype=np.float32)
+        for li, layer in enumerate(self.layers):
+            arr = np.asarray(self.pooled(pooling, layer), dtype=np.float32)
+            for c in range(len(self.label_names)):
+                if np.any(self.labels == c):
+                    out[c, li] = arr[self.labels == c].mean(0)
         return list(self.label_names), out
 
     # ------------------------------------------------------------------ figures and display
@@ -380,16 +377,10 @@ class Scan:
         return f"<div><b>mri_lens Scan</b><table>{body}</table></div>"
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path, *, overwrite: bool = False) -> str:
-        """Write to directory ``path`` atomically (safetensors + JSON). Returns the absolute path.
-
-        Replaces only a saved scan: a directory holding anything else (or a file) is refused with
-        :class:`~mri_lens.errors.ScanFileError` unless ``overwrite=True``, which writes beside foreign files and
-        never removes them (see :mod:`mri_lens._io`). A kill at any instant leaves the old or the new scan.
-        """
-        arrays: dict[str, np.ndarray] = {f"pooled.{k}": v for k, v in self.pooled_.items()}
-        for k in NeuronStats._ARRAYS:
-            arrays[f"stats.{k}"] = getattr(self.stats, k)
+    def _eager_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"stats.{k}": getattr(self.stats, k) for k in NeuronStats._ARRAYS}
+        if self.stats.n_positive is not None:
+            arrays["stats.n_positive"] = self.stats.n_positive
         for name, tk in (("top", self.top), ("bottom", self.bottom)):
             arrays[f"{name}.values"], arrays[f"{name}.docs"], arrays[f"{name}.positions"] = \
                 tk.values, tk.docs, tk.positions
@@ -398,18 +389,57 @@ class Scan:
         arrays["doc_token_counts"] = self.doc_token_counts
         if self.labels is not None:
             arrays["labels"] = self.labels
+        return arrays
+
+    def save(self, path, *, overwrite: bool = False) -> str:
+        """Write to directory ``path`` atomically (safetensors + JSON). Returns the absolute path.
+
+        Statistics, top-k, tokens and labels go into one file read at every load; pooled values into one file per
+        pooling and layer (``pooled.<name>.L<layer>.safetensors``), memory-mapped when used. A scan whose pooled
+        values live in the parts of a sharded run in this same directory keeps them there (nothing is copied).
+        Replaces only a saved scan: a directory holding anything else (or a file) is refused with
+        :class:`~mri_lens.errors.ScanFileError` unless ``overwrite=True``, which writes beside foreign files and
+        never removes them (see :mod:`mri_lens._io`). A kill at any instant leaves the old or the new scan.
+        """
+        import json
+        import os
+
         meta = {"scan": self.meta, "layers": self.layers, "label_names": self.label_names,
                 "stats_count": int(self.stats.count), "poolings": self.poolings,
                 "has_tokenizer": self.tokenizer_json is not None}
-        extra = {_TOKENIZER_FILE: self.tokenizer_json} if self.tokenizer_json is not None else None
-        return save_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, arrays=arrays, meta=meta, extra_files=extra,
-                        overwrite=overwrite)
+        json.dumps(meta, allow_nan=False)  # fail before writing anything
+        target = os.path.abspath(os.fspath(path))
+        run = _run_of(self.pooled_, target)
+        with ResultWriter(target, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, overwrite=overwrite,
+                          keep_runs=[run] if run else []) as w:
+            w.write_arrays(TENSORS, self._eager_arrays())
+            if self.tokenizer_json is not None:
+                w.write_text(_TOKENIZER_FILE, self.tokenizer_json)
+            if run:
+                parts = [int(os.path.basename(p.loaded.path)[len("part-"):]) for p in self.pooled_.parts]
+                meta["pooled"] = {"layout": "parts", "run": run, "parts": parts, "d_mlp": self.d_mlp,
+                                  "dtype": str(self.pooled_.dtype)}
+            else:
+                dtype = None
+                for name in self.poolings:
+                    for li, layer in enumerate(self.layers):
+                        values = np.asarray(self.pooled(name, layer))
+                        dtype = str(values.dtype)
+                        w.write_arrays(layer_file("pooled", name, layer), {"values": values}, lazy=True)
+                meta["pooled"] = {"layout": "layers", "dtype": dtype}
+            return w.commit(meta)
 
     @classmethod
     def load(cls, path) -> "Scan":
-        """Read a directory written by :meth:`save`; raises :class:`~mri_lens.errors.ScanFileError` when it is
-        missing, truncated, corrupted, foreign or inconsistent."""
-        arrays, meta, extras = load_dir(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, files=(_TOKENIZER_FILE,))
+        """Read a directory written by :meth:`save` (pooled values stay on disk until a layer is used); raises
+        :class:`~mri_lens.errors.ScanFileError` when it is missing, truncated, corrupted, foreign or inconsistent.
+        File sizes and the checksums of everything but the pooled values are checked now; :meth:`verify` checks
+        the pooled values' checksums too."""
+        import os
+        import re
+
+        r = load_result(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, files=(_TOKENIZER_FILE,), lazy=LAZY_NAMES)
+        arrays, meta, extras = r.arrays, r.meta, r.extras
         try:
             layers = meta["layers"]
             poolings = meta["poolings"]
@@ -427,19 +457,56 @@ class Scan:
             if not _is_int(meta["stats_count"]) or meta["stats_count"] < 0 or not isinstance(meta.get("scan", {}),
                                                                                             dict):
                 raise ValueError("stats_count")
-            pooled = {p: arrays[f"pooled.{p}"] for p in poolings}
+            layers = [int(l) for l in layers]
+            n_docs = len(arrays["token_offsets"]) - 1
+            d_mlp = int(arrays["stats.mean"].shape[-1])
+            layout = meta.get("pooled") or {"layout": "arrays"}
+            if not isinstance(layout, dict):
+                raise ValueError("pooled")
+            if layout["layout"] == "arrays":  # schema 1-2: pooled values inside arrays.safetensors
+                pooled = {p: arrays[f"pooled.{p}"] for p in poolings}
+            elif layout["layout"] == "layers":
+                expected = {layer_file("pooled", p, l) for p in poolings for l in layers}
+                if {k for k, v in r.lazy.items() if v.lazy} != expected:
+                    raise ValueError("its pooled files do not match its layers and poolings")
+                if any(r.lazy[f].shape != [n_docs, d_mlp] for f in expected):
+                    raise ValueError("a pooled file does not match the documents")
+                pooled = LayerFilePooled(r, poolings, layers, n_docs, d_mlp, layout["dtype"])
+            elif layout["layout"] == "parts":
+                run = layout["run"]
+                if not isinstance(run, str) or not re.fullmatch(r"run-[0-9a-f]{16}", run):
+                    raise ValueError("run")
+                ids = layout["parts"]
+                if not isinstance(ids, list) or not ids or not all(_is_int(i) and 0 <= i < 10 ** 5 for i in ids):
+                    raise ValueError("parts")
+                plan_hash = meta.get("scan", {}).get("plan_hash")
+                parts = [PartDocs(os.path.join(os.fspath(path), run, f"part-{i:05d}"), plan_hash=plan_hash)
+                         for i in ids]
+                if any(p.layers != layers or p.poolings != poolings for p in parts):
+                    raise ValueError("a part of other layers or poolings")
+                covered = np.concatenate([p.complete_docs for p in parts] + [np.unique(np.concatenate(
+                    [p.partial_docs for p in parts]))])
+                if not np.array_equal(np.sort(covered), np.arange(n_docs)):
+                    raise ValueError("the parts do not cover the documents exactly once")
+                pooled = SplitPooled(parts, n_docs, d_mlp, arrays["doc_token_counts"], layout["dtype"])
+            else:
+                raise ValueError("pooled layout")
             stats = NeuronStats(count=int(meta["stats_count"]),
-                                **{k: arrays[f"stats.{k}"] for k in NeuronStats._ARRAYS})
+                                **{k: arrays[f"stats.{k}"] for k in NeuronStats._ARRAYS},
+                                n_positive=arrays.get("stats.n_positive"))
             top = TopK(arrays["top.values"], arrays["top.docs"], arrays["top.positions"])
             bottom = TopK(arrays["bottom.values"], arrays["bottom.docs"], arrays["bottom.positions"])
-            scan = cls(layers=[int(l) for l in layers], pooled_=pooled, stats=stats, top=top, bottom=bottom,
+            scan = cls(layers=layers, pooled_=pooled, stats=stats, top=top, bottom=bottom,
                        token_ids=arrays["token_ids"], token_offsets=arrays["token_offsets"],
                        doc_token_counts=arrays["doc_token_counts"], labels=arrays.get("labels"),
                        label_names=label_names, meta=meta.get("scan", {}),
                        tokenizer_json=extras.get(_TOKENIZER_FILE))
-        except (KeyError, TypeError, ValueError) as e:
+        except ScanFileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise ScanFileError(f"{path} is not a consistent saved scan: missing or malformed {e}") from None
         scan._validate(path)
+        scan.source_path = os.path.abspath(os.fspath(path))  # where it was read from (workers can read it too)
         if meta.get("has_tokenizer", scan.tokenizer_json is not None) is not (scan.tokenizer_json is not None):
             raise ScanFileError(f"{path} is not a consistent saved scan: its {_TOKENIZER_FILE} is "
                                 + ("missing from the manifest" if scan.tokenizer_json is None else "unexpected"))
@@ -458,9 +525,14 @@ class Scan:
         if s.mean.ndim != 2 or s.mean.shape[0] != L:
             raise ScanFileError(f"{path} is not a consistent saved scan: stats.mean has the wrong shape")
         d = s.mean.shape[-1]
-        for p, a in self.pooled_.items():
-            if a.shape != (n, L, d) or a.dtype.kind != "f":
-                problems.append(f"pooled.{p} has shape {a.shape}, expected {(n, L, d)}")
+        if isinstance(self.pooled_, PooledArrays):
+            if (self.pooled_.n_docs, len(self.pooled_.layers), self.pooled_.d_mlp) != (n, L, d) \
+                    or np.dtype(self.pooled_.dtype).kind != "f":
+                problems.append("the pooled values do not match the documents and layers")
+        else:
+            for p, a in self.pooled_.items():
+                if a.shape != (n, L, d) or a.dtype.kind != "f":
+                    problems.append(f"pooled.{p} has shape {a.shape}, expected {(n, L, d)}")
         for name in ("mean", "std", "min", "max", "frac_positive"):
             a = getattr(s, name)
             if a.shape != (L, d) or a.dtype.kind != "f":
@@ -493,3 +565,22 @@ class Scan:
             problems.append("label_names without labels")
         if problems:
             raise ScanFileError(f"{path} is not a consistent saved scan: " + "; ".join(problems))
+
+
+def _run_of(pooled: Any, target: str) -> str | None:
+    """The sharded run directory (``run-<hash>`` inside ``target``) that holds these pooled values, if any."""
+    import os
+
+    if not isinstance(pooled, SplitPooled) or not pooled.parts:
+        return None
+    dirs = set()
+    for p in pooled.parts:
+        loaded = getattr(p, "loaded", None)
+        if loaded is None:
+            return None
+        part_dir = os.path.abspath(loaded.path)
+        dirs.add(os.path.dirname(part_dir))
+    if len(dirs) != 1:
+        return None
+    run_dir = dirs.pop()
+    return os.path.basename(run_dir) if os.path.dirname(run_dir) == target else None

@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import sysconfig
 import warnings
 
 import pytest
 
 import mri_lens as ml
 
+from corpora import PROSE, code_snippets
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", message=".*attention_mask.*")
-
-PROSE = [
-    "The river was quiet in the morning, and the fishermen waited for the fog to lift.",
-    "She opened the letter slowly, afraid of what the judge had decided about the house.",
-    "Our village library lends books, maps and old newspapers to anyone who asks politely.",
-    "After the storm, the children collected shells along the beach until the sun went down.",
-    "He had never seen a city so large, with bridges stretching over every street and canal.",
-    "The committee will meet again next week to discuss the budget for the new hospital.",
-    "Grandmother baked bread every Sunday, and the whole street smelled of warm crust.",
-    "A small bird landed on the window and looked at us as if it wanted to come inside.",
-    "The train was late again, so we walked to the harbour and watched the ships arrive.",
-    "Many farmers in the valley grow apples, pears and plums on the southern slopes.",
-    "The museum closed early because the old roof had started to leak during the rain.",
-    "When the music stopped, everyone in the hall stood up and applauded for a long time.",
-    "The doctor told him to rest for a week and to drink plenty of water every day.",
-    "In winter the lake freezes over and people skate on it from morning until evening.",
-    "The teacher asked the students to write a short story about their favourite animal.",
-    "They planted a row of oak trees along the road to give shade to future travellers.",
-]
-
-
-def code_snippets(n: int = 16, chars: int = 400) -> list[str]:
-    """The first function definitions of standard-library modules: real Python code, available offline."""
-    root = sysconfig.get_paths()["stdlib"]
-    out = []
-    for path in sorted(glob.glob(os.path.join(root, "*.py")), key=os.path.basename):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            src = f.read()
-        i = src.find("\ndef ")
-        if i < 0:
-            continue
-        out.append(src[i + 1:i + 1 + chars])
-        if len(out) == n:
-            break
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +40,24 @@ def reviews() -> ml.Corpus:
 @pytest.fixture(scope="session")
 def tiny_scan(tiny, code_prose):
     return ml.scan(tiny, code_prose, batch_size=8, pooling=("mean", "max", "min", "last"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory, minilm):
+    """``mri-lens demo --limit 60`` run once: ``{"out": its output directory, "stdout": what it printed}``."""
+    import contextlib
+    import io
+
+    from mri_lens.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["demo", "--out", str(out), "--limit", "60", "--quiet"]) == 0
+    return {"out": str(out), "stdout": buf.getvalue()}
+
+
+@pytest.fixture(scope="session")
+def code_scan(tiny):
+    """The tiny LM on 120 standard-library documents, split into windows, top 20 examples per neuron (N2G)."""
+    return ml.scan(tiny, ml.datasets.stdlib_code(n_docs=120), overflow="windows", top_k=20, progress=False)

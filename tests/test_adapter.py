@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import mri_lens as ml
-from mri_lens.adapter import ModelAdapter, tl_major_version
+from mri_lens.adapter import ModelAdapter
+from mri_lens.loading import tl_major_version
 
 
 def test_tiny_lm_facts(tiny):

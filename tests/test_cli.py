@@ -14,7 +14,7 @@ import pytest
 import mri_lens as ml
 from mri_lens.cli import main
 
-from conftest import PROSE, code_snippets
+from corpora import PROSE, code_snippets
 
 
 def test_scan_and_report(tmp_path, capsys):
@@ -73,7 +73,7 @@ def test_mri_report_escapes_tokens(tmp_path, tiny):
     s = ml.scan(tiny, ml.Corpus(texts, [label] * 6 + ["prose"] * 6), progress=False)
     maps = ml.RegionMaps.fit(s, grid=3, seed=0, n_jobs=1)
     g = ml.coactivation_graph(maps, min_weight=1)
-    from mri_lens.report import write_mri_report
+    from mri_lens.render.report import write_mri_report
 
     page = open(write_mri_report(maps, g, s, tmp_path / "m.html"), encoding="utf-8").read()
     assert "<script>alert(" not in page and "</script><script>" not in page
@@ -244,12 +244,12 @@ def test_load_model_wraps_loading_failures_but_not_bugs(monkeypatch):
         ml.load_model("no-such-model-xyz", device="cpu")
     assert "\n" not in str(e.value) and isinstance(e.value.__cause__, OSError)
 
-    import mri_lens.adapter as adapter
+    import mri_lens.loading as loading
 
     def bug(*a, **k):
         raise TypeError("a bug in the loader")
 
-    monkeypatch.setattr(adapter, "_load_model", bug)
+    monkeypatch.setattr(loading, "_load_model", bug)
     with pytest.raises(TypeError, match="a bug in the loader"):
         ml.load_model("no-such-model-xyz", device="cpu")
 
@@ -317,7 +317,8 @@ def test_unknown_categories_are_one_line(argv, expected, saved_scan, capsys):
 
 
 def test_category_differences_names_the_known_categories(tmp_path, tiny_scan):
-    from mri_lens.report import category_differences, write_scan_report
+    from mri_lens.lenses.mri import category_differences
+    from mri_lens.render.report import write_scan_report
 
     with pytest.raises(ml.ScanError, match="unknown category 'pos'; the scan's categories are 'code', 'prose'"):
         category_differences(tiny_scan, "pos")
@@ -405,11 +406,15 @@ def test_force_writes_beside_user_files_and_a_rescan_replaces_our_own(tmp_path, 
     after = _tree(user_dir)
     assert {k: v for k, v in after.items() if k in before} == before  # every user file, byte for byte
     assert ml.Scan.load(user_dir).n_docs == 4
-    # the same --out again (a saved scan now): replaced without --force, the user's files still untouched
-    assert main(argv[:-3] + ["--layers", "1", "--quiet"]) == 0
+    # the same --out with other options: a scan directory resumes only its own plan, so another one is refused
+    # (one line) unless --force replaces it; the user's files stay untouched either way
+    capsys.readouterr()
+    assert main(argv[:-3] + ["--layers", "1", "--quiet"]) == 2
+    assert "another corpus, model or options" in _one_line_error(capsys)
+    assert main(argv[:-3] + ["--layers", "1", "--quiet", "--force"]) == 0
     assert ml.Scan.load(user_dir).layers == [1]
     assert {k: v for k, v in _tree(user_dir).items() if k in before} == before
-    # a plain scan directory, twice
+    # a plain scan directory, twice: the second run finds the finished scan of the same plan
     out = tmp_path / "again"
     for _ in range(2):
         assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(out), "--quiet"]) == 0

@@ -21,7 +21,7 @@ import pytest
 import mri_lens as ml
 from mri_lens import MriLensError, Scan, ScanFileError
 from mri_lens import _io
-from mri_lens.report import write_scan_report
+from mri_lens.render.report import write_scan_report
 
 from saved import data_path, manifest, tree, write_manifest
 
@@ -181,20 +181,49 @@ def test_leftovers_of_killed_saves_are_cleaned(small_scan, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["g.json", "run"]
 
 
-def test_schema_1_results_load_and_are_replaced(small_scan, tmp_path):
-    """A result saved by the first format (files beside the manifest) loads, and a new save replaces it."""
-    path = small_scan.save(tmp_path / "run")
-    m = manifest(path)
-    for name in m["files"]:
-        os.replace(data_path(path, name), os.path.join(path, name))
-    os.rmdir(os.path.join(path, m["version"]))
-    legacy = {"format": m["format"], "schema_version": 1, "arrays": m["arrays"], "meta": m["meta"],
-              "sha256": {name: spec["sha256"] for name, spec in m["files"].items()}}
-    write_manifest(path, legacy)
-    assert Scan.load(path).n_docs == small_scan.n_docs
+def _write_legacy_scan(scan: Scan, path, schema: int) -> None:
+    """A scan as the first formats saved it: every array, pooled values included, in one arrays.safetensors;
+    schema 1 beside the manifest, schema 2 in a version directory."""
+    import hashlib
+
+    from safetensors.numpy import save as st_save
+
+    arrays = {f"pooled.{p}": np.asarray(scan.pooled(p)) for p in scan.poolings}
+    arrays.update({k: v for k, v in scan._eager_arrays().items() if k != "stats.n_positive"})
+    blobs = {"arrays.safetensors": st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}),
+             "tokenizer.json": scan.tokenizer_json.encode()}
+    meta = {"scan": scan.meta, "layers": scan.layers, "label_names": scan.label_names,
+            "stats_count": int(scan.stats.count), "poolings": scan.poolings}
+    specs = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}
+    os.makedirs(path)
+    base = path
+    m = {"format": "mri_lens.scan", "schema_version": schema, "arrays": specs, "meta": meta}
+    if schema == 1:
+        m["sha256"] = {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}
+    else:
+        m["version"] = "v-0000000000000001-00000000"
+        base = os.path.join(path, m["version"])
+        os.makedirs(base)
+        m["files"] = {n: {"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in blobs.items()}
+    for n, b in blobs.items():
+        with open(os.path.join(base, n), "wb") as f:
+            f.write(b)
+    write_manifest(path, m)
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_earlier_schemas_load_and_are_replaced(small_scan, tmp_path, schema):
+    """Results saved by the earlier formats (files beside the manifest; one version directory) load, and a new
+    save replaces them."""
+    path = str(tmp_path / "run")
+    _write_legacy_scan(small_scan, path, schema)
+    old = Scan.load(path)
+    assert old.n_docs == small_scan.n_docs
+    np.testing.assert_array_equal(old.pooled("mean", layer=1), small_scan.pooled("mean", layer=1))
     _variant(small_scan, "new").save(path)
     assert Scan.load(path).meta["marker"] == "new"
     assert not os.path.exists(os.path.join(path, "arrays.safetensors"))
+    assert not os.path.exists(os.path.join(path, "v-0000000000000001-00000000"))
 
 
 # --------------------------------------------------------------------------------------- confined loads

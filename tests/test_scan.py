@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import mri_lens as ml
+from mri_lens.capture import scan_token_activations
 from mri_lens.scanner import _merge_topk, default_histogram_edges
 
 from oracle import reference, topk_reference
@@ -102,7 +103,7 @@ def test_windows_cover_every_token(tiny, code_prose):
     assert result.meta["n_sequences"] == sum(len(s) for s in segs)
     # Recomputing a windowed document's activations runs it window by window, like the scan.
     long_doc = max(range(len(segs)), key=lambda i: len(segs[i]))
-    again = result.token_activations(tiny, [long_doc], layer=2)[0]
+    again = scan_token_activations(tiny, result, [long_doc], layer=2)[0]
     want = ref["doc_acts"][long_doc][2]
     real = ~np.isnan(want[:, 0])
     np.testing.assert_allclose(again[real], want[real], atol=ATOL)
@@ -242,7 +243,7 @@ def test_merge_topk_breaks_ties_by_document():
 
 def test_token_activations_recompute_top_example(tiny, tiny_scan):
     ex = tiny_scan.top_examples(layer=1, neuron=10, k=3)
-    acts = tiny_scan.token_activations(tiny, ex.docs, layer=1)
+    acts = scan_token_activations(tiny, tiny_scan, ex.docs, layer=1)
     for a, v, p in zip(acts, ex.values, ex.positions):
         assert a.shape[1] == 512
         assert abs(a[p, 10] - v) < ATOL
@@ -297,3 +298,55 @@ def test_kernel_bins_every_float32_code_as_the_lookup_table():
     # with tiny negative values, so it counts in the bin just below 0, as documented).
     finite = np.isfinite(x) & (x >= 0) & ~np.signbit(x)
     np.testing.assert_array_equal(table[codes[finite]], np.searchsorted(edges, x[finite], side="right"))
+
+
+def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
+    """SIGKILL a command-line scan part way, run it again: the result equals an uninterrupted scan and the shards
+    finished before the kill were not computed again (counted tokens say so)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from corpora import PROSE, code_snippets
+
+    texts = code_snippets(24, chars=500) + PROSE
+    corpus_file = tmp_path / "c.jsonl"
+    corpus_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "mri_lens.cli", "scan", "--model", "tiny", "--corpus", str(corpus_file),
+            "--out", str(out), "--shard-tokens", "400", "--batch-size", "4", "--quiet"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    finished = []
+    while time.time() < deadline and proc.poll() is None:
+        runs = list(out.glob("run-*")) if out.exists() else []
+        finished = [p for p in (runs[0].glob("part-*") if runs else []) if (p / "manifest.json").exists()]
+        if len(finished) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the scan finished before it could be killed: " + proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(finished)
+    assert not (out / "manifest.json").exists()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    resumed = ml.Scan.load(out)
+    run = resumed.meta["run"]
+    assert run["resumed"] >= n_before >= 2 and run["computed"] == run["shards"] - run["resumed"]
+    assert run["computed_tokens"] < resumed.stats.count
+    fresh = ml.scan(tiny, ml.Corpus(texts), batch_size=4, progress=False, pooling=("mean", "max"))
+    for p in ("mean", "max"):
+        np.testing.assert_array_equal(resumed.pooled(p), fresh.pooled(p))
+    for k in ("min", "max", "hist_counts", "frac_positive"):
+        np.testing.assert_array_equal(getattr(resumed.stats, k), getattr(fresh.stats, k))
+    np.testing.assert_allclose(resumed.stats.mean, fresh.stats.mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(resumed.top.docs, fresh.top.docs)
+    # a different corpus in the same directory is refused
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"text": "something else entirely"}) + "\n")
+    again = subprocess.run(argv[:7] + [str(other)] + argv[8:], capture_output=True, text=True)
+    assert again.returncode != 0 and "another corpus, model or options" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1

@@ -147,3 +147,33 @@ def test_html_views_escape_tokens(tiny, tmp_path):
     html = ex._repr_html_() + s._repr_html_()
     assert "<script>" not in html and "&lt;" in html
     assert "&lt;b&gt;" in ex._repr_html_() and "<td><b></td>" not in ex._repr_html_()
+
+
+def _layer_quantile_before(stats, li, q):
+    """The Neuroscope lens's own pooled-histogram quantile before it became NeuronStats.layer_quantile."""
+    counts = stats.hist_counts[li].sum(0).astype(np.float64)
+    edges = np.asarray(stats.hist_edges, dtype=np.float64)
+    lo = np.concatenate([[float(stats.min[li].min())], edges])
+    hi = np.concatenate([edges, [float(stats.max[li].max())]])
+    lo = np.clip(lo, stats.min[li].min(), stats.max[li].max())
+    hi = np.clip(hi, stats.min[li].min(), stats.max[li].max())
+    cum = np.cumsum(counts)
+    target = q * cum[-1]
+    b = int(min((cum < target).sum(), len(cum) - 1))
+    prev = cum[b - 1] if b > 0 else 0.0
+    frac = (target - prev) / counts[b] if counts[b] > 0 else 0.0
+    return float(lo[b] + np.clip(frac, 0, 1) * (hi[b] - lo[b]))
+
+
+def test_layer_quantile_is_the_quantile_of_the_pooled_histogram(tiny_scan):
+    s = tiny_scan.stats
+    qs = (0.0, 0.001, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0)
+    for li in range(len(tiny_scan.layers)):
+        got = [s.layer_quantile(q, li) for q in qs]
+        assert all(isinstance(g, float) for g in got)
+        assert got == [_layer_quantile_before(s, li, q) for q in qs]  # exactly today's numbers
+        np.testing.assert_array_equal(s.layer_quantile(np.array(qs), li), got)
+    assert s.layer_quantile(0.0, 0) == pytest.approx(float(s.min[0].min()))
+    assert s.layer_quantile(1.0, 0) == pytest.approx(float(s.max[0].max()))
+    with pytest.raises(ValueError, match=r"q must be in \[0, 1\]"):
+        s.layer_quantile(99, 0)

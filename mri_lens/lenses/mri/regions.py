@@ -1,0 +1,533 @@
+"""MRI region maps: per layer, a 2-D UMAP map cut into an n x n grid of regions (after the LLM-MRI paper).
+
+Two modes, one object (:class:`RegionMaps`):
+
+- ``mode="neurons"`` (default). Each MLP neuron of a layer is a point; its features are its pooled activations on
+  every document of the corpus, standardised per neuron (z-scores over documents), so the Euclidean distance
+  between two neurons is a monotone function of the correlation of their activation patterns. UMAP places
+  co-activating neurons together; the map is cut into ``grid x grid`` regions. A region's activation on a document
+  is the mean of its neurons' z-scores; a document *activates* a region when that value passes the rule below.
+- ``mode="documents"`` (LLM-MRI's own semantics, done properly). Each document is a point (features: its
+  standardised pooled activations of the layer's neurons); one fit per layer shared by all categories; the full
+  grid is kept; a document activates exactly the cell it lands in.
+
+The activation rule (``rule``), per layer and region, over documents:
+
+- ``"zscore"`` (default, ``threshold=1.0``): standardise the region's activation over documents; a document
+  activates the region when its z-score is >= ``threshold`` (about the top 16 % of documents for a normal
+  region, fewer for a skewed one).
+- ``"quantile"`` (``threshold=0.9``): a document activates the region when its activation is above the region's
+  ``threshold`` quantile (the top 10 % of documents).
+
+Regions with no neurons, or whose activation does not vary over documents, are never activated.
+
+Grids (``binning``): ``"range"`` cuts each axis into equal-width bins over a robust range (the ``clip`` and
+``100 - clip`` percentiles; points outside land in the border cells); ``"quantile"`` cuts each axis at its own
+quantiles (rows and columns hold about equally many points). Empty cells stay in the grid: region ids are always
+``row * grid + col`` with ``0 <= row, col < grid`` (row = y bin, col = x bin).
+
+Alignment (``align=True``): each layer's map is centred, scaled to unit RMS radius and then rotated/reflected
+(weighted orthogonal Procrustes) onto the previous layer's map, so that a position, and so a region, means roughly
+the same thing from one layer to the next. In neurons mode the correspondences are each neuron's most correlated
+neuron in the previous layer (weighted by that correlation); in documents mode the documents themselves.
+
+Layers are fitted in parallel across processes (``n_jobs``); umap-learn is single-threaded once a seed is set.
+With the same scan and seed every map is identical; a different seed moves points and so region boundaries (see
+``bench/RESULTS.md`` for how much the region assignments and enrichment results vary between seeds).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..._io import load_dir, save_dir
+from ...corpus import check_categories
+from ...errors import ScanError, ScanFileError
+from . import plots
+from .embedding import compile_umap, embed_layers, warm_up
+from .geometry import _cells, _grid_edges, _normalise, _procrustes, standardise
+from .probe import separability
+
+# compile_umap, warm_up, separability and standardise live beside the estimator, in one module each; they are
+# imported here too so that ``ml.regions.warm_up()`` and the like keep working.
+
+__all__ = ["RegionMaps", "compile_umap", "separability", "warm_up"]
+
+MAPS_FORMAT = "mri_lens.region_maps"
+MAPS_SCHEMA = 2  # 2: versioned data directory (schema 1 still loads)
+
+
+class _hybridmethod:
+    """``RegionMaps.fit(scan, grid=10)`` builds and fits in one call; ``RegionMaps(grid=10).fit(scan)`` also works."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            def build_and_fit(scan, *args, layers=None, progress=False, **params):
+                return cls(**params).fit(scan, *args, layers=layers, progress=progress)
+            build_and_fit.__doc__ = self.func.__doc__
+            return build_and_fit
+        return self.func.__get__(obj, cls)
+
+
+class RegionMaps:
+    """Per-layer UMAP region maps of a :class:`~mri_lens.store.Scan` (see the module docstring for the method).
+
+    Parameters
+    ----------
+    grid: n, the map is cut into ``n x n`` regions.
+    mode: ``"neurons"`` (points are neurons) or ``"documents"`` (points are documents, LLM-MRI's semantics).
+    pooling: which pooled activation of the scan to use (``"mean"``, ``"max"``, ...).
+    binning: ``"range"`` (equal width over a robust range) or ``"quantile"``.
+    clip: percent of points clipped at each end of an axis for the robust range (``binning="range"``).
+    align: rotate each layer's map onto the previous one (weighted orthogonal Procrustes).
+    rule: ``"zscore"`` or ``"quantile"``: when a document activates a region (neurons mode).
+    threshold: z-score (default 1.0) or quantile (default 0.9) of the rule.
+    n_neighbors, min_dist, n_epochs: UMAP's parameters. Distances are Euclidean on z-scored features, which
+        orders pairs of neurons exactly as their correlation over documents does; neighbours are exact.
+        ``n_epochs=200`` is umap-learn's own choice for large datasets; its 500 for small ones (``None``) doubled
+        the maps' time on MiniLM-L6 (1536 neurons) and changed the regions found enriched by about 10 %, no more
+        than a different seed does (bench/RESULTS.md).
+    seed: UMAP's ``random_state``; the same seed and scan give identical maps.
+    n_jobs: worker processes for the per-layer fits (-1: one per core, at most one per layer; 1: sequential).
+
+    Attributes (after :meth:`fit`)
+    ------------------------------
+    layers_: model layer numbers mapped ``[n_layers]``.
+    coords_: map coordinates of every point ``[n_layers, n_points, 2]`` (aligned when ``align``).
+    cell_: region id of every point ``[n_layers, n_points]``.
+    x_edges_, y_edges_: grid edges ``[n_layers, grid + 1]``.
+    region_act_: region activation per document ``[n_layers, n_docs, n_regions]`` (neurons mode: mean z-score of
+        the region's neurons; documents mode: 1 for the document's own cell).
+    thresholds_: activation threshold of each region in ``region_act_`` units ``[n_layers, n_regions]`` (inf where
+        a region can never activate).
+    activated_: which documents activate which regions ``[n_layers, n_docs, n_regions]`` (bool).
+    neuron_category_means_: mean z-score of each neuron per category ``[n_layers, n_categories, d_mlp]``
+        (neurons mode, labelled scans; used for selectivity colours).
+    labels_, label_names_: the scan's labels ``[n_docs]`` and their names (or None).
+    """
+
+    def __init__(self, grid: int = 10, *, mode: str = "neurons", pooling: str = "mean", binning: str = "range",
+                 clip: float = 1.0, align: bool = True, rule: str = "zscore", threshold: float | None = None,
+                 n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = 200, seed: int = 0,
+                 n_jobs: int = -1):
+        self.grid = grid
+        self.mode = mode
+        self.pooling = pooling
+        self.binning = binning
+        self.clip = clip
+        self.align = align
+        self.rule = rule
+        self.threshold = threshold
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.n_epochs = n_epochs
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters (read off its signature, as scikit-learn does)."""
+        import inspect
+
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {k: getattr(self, k) for k in names}
+
+    def _check_params(self) -> None:
+        if not isinstance(self.grid, (int, np.integer)) or not 1 <= self.grid <= 100:
+            raise ValueError(f"grid must be an integer in 1..100, got {self.grid!r}")
+        if self.mode not in ("neurons", "documents"):
+            raise ValueError(f"mode must be 'neurons' or 'documents', got {self.mode!r}")
+        if self.binning not in ("range", "quantile"):
+            raise ValueError(f"binning must be 'range' or 'quantile', got {self.binning!r}")
+        if not 0 <= self.clip < 50:
+            raise ValueError(f"clip must be a percentage in [0, 50), got {self.clip!r}")
+        if self.rule not in ("zscore", "quantile"):
+            raise ValueError(f"rule must be 'zscore' or 'quantile', got {self.rule!r}")
+        if self.rule == "quantile" and self.threshold is not None and not 0 < self.threshold < 1:
+            raise ValueError(f"a quantile threshold must be in (0, 1), got {self.threshold!r}")
+        if self.n_neighbors < 2:
+            raise ValueError(f"n_neighbors must be >= 2, got {self.n_neighbors!r}")
+
+    @property
+    def threshold_(self) -> float:
+        if self.threshold is not None:
+            return float(self.threshold)
+        return 1.0 if self.rule == "zscore" else 0.9
+
+    # ------------------------------------------------------------------ fit
+    @_hybridmethod
+    def fit(self, scan, layers: Sequence[int] | None = None, *, progress: bool = False) -> "RegionMaps":
+        """Fit the maps of ``scan`` (every scanned layer, or the model layer numbers ``layers``). Returns self.
+
+        Call it on the class with the parameters as keywords (``RegionMaps.fit(scan, grid=10, seed=0)``) or on an
+        instance (``RegionMaps(grid=10).fit(scan)``).
+        """
+        self._check_params()
+        layers = list(scan.layers) if layers is None else [int(l) for l in layers]
+        if not layers:
+            raise ValueError("no layers to map")
+        for l in layers:
+            scan.layer_index(l)  # every layer was scanned (ScanError naming the scanned ones), before any reading
+        n_docs, d = scan.n_docs, scan.d_mlp
+        n_points = d if self.mode == "neurons" else n_docs
+        if n_docs < 4:
+            raise ScanError(f"region maps need at least 4 documents, the scan has {n_docs}")
+        if n_points < 4:
+            raise ScanError(f"region maps need at least 4 points per layer, got {n_points}")
+        z = []  # L x [n_docs, d]: each layer's pooled activations, read one layer at a time, standardised
+        for l in layers:
+            x = scan.pooled(self.pooling, layer=l)  # [n_docs, d_mlp]
+            if not np.isfinite(x).all():
+                raise ScanError("the scan's pooled activations contain NaN or inf")
+            z.append(standardise(x))
+        self.layers_ = layers
+        self.labels_ = None if scan.labels is None else np.asarray(scan.labels, dtype=np.int64)
+        self.label_names_ = None if scan.label_names is None else list(scan.label_names)
+        self.n_docs_ = n_docs
+        self.d_mlp_ = d
+        self.scan_meta_ = {k: scan.meta.get(k) for k in ("model_id", "architecture", "hook_template", "prepend_bos")}
+
+        points = [zi.T if self.mode == "neurons" else zi for zi in z]
+        coords = embed_layers(points, self.n_neighbors, self.min_dist, self.n_epochs, self.seed, n_jobs=self.n_jobs,
+                              progress=progress)
+        coords = [_normalise(c.astype(np.float64)) for c in coords]
+        if self.align:
+            for i in range(1, len(coords)):
+                src, w = self._correspondence(z[i], z[i - 1])
+                R = _procrustes(coords[i], coords[i - 1][src], w)
+                coords[i] = coords[i] @ R
+
+        g, R = self.grid, self.grid * self.grid
+        L = len(layers)
+        self.coords_ = np.stack(coords).astype(np.float32)
+        self.cell_ = np.zeros((L, n_points), np.int32)
+        self.x_edges_ = np.zeros((L, g + 1))
+        self.y_edges_ = np.zeros((L, g + 1))
+        self.region_act_ = np.zeros((L, n_docs, R), np.float32)
+        self.thresholds_ = np.full((L, R), np.inf)
+        self.activated_ = np.zeros((L, n_docs, R), bool)
+        for i in range(L):
+            xe, ye = _grid_edges(self.coords_[i], g, self.binning, self.clip)
+            self.x_edges_[i], self.y_edges_[i] = xe, ye
+            self.cell_[i] = _cells(self.coords_[i], xe, ye, g)
+            self._activate(i, z[i])
+        self.neuron_category_means_ = None
+        if self.mode == "neurons" and self.labels_ is not None:
+            k = len(self.label_names_)
+            m = np.zeros((L, k, d), np.float32)
+            for c in range(k):
+                sel = self.labels_ == c
+                if sel.any():
+                    for i in range(L):
+                        m[i, c] = z[i][sel].mean(0)
+            self.neuron_category_means_ = m
+        return self
+
+    def _correspondence(self, z_cur: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each point of this layer: the matching point of the previous layer and a weight ``[n_points]``."""
+        if self.mode == "documents":
+            n = z_cur.shape[0]
+            return np.arange(n), np.ones(n)
+        corr = (z_cur.T.astype(np.float64) @ z_prev.astype(np.float64)) / z_cur.shape[0]  # [d_cur, d_prev]
+        src = corr.argmax(1)
+        w = np.clip(corr[np.arange(len(src)), src], 0, None)
+        if w.sum() == 0:
+            w = np.ones_like(w)
+        return src, w
+
+    def _activate(self, i: int, z: np.ndarray) -> None:
+        """Region activations, thresholds and the activated matrix of layer position ``i``."""
+        g2 = self.grid * self.grid
+        cells = self.cell_[i]
+        if self.mode == "documents":
+            self.region_act_[i] = 0
+            self.region_act_[i, np.arange(self.n_docs_), cells] = 1
+            self.activated_[i] = self.region_act_[i] > 0
+            self.thresholds_[i] = 1.0
+            return
+        counts = np.bincount(cells, minlength=g2)
+        member = np.zeros((z.shape[1], g2), np.float32)
+        member[np.arange(z.shape[1]), cells] = 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            member /= np.where(counts > 0, counts, 1)[None, :]
+        ra = z @ member  # [n_docs, n_regions]: mean z-score of each region's neurons
+        self.region_act_[i] = ra
+        sd = ra.std(0)
+        live = (counts > 0) & (sd > 1e-6)
+        if self.rule == "zscore":
+            thr = ra.mean(0) + self.threshold_ * sd
+            act = ra >= thr[None, :]
+        else:
+            thr = np.quantile(ra, self.threshold_, axis=0)
+            act = ra > thr[None, :]
+        self.thresholds_[i] = np.where(live, thr, np.inf)
+        self.activated_[i] = act & live[None, :]
+
+    # ------------------------------------------------------------------ the interface lenses consume
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coords_"):
+            raise ValueError("this RegionMaps is not fitted yet: call fit(scan) first")
+
+    @property
+    def layers(self) -> list[int]:
+        self._check_fitted()
+        return list(self.layers_)
+
+    @property
+    def n_regions(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def n_docs(self) -> int:
+        self._check_fitted()
+        return self.n_docs_
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        return self.labels_
+
+    @property
+    def label_names(self) -> list[str] | None:
+        return self.label_names_
+
+    def layer_index(self, layer: int) -> int:
+        self._check_fitted()
+        try:
+            return self.layers_.index(int(layer))
+        except ValueError:
+            raise ScanError(f"layer {layer} was not mapped; these maps have layers {self.layers_}") from None
+
+    def activated(self, layer: int) -> np.ndarray:
+        """Which documents activate which regions of model layer ``layer``: bool ``[n_docs, n_regions]``."""
+        li = self.layer_index(layer)
+        return self.activated_[li]
+
+    def region_activation(self, layer: int) -> np.ndarray:
+        """Region activation per document of model layer ``layer``: float32 ``[n_docs, n_regions]``."""
+        li = self.layer_index(layer)
+        return self.region_act_[li]
+
+    def region_neurons(self, layer: int, region: int) -> np.ndarray:
+        """Neuron ids in ``region`` of model layer ``layer`` (empty in documents mode) ``[n]``."""
+        li = self.layer_index(layer)
+        self._check_region(region)
+        if self.mode != "neurons":
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(self.cell_[li] == region)
+
+    def region_documents(self, layer: int, region: int) -> np.ndarray:
+        """Documents that activate ``region`` of model layer ``layer``, strongest first ``[n]``."""
+        li = self.layer_index(layer)
+        self._check_region(region)
+        docs = np.flatnonzero(self.activated_[li, :, region])
+        return docs[np.argsort(-self.region_act_[li, docs, region], kind="stable")]
+
+    def document_regions(self, layer: int | None = None):
+        """Which regions each document activates, as a long pandas DataFrame (doc, label, layer, region, row, col,
+        activation); all layers by default."""
+        import pandas as pd
+
+        self._check_fitted()
+        frames = []
+        for l in (self.layers_ if layer is None else [layer]):
+            li = self.layer_index(l)
+            docs, regs = np.nonzero(self.activated_[li])
+            frames.append(pd.DataFrame({
+                "doc": docs, "label": self._label_strings(docs), "layer": l, "region": regs,
+                "row": regs // self.grid, "col": regs % self.grid,
+                "activation": self.region_act_[li, docs, regs]}))
+        return pd.concat(frames, ignore_index=True)
+
+    def _label_strings(self, docs: np.ndarray) -> list[str | None]:
+        if self.labels_ is None:
+            return [None] * len(docs)
+        return [self.label_names_[c] for c in self.labels_[docs]]
+
+    def _check_region(self, region: int) -> None:
+        if not 0 <= int(region) < self.n_regions:
+            raise ValueError(f"region must be in 0..{self.n_regions - 1}, got {region}")
+
+    def region_sizes(self, layer: int) -> np.ndarray:
+        """Points (neurons or documents) in each region ``[n_regions]``."""
+        li = self.layer_index(layer)
+        return np.bincount(self.cell_[li], minlength=self.n_regions)
+
+    # ------------------------------------------------------------------ category summaries
+    def _category_masks(self, categories: Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
+        if self.labels_ is None:
+            if categories:
+                raise ScanError("these maps have no labels: the scan's corpus was unlabelled")
+            return [("all documents", np.ones(self.n_docs_, bool))]
+        names = self.label_names_
+        cats = list(names) if categories is None else list(categories)
+        check_categories(cats, names, "the maps")
+        return [(c, self.labels_ == names.index(c)) for c in cats]
+
+    def _category_images(self, values: np.ndarray, layer: int, categories) -> dict[str, np.ndarray]:
+        """Mean of ``values`` ``[n_docs, n_regions]`` over each category's documents, as ``[grid, grid]`` images
+        with NaN for regions with no points."""
+        empty = self.region_sizes(layer) == 0
+        out = {}
+        for name, m in self._category_masks(categories):
+            v = values[m].mean(0) if m.any() else np.zeros(self.n_regions)
+            out[name] = np.where(empty, np.nan, v).reshape(self.grid, self.grid)
+        return out
+
+    def category_fractions(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Fraction of each category's documents activating each region ``{category: [grid, grid]}``
+        (NaN for regions with no points)."""
+        return self._category_images(self.activated(layer), layer, categories)
+
+    def category_mean_activation(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Mean region activation over each category's documents ``{category: [grid, grid]}``."""
+        return self._category_images(self.region_activation(layer), layer, categories)
+
+    def log_odds(self, layer: int, a: str, b: str) -> np.ndarray:
+        """Log odds ratio (natural log, 0.5 added to every cell of the 2 x 2 table) that a document of ``a`` rather
+        than ``b`` activates each region ``[grid, grid]`` (NaN for regions with no points)."""
+        li = self.layer_index(layer)
+        (_, ma), (_, mb) = self._category_masks([a, b])
+        act = self.activated_[li]
+        ka, kb = act[ma].sum(0) + 0.5, act[mb].sum(0) + 0.5
+        na, nb = ma.sum() + 1.0, mb.sum() + 1.0
+        lo = np.log(ka / (na - ka)) - np.log(kb / (nb - kb))
+        return np.where(self.region_sizes(layer) == 0, np.nan, lo).reshape(self.grid, self.grid)
+
+    def regions(self, layer: int | None = None):
+        """One row per (layer, region): position, size, threshold and the fraction of each category's documents
+        that activate it (pandas DataFrame)."""
+        import pandas as pd
+
+        self._check_fitted()
+        rows = []
+        for l in (self.layers_ if layer is None else [layer]):
+            li = self.layer_index(l)
+            sizes = self.region_sizes(l)
+            fr = {k: v.ravel() for k, v in self.category_fractions(l).items()}
+            for r in range(self.n_regions):
+                row = {"layer": l, "region": r, "row": r // self.grid, "col": r % self.grid,
+                       "n_points": int(sizes[r]), "threshold": float(self.thresholds_[li, r]),
+                       "n_docs_active": int(self.activated_[li, :, r].sum())}
+                row.update({f"frac_{k}": float(v[r]) for k, v in fr.items()})
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ figures (plotly; drawn in plots.py)
+    def figure(self, layer: int, categories: Sequence[str] | None = None, *, value: str = "fraction"):
+        """Region images of one layer: one ``grid x grid`` heatmap per category (``value="fraction"``: fraction of
+        the category's documents activating each region; ``"mean"``: mean region activation) plus, with two or
+        more categories, the log-odds panel of the first two. Empty regions are blank. Returns a plotly Figure."""
+        return plots.region_images(self, layer, categories, value=value)
+
+    def scatter(self, layer: int, a: str | None = None, b: str | None = None):
+        """The map's points with the grid. Neurons mode: each neuron coloured by selectivity (mean z-score on
+        ``a``'s documents minus on ``b``'s; ``b=None``: minus all other documents), hover with layer, neuron,
+        region. Documents mode: each document coloured by category. Returns a plotly Figure."""
+        return plots.scatter(self, layer, a, b)
+
+    def small_multiples(self, categories: Sequence[str] | None = None, *, value: str = "log-odds"):
+        """All layers side by side. ``value="log-odds"``: log-odds of the first two categories; ``"fraction"``:
+        one row per category (fraction of its documents activating each region). Returns a plotly Figure."""
+        return plots.small_multiples(self, categories, value=value)
+
+    # ------------------------------------------------------------------ display, save, load
+    def __repr__(self) -> str:
+        if not hasattr(self, "coords_"):
+            return f"RegionMaps(grid={self.grid}, mode={self.mode!r}, not fitted)"
+        rule = f"{self.rule} {self.threshold_:g}" if self.mode == "neurons" else "own cell"
+        return (f"RegionMaps(grid={self.grid}, mode={self.mode!r}, layers={self.layers_}, n_docs={self.n_docs_}, "
+                f"points/layer={self.coords_.shape[1]}, rule={rule}, seed={self.seed})")
+
+    def _repr_html_(self) -> str:
+        if not hasattr(self, "coords_"):
+            return html.escape(repr(self))
+        rows = []
+        for i, l in enumerate(self.layers_):
+            sizes = np.bincount(self.cell_[i], minlength=self.n_regions)
+            act = self.activated_[i]
+            rows.append(f"<tr><td>{l}</td><td>{int((sizes > 0).sum())}/{self.n_regions}</td>"
+                        f"<td>{int(sizes.max())}</td><td>{act.mean():.3f}</td><td>{act.sum(1).mean():.1f}</td></tr>")
+        return (f"<div><b>{html.escape(repr(self))}</b><table><tr><th>layer</th><th>non-empty regions</th>"
+                f"<th>largest region</th><th>fraction (doc, region) active</th><th>regions per doc</th></tr>"
+                f"{''.join(rows)}</table><i>maps.figure(layer), maps.scatter(layer), maps.small_multiples()</i></div>")
+
+    def save(self, path, *, overwrite: bool = False) -> str:
+        """Write to directory ``path`` atomically (safetensors + JSON manifest). Returns the absolute path.
+
+        Replaces only saved region maps; anything else at ``path`` is refused unless ``overwrite=True`` (which
+        never removes files mri_lens did not write). A kill at any instant leaves the old or the new maps.
+        """
+        self._check_fitted()
+        arrays = {"coords": self.coords_, "cell": self.cell_, "x_edges": self.x_edges_, "y_edges": self.y_edges_,
+                  "region_act": self.region_act_, "thresholds": np.where(np.isfinite(self.thresholds_),
+                                                                         self.thresholds_, np.nan),
+                  "activated": self.activated_.astype(np.uint8)}
+        if self.labels_ is not None:
+            arrays["labels"] = self.labels_
+        if self.neuron_category_means_ is not None:
+            arrays["neuron_category_means"] = self.neuron_category_means_
+        params = self.get_params()
+        meta = {"params": params, "layers": self.layers_, "label_names": self.label_names_, "n_docs": self.n_docs_,
+                "d_mlp": self.d_mlp_, "scan": self.scan_meta_}
+        return save_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA, arrays=arrays, meta=meta, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> "RegionMaps":
+        """Read a directory written by :meth:`save` (validated: format, checksums, shapes)."""
+        arrays, meta, _ = load_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA)
+        try:
+            params = meta["params"]
+            if not isinstance(params, dict) or not set(params) <= set(cls().get_params()):
+                raise ValueError("params")
+            self = cls(**params)
+            self._check_params()
+            layers, names = meta["layers"], meta["label_names"]
+            if not isinstance(layers, list) or not all(isinstance(l, int) and not isinstance(l, bool) and l >= 0
+                                                       for l in layers) or len(set(layers)) != len(layers):
+                raise ValueError("layers")
+            if names is not None and (not isinstance(names, list) or not all(isinstance(x, str) for x in names)):
+                raise ValueError("label_names")
+            for key in ("n_docs", "d_mlp"):
+                if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
+                    raise ValueError(key)
+            self.layers_ = [int(l) for l in layers]
+            self.label_names_ = names
+            self.n_docs_ = int(meta["n_docs"])
+            self.d_mlp_ = int(meta["d_mlp"])
+            self.scan_meta_ = meta.get("scan", {})
+            if not isinstance(self.scan_meta_, dict):
+                raise ValueError("scan")
+            self.coords_, self.cell_ = arrays["coords"], arrays["cell"]
+            self.x_edges_, self.y_edges_ = arrays["x_edges"], arrays["y_edges"]
+            self.region_act_ = arrays["region_act"]
+            t = arrays["thresholds"]
+            self.thresholds_ = np.where(np.isnan(t), np.inf, t)
+            self.activated_ = arrays["activated"].astype(bool)
+            self.labels_ = arrays.get("labels")
+            if self.labels_ is not None:
+                self.labels_ = self.labels_.astype(np.int64)
+            self.neuron_category_means_ = arrays.get("neuron_category_means")
+            L, g2 = len(self.layers_), self.grid * self.grid
+            n_pts = self.d_mlp_ if self.mode == "neurons" else self.n_docs_
+            ok = (self.coords_.shape == (L, n_pts, 2) and self.cell_.shape == (L, n_pts)
+                  and self.cell_.dtype.kind in "iu" and int(self.cell_.min(initial=0)) >= 0
+                  and self.region_act_.shape == (L, self.n_docs_, g2)
+                  and self.activated_.shape == (L, self.n_docs_, g2)
+                  and self.x_edges_.shape == (L, self.grid + 1) and self.y_edges_.shape == (L, self.grid + 1)
+                  and t.shape[:1] == (L,) and int(self.cell_.max(initial=0)) < g2
+                  and (self.labels_ is None or (len(self.labels_) == self.n_docs_ and names is not None
+                                                and (not self.labels_.size or (self.labels_.min() >= 0 and
+                                                     self.labels_.max() < len(names))))))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ScanFileError(f"{path} is not consistent saved region maps: {type(e).__name__} {e}") from None
+        if not ok:
+            raise ScanFileError(f"{path} is not consistent saved region maps: array shapes disagree")
+        return self
+

@@ -1,0 +1,353 @@
+"""Many neurons at once: ``explain_layer`` (batched, resumable, saved), ``load_layer`` and the demo's graphs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..._io import claim_dir, write_text_atomic
+from ...errors import ScanError
+from .augment import Augmenter, get_augmenter
+from .config import N2GConfig
+from .evaluate import score_activations, summary_table
+from .fit import Forward, Prompt, check_causal, default_mask_token, fit_tries, split_examples
+from .neuron_graph import NeuronGraph, example_prompts
+from .render import write_demo_page
+
+__all__ = ["LayerGraphs", "explain_layer", "load_layer", "demo_section", "scan_text"]
+
+
+class LayerGraphs(dict):
+    """``{neuron: NeuronGraph}`` of one layer, plus what it cost.
+
+    Attributes: ``layer``; ``skipped`` ``{neuron: reason}`` (dead neurons); ``cost``: forward calls and tokens of
+    the fits (``fit_*``) and evaluations (``eval_*``) run by this call, ``neurons_fitted``, ``seconds``.
+    """
+
+    def __init__(self, layer: int, *args: Any) -> None:
+        super().__init__(*args)
+        self.layer = int(layer)
+        self.skipped: dict[int, str] = {}
+        self.cost: dict[str, Any] = {}
+
+    def table(self):
+        """Per-layer summary (:func:`mri_lens.lenses.n2g.summary_table`)."""
+        return summary_table(self.values())
+
+    def neuron_table(self):
+        """One row per neuron: firing P/R/F1, non-firing F1 and correlation of N2G and the baselines."""
+        import pandas as pd
+
+        return pd.DataFrame([_neuron_row(g) for g in self.values()])
+
+    def __repr__(self) -> str:
+        return (f"LayerGraphs(layer={self.layer}, neurons={len(self)}, skipped={len(self.skipped)}, "
+                f"fit_forward_calls={self.cost.get('fit_forward_calls')})")
+
+
+N2G_DIR_KIND = "mri_lens.n2g"  # the manifest format of an explain_layer output directory
+
+
+def _neuron_row(g: NeuronGraph) -> dict[str, Any]:
+    row: dict[str, Any] = {"layer": g.layer, "neuron": g.neuron, "max_activation": g.max_activation,
+                           "paths": len(g.trie.paths()),
+                           "activating": " ".join(repr(t)[1:-1] for t in g.activating_tokens()[:8])}
+    s = g.scores or {}
+    row["no_firing_test_token"] = s.get("no_firing_test_token")
+    for m in ("n2g", "token", "ngram"):
+        for k in ("firing_precision", "firing_recall", "firing_f1", "nonfiring_f1", "correlation"):
+            row[f"{m}_{k}"] = s.get(m, {}).get(k)
+    return row
+
+
+def scan_text(scan: Any, doc: int, n_prefix: int, width: int | None = None) -> tuple[int, ...]:
+    """Text token ids (special prefix removed) of the first window of a scanned document."""
+    toks = scan.tokens(int(doc))
+    width = int(width or scan.meta.get("max_length") or len(toks))
+    return tuple(int(t) for t in toks[n_prefix:width])
+
+
+def _path(out_dir: str, layer: int, neuron: int) -> str:
+    return os.path.join(out_dir, f"L{layer}", f"N{neuron}.json")
+
+
+def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | None = None, *, k: int = 20,
+                  config: N2GConfig | None = None, seed: int = 0, augmenter: Augmenter | str | None = None,
+                  out_dir: str | os.PathLike | None = None, evaluate: bool = True, n_random: int | None = None,
+                  min_activation: float = 0.0, chunk_size: int = 64, backend: Any = None,
+                  progress: bool = True, overwrite: bool = False, engine: str = "local", workers: int = 2,
+                  address: str | None = None) -> LayerGraphs:
+    """Fit (and score) the N2G graphs of many neurons of one layer, batched across examples and neurons.
+
+    Each chunk of ``chunk_size`` neurons is fitted together: every forward pass of a stage (prune candidates,
+    masked prompts, augmented variants) carries the prompts of all of them, and stops after ``layer``.
+
+    Parameters
+    ----------
+    model: the scanned causal model.
+    scan: its :class:`~mri_lens.Scan` (top examples, dataset max per neuron, random documents).
+    layer: model layer number (must be in the scan).
+    neurons: neuron ids (default: all).
+    k: top examples per neuron, split ``config.train_proportion`` train / rest test with ``seed``.
+    augmenter: as in :meth:`NeuronGraph.fit` (``None``: embedding neighbours; ``"probe"``; ``"none"``).
+    evaluate: score each graph on its held-out examples plus ``n_random`` random documents (default: as many as
+        test examples), with the token-lookup and n-gram baselines; stored in ``graph.scores``.
+    out_dir: save ``L{layer}/N{neuron}.json`` per neuron and ``L{layer}/summary.json`` / ``summary.csv``.
+        Resumable: neurons whose file exists are loaded, not refitted. The directory must be free, empty or an
+        N2G output directory (its ``manifest.json`` says so); anything else is refused before any fitting
+        unless ``overwrite=True`` (files mri_lens did not write are never removed).
+    min_activation: neurons whose top activation is not above this are skipped as dead.
+    engine: ``"local"`` or ``"ray"``: the same chunks of neurons fitted on an actor pool of model replicas
+        (:mod:`mri_lens.ray_engine`; ``model`` a model spec and ``scan`` saved on disk, a path or a loaded
+        scan), with the same graphs as here (each chunk is computed exactly as in one process).
+    workers, address: the Ray engine's actors and cluster (default: a local one).
+
+    Returns
+    -------
+    :class:`LayerGraphs` ``{neuron: NeuronGraph}``.
+    """
+    from tqdm.auto import tqdm
+
+    from ...adapter import as_adapter
+    from ...capture import get_backend
+
+    cfg = config or N2GConfig()
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    spec, scan_path = None, None
+    if engine == "ray":
+        spec, scan, scan_path = _ray_inputs(model, scan)
+        model = spec.load()
+    adapter = as_adapter(model)
+    check_causal(adapter)
+    li = scan.layer_index(layer)
+    layer = int(layer)
+    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
+        raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
+    ids = list(range(scan.d_mlp)) if neurons is None else sorted({int(n) for n in neurons})
+    if not ids or ids[0] < 0 or ids[-1] >= scan.d_mlp:
+        raise ValueError(f"neurons must be a non-empty selection of 0..{scan.d_mlp - 1}")
+    if k < 2:
+        raise ValueError(f"k must be at least 2 (train and test examples), got {k}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    aug = get_augmenter(augmenter)
+    mask = cfg.mask_token if cfg.mask_token is not None else default_mask_token(adapter)
+    width = int(scan.meta.get("max_length") or adapter.n_ctx)
+    n_prefix = adapter.n_special_prefix
+    if out_dir is not None:
+        out_dir = claim_dir(out_dir, N2G_DIR_KIND, overwrite=overwrite)
+    result = LayerGraphs(layer)
+    todo = []
+    for n in ids:
+        top = float(scan.top.values[li, n, 0]) if scan.top.docs[li, n, 0] >= 0 else float("nan")
+        if not top > min_activation:
+            result.skipped[n] = f"dead (top activation {top:.4g} <= {min_activation})"
+            continue
+        if out_dir is not None and os.path.exists(_path(out_dir, layer, n)):
+            try:
+                result[n] = NeuronGraph.load(_path(out_dir, layer, n), adapter.model, follow_symlinks=False)
+                continue
+            except Exception:  # noqa: BLE001 - a damaged file is simply refitted
+                pass
+        todo.append(n)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"N2G layer {layer}", unit="neuron", disable=not progress, leave=False)
+    if engine == "ray":
+        kwargs = dict(k=k, config=cfg, seed=seed, augmenter=augmenter, evaluate=evaluate, n_random=n_random,
+                      min_activation=min_activation, backend=backend)
+        cost = _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, result, out_dir, bar,
+                               workers=workers, address=address)
+        bar.close()
+        result.cost = {"neurons_fitted": len(todo), "seconds": time.perf_counter() - t0, **cost}
+        if out_dir is not None:
+            _write_summary(out_dir, result)
+        return result
+    cap = get_backend(adapter, backend)
+    fit_run = Forward(adapter, cap, layer, cfg.max_batch_tokens)
+    eval_run = Forward(adapter, cap, layer, cfg.max_batch_tokens)
+    for c in range(0, len(todo), chunk_size):
+        chunk = todo[c:c + chunk_size]
+        jobs, splits = [], {}
+        for n in chunk:
+            prompts = example_prompts(scan.top_examples(layer, n, k), adapter, window=width)
+            norm = float(scan.stats.max[li, n])
+            train, test = split_examples(len(prompts), cfg.train_proportion, np.random.default_rng([seed, layer, n]))
+            splits[n] = (prompts, train, test, norm)
+            jobs.append((n, norm, [Prompt(prompts[i].ids, prompts[i].pivot, prompts[i].doc) for i in train]))
+        before = fit_run.counts()
+        fitted = fit_tries(fit_run, jobs, cfg, aug, mask)
+        share = {key: (v - before[key]) / len(chunk) for key, v in fit_run.counts().items()}
+        share["neurons_sharing"] = len(chunk)
+        graphs = {}
+        for n, (trie, st) in zip(chunk, fitted):
+            prompts, train, test, norm = splits[n]
+            graphs[n] = NeuronGraph._build(adapter, layer, n, trie, st, cfg, aug, mask, norm, prompts, train, test,
+                                           seed, share)
+        if evaluate:
+            _evaluate_chunk(graphs, splits, scan, eval_run, n_random, seed, layer, n_prefix, width)
+        for n in chunk:
+            result[n] = graphs[n]
+            if out_dir is not None:  # inside the directory claimed above: its files are ours to replace
+                write_text_atomic(_path(out_dir, layer, n), graphs[n].to_json())
+        bar.update(len(chunk))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    fc, ec = fit_run.counts(), eval_run.counts()
+    result.cost = {"neurons_fitted": len(todo), "seconds": seconds,
+                   **{f"fit_{key}": v for key, v in fc.items()}, **{f"eval_{key}": v for key, v in ec.items()}}
+    if out_dir is not None:
+        _write_summary(out_dir, result)
+    return result
+
+
+def _ray_inputs(model: Any, scan: Any):
+    """The model spec and the saved scan's path that every Ray worker loads for itself."""
+    from ...models import ModelSpec
+    from ...store import Scan
+
+    if not isinstance(model, (str, os.PathLike, ModelSpec)):
+        raise ValueError("engine='ray' needs the model as a spec (a hub name, a local directory, 'tiny'/'minilm' "
+                         "or mri_lens.models.ModelSpec): every worker loads its own copy")
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(os.fspath(model))
+    path = os.fspath(scan) if isinstance(scan, (str, os.PathLike)) else getattr(scan, "source_path", None)
+    if path is None:
+        raise ValueError("engine='ray' needs a saved scan (a path, or a scan loaded with Scan.load): every worker "
+                         "reads it from storage it can reach; save it first")
+    return spec, scan if isinstance(scan, Scan) else Scan.load(path), os.path.abspath(path)
+
+
+_worker_scans: dict[str, Any] = {}  # per Ray worker process: the scans it loaded (one load per worker)
+
+
+def _explain_chunk(adapter: Any, scan_path: str, layer: int, neurons: list[int], kwargs: dict) -> dict:
+    """One chunk of neurons on a Ray worker: the graphs as JSON, the counted cost."""
+    from ...store import Scan
+
+    if scan_path not in _worker_scans:
+        _worker_scans[scan_path] = Scan.load(scan_path)
+    graphs = explain_layer(adapter, _worker_scans[scan_path], layer, neurons, progress=False,
+                           chunk_size=max(len(neurons), 1), **kwargs)
+    return {"graphs": {int(n): g.to_json() for n, g in graphs.items()}, "cost": dict(graphs.cost)}
+
+
+def _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, result, out_dir, bar, *, workers,
+                    address) -> dict:
+    """The chunks of ``todo`` (the same chunks one process fits) on an actor pool; graphs into ``result``."""
+    import json
+
+    from ...ray_engine import actor_pool
+
+    chunks = [todo[c:c + chunk_size] for c in range(0, len(todo), chunk_size)]
+    cost: dict[str, float] = {}
+    if not chunks:
+        return cost
+    with actor_pool(spec, workers=min(workers, len(chunks)), address=address,
+                    adapter_options={"prepend_bos": adapter.prepend_bos}) as pool:
+        for out in pool.map(lambda a, ch: a.call.remote(_explain_chunk, scan_path, layer, ch, kwargs), chunks):
+            for n, text in out["graphs"].items():
+                g = NeuronGraph.from_dict(json.loads(text), source=f"Ray worker (layer {layer}, neuron {n})",
+                                          tokenizer=adapter.model.tokenizer)
+                result[int(n)] = g
+                if out_dir is not None:
+                    write_text_atomic(_path(out_dir, layer, int(n)), text)
+            for key, v in out["cost"].items():
+                if key != "seconds" and isinstance(v, (int, float)):
+                    cost[key] = cost.get(key, 0) + v
+            bar.update(len(out["graphs"]))
+    return cost
+
+
+def _evaluate_chunk(graphs, splits, scan, run: Forward, n_random, seed, layer, n_prefix, width) -> None:
+    """Held-out, random and training texts of every neuron of the chunk in one pooled set of forwards."""
+    req, spans = [], {}
+    rand = {}
+    for n, g in graphs.items():
+        prompts, train, test, _ = splits[n]
+        m = len(test) if n_random is None else int(n_random)
+        excl = {p.doc for p in prompts}
+        pool = np.array([d for d in range(scan.n_docs) if d not in excl])
+        pick = np.random.default_rng([seed, layer, n, 2]).choice(pool, size=min(m, len(pool)), replace=False) \
+            if m and len(pool) else []
+        rand[n] = [scan_text(scan, int(d), n_prefix, width) for d in sorted(int(x) for x in pick)]
+        rand[n] = [r for r in rand[n] if r]
+        g.examples["random_docs"] = sorted(int(x) for x in pick)
+        seqs = [prompts[i].ids for i in test] + rand[n] + [prompts[i].ids for i in train]
+        spans[n] = (len(req), len(test), len(rand[n]), len(train))
+        req.extend((s, n) for s in seqs)
+    acts = run(req)
+    for n, g in graphs.items():
+        prompts, train, test, _ = splits[n]
+        a, nt, nr, ntr = spans[n]
+        ta, ra, tra = acts[a:a + nt], acts[a + nt:a + nt + nr], acts[a + nt + nr:a + nt + nr + ntr]
+        if not nt:
+            g.scores = None
+            continue
+        g.scores = score_activations(g, [prompts[i].ids for i in test], ta, rand[n], ra,
+                                     [prompts[i].ids for i in train], tra)
+
+
+def _write_summary(out_dir: str, result: LayerGraphs) -> None:
+    rows = [_neuron_row(result[n]) for n in sorted(result)]
+    table = result.table()
+    doc = {"format": "mri_lens.n2g.summary", "schema_version": 1, "layer": result.layer,
+           "neurons": rows, "skipped": {str(k): v for k, v in sorted(result.skipped.items())},
+           "layer_table": json.loads(table.to_json(orient="records")) if len(table) else [],
+           "cost": {k: v for k, v in result.cost.items() if k != "seconds"}}
+    base = os.path.join(out_dir, f"L{result.layer}")
+    write_text_atomic(os.path.join(base, "summary.json"), json.dumps(doc, indent=1, sort_keys=True, default=_num))
+    import pandas as pd
+
+    write_text_atomic(os.path.join(base, "summary.csv"), pd.DataFrame(rows).to_csv(index=False))
+
+
+def _num(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x).__name__)
+
+
+def load_layer(out_dir: str | os.PathLike, layer: int, model: Any = None) -> LayerGraphs:
+    """Every ``L{layer}/N*.json`` saved by :func:`explain_layer` under ``out_dir``.
+
+    Raises ``ValueError`` for a negative or non-integer ``layer``, and
+    :class:`~mri_lens.errors.ScanFileError` when ``out_dir/L{layer}`` does not exist or a file's name disagrees
+    with the layer or neuron stored inside it."""
+    from ...errors import ScanFileError
+
+    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or int(layer) < 0:
+        raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+    layer = int(layer)
+    base = os.path.join(os.fspath(out_dir), f"L{layer}")
+    out = LayerGraphs(layer)
+    if not os.path.isdir(base):
+        raise ScanFileError(f"{base} does not exist or is not a directory: no N2G graphs of layer {layer} were "
+                            "saved there (run explain_layer with out_dir first)")
+    names = [n for n in os.listdir(base)  # only the names explain_layer writes: N<neuron>.json
+             if n.startswith("N") and n.endswith(".json") and n[1:-5].isascii() and n[1:-5].isdigit()
+             and n == f"N{int(n[1:-5])}.json"]
+    for name in sorted(names, key=lambda n: int(n[1:-5])):
+        path = os.path.join(base, name)
+        g = NeuronGraph.load(path, model, follow_symlinks=False)
+        if g.layer != layer or g.neuron != int(name[1:-5]):
+            raise ScanFileError(f"{path}: the file name does not match the layer and neuron stored inside it "
+                                f"(expected layer {layer}, neuron {int(name[1:-5])}); rename or remove the file")
+        out[g.neuron] = g
+    return out
+
+
+def demo_section(model: Any, scan: Any, out_dir: str | os.PathLike, neurons: Sequence[int], *, layer: int = 0,
+                 seed: int = 0, site_prefix: str = "site") -> tuple[dict[tuple[int, int], NeuronGraph],
+                                                                  list[tuple[str, str]]]:
+    """N2G graphs of a few neurons for ``mri-lens demo``: fitted, scored, saved under ``out_dir/n2g`` with an
+    ``index.html`` page. Returns ``({(layer, neuron): graph}, [(link text, url relative to out_dir)])``."""
+    base = os.path.join(os.fspath(out_dir), "n2g")
+    graphs = explain_layer(model, scan, layer, neurons, seed=seed, out_dir=base, progress=False)
+    write_demo_page(os.path.join(base, "index.html"), graphs, layer, scan.meta.get("model_id", "model"),
+                    site_prefix=site_prefix)
+    links = [(f"N2G graphs: {len(graphs)} tiny-LM neurons explained as token patterns", "n2g/index.html")]
+    return {(layer, n): g for n, g in graphs.items()}, links

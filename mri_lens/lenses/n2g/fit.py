@@ -1,0 +1,343 @@
+"""Fitting N2G tries: prune, importance by masking, augmentation, trie building (steps 1-4), batched.
+
+Every forward pass goes through the public capture API (``as_adapter`` + ``get_backend`` + ``adapter.pad_batch``)
+and stops after the analysed layer. One forward of a layer gives every neuron's activations, so the prompts of
+*all* neurons being fitted are pooled: each stage (prune candidates, masked variants, augmented variants, their
+masked variants) is one list of unique sequences, length-sorted and cut into batches by a token budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...batching import plan_batches
+from ...errors import ModelAdapterError
+from .augment import Augmenter
+from .config import N2GConfig
+from .trie import Trie, importance_matrix, paths_from_prompt
+
+__all__ = ["Forward", "Prompt", "default_mask_token", "fit_tries", "split_examples", "check_causal"]
+
+
+def check_causal(adapter: Any) -> None:
+    """N2G reads context backwards from a firing token, which is only the whole story for a causal model."""
+    if not adapter.is_causal:
+        raise ModelAdapterError(
+            "N2G needs a causal (left-to-right) language model: it explains a token's activation by the tokens "
+            "before it, but an encoder such as BERT/MiniLM also attends to the tokens after it, so masking-based "
+            "importance and backward-only trie paths would be silently incomplete. Use a causal model "
+            "(GPT-2, Pythia, the tiny LM)")
+
+
+def default_mask_token(adapter: Any) -> int:
+    """The token that stands in for a removed token when measuring importance.
+
+    A real pad token when the tokenizer has one distinct from BOS/EOS (NeoX-style tokenisers: what the reference's
+    id 1 was meant to be); ``[MASK]`` when the tokenizer has one; otherwise the end-of-text token (GPT-2 style,
+    where pad = BOS = EOS): a document boundary, the closest thing such a model has to "no token here".
+    """
+    tok = adapter.model.tokenizer
+    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    if pad is not None and pad not in (bos, eos):
+        return int(pad)
+    if getattr(tok, "mask_token_id", None) is not None:
+        return int(tok.mask_token_id)
+    for t in (eos, bos, pad):
+        if t is not None:
+            return int(t)
+    raise ModelAdapterError("no pad, mask, EOS or BOS token to mask with; set N2GConfig(mask_token=...)")
+
+
+class Forward:
+    """Runs text-token sequences through one layer and hands back the requested neurons' activations.
+
+    The adapter's special prefix (BOS) is added here, once; activations come back for text positions only, so pad
+    and BOS positions never reach a caller. Counts forward calls and tokens (real and padded).
+    """
+
+    def __init__(self, adapter: Any, backend: Any, layer: int, max_batch_tokens: int = 8192,
+                 max_batch_rows: int = 512):
+        self.adapter, self.backend, self.layer = adapter, backend, int(layer)
+        self.prefix, self.suffix = adapter.special_prefix, adapter.special_suffix
+        self.max_batch_tokens, self.max_batch_rows = int(max_batch_tokens), int(max_batch_rows)
+        self.limit = adapter.n_ctx - len(self.prefix) - len(self.suffix)
+        self.calls = 0
+        self.tokens = 0
+        self.padded_tokens = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"forward_calls": self.calls, "tokens": self.tokens, "padded_tokens": self.padded_tokens}
+
+    def _forward(self, seqs: Sequence[Sequence[int]]):
+        """One counted forward of text-token sequences (special tokens added here): ``(activations [b, pos,
+        d_mlp], first text position of each row [b])``."""
+        tokens, mask, starts = self.adapter.pad_batch([self.prefix + list(s) + self.suffix for s in seqs])
+        acts = self.backend.forward(tokens, mask, [self.layer])[self.layer]
+        self.calls += 1
+        self.tokens += int(mask.sum())
+        self.padded_tokens += int(mask.numel())
+        return acts, [int(st) + len(self.prefix) for st in starts]
+
+    def single_tokens(self, tokens: Sequence[int], neurons: Sequence[int]) -> np.ndarray:
+        """Activations of ``neurons`` on each token run alone (after the special prefix): float32
+        ``[len(tokens), len(neurons)]``. As many rows per call as the token budget allows (a whole small vocabulary
+        in one call): equal-length rows need no planning, and no per-request bookkeeping."""
+        import torch
+
+        rows = max(1, self.max_batch_tokens // (len(self.prefix) + 1 + len(self.suffix)))
+        cols = torch.as_tensor([int(n) for n in neurons])
+        out = np.empty((len(tokens), len(cols)), dtype=np.float32)
+        for b in range(0, len(tokens), rows):
+            acts, at = self._forward([[int(t)] for t in tokens[b:b + rows]])
+            row, pos = torch.arange(len(at)), torch.as_tensor(at)
+            out[b:b + len(at)] = acts[row.to(acts.device), pos.to(acts.device)][:, cols.to(acts.device)] \
+                .float().cpu().numpy()
+        return out
+
+    def __call__(self, requests: Sequence[tuple[tuple[int, ...], int]]) -> list[np.ndarray]:
+        """``requests``: ``(text ids, neuron)`` pairs. Returns one float32 ``[len(ids)]`` array per request."""
+        import torch
+
+        need: dict[tuple[int, ...], set[int]] = {}
+        for seq, n in requests:
+            if len(seq) == 0:
+                raise ValueError("cannot run an empty token sequence")
+            if len(seq) > self.limit:
+                raise ValueError(f"a sequence of {len(seq)} tokens exceeds the model's context ({self.limit})")
+            need.setdefault(seq, set()).add(int(n))
+        order = sorted(need, key=lambda s: (len(s), s))  # deterministic, whatever the request order
+        got: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
+        extra = len(self.prefix) + len(self.suffix)
+        # no batch of 16+ rows more than a quarter padding: many short prompts of mixed lengths
+        for idx in plan_batches([len(s) + extra for s in order], self.max_batch_rows, self.max_batch_tokens,
+                                max_padding=0.25):
+            batch = [order[k] for k in idx]
+            acts, at = self._forward(batch)
+            for r, s in enumerate(batch):
+                cols = sorted(need[s])
+                a = acts[r, at[r]:at[r] + len(s)][:, torch.as_tensor(cols, device=acts.device)].float().cpu().numpy()
+                for c, n in enumerate(cols):
+                    got[(s, n)] = a[:, c]
+        return [got[(tuple(s), int(n))] for s, n in requests]
+
+
+@dataclass
+class Prompt:
+    """One training text of one neuron: text token ids (no special tokens) and its pivot (max token) or None."""
+
+    ids: tuple[int, ...]
+    pivot: int | None = None
+    doc: int | None = None
+
+
+@dataclass
+class FitStats:
+    """What happened while fitting one neuron (recorded in the graph's meta)."""
+
+    prompts: int = 0
+    pruned_lengths: list[int] = field(default_factory=list)
+    prune_fallbacks: int = 0
+    variants: int = 0
+    firing_variants: int = 0
+    paths: int = 0
+    calibrated_ends: int = 0
+
+
+def split_examples(n: int, train_proportion: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """Random train/test split of ``n`` examples (indices kept in rank order)."""
+    if n < 1:
+        raise ValueError("no examples to split")
+    n_train = min(n, max(1, int(round(n * train_proportion))))
+    perm = rng.permutation(n)
+    return sorted(perm[:n_train].tolist()), sorted(perm[n_train:].tolist())
+
+
+def _prune_candidates(pivot: int, cfg: N2GConfig) -> list[int]:
+    """Start positions of the prefixes tried, shortest first; the last one (0) is the whole prefix."""
+    starts = [pivot - s for s in range(cfg.prune_step, cfg.prune_max_context + 1, cfg.prune_step) if pivot - s > 0]
+    return starts + [0]
+
+
+def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]], cfg: N2GConfig,
+              augmenter: Augmenter, mask_token: int) -> list[tuple[Trie, FitStats]]:
+    """Fit one trie per job, every job's forwards pooled stage by stage.
+
+    Parameters
+    ----------
+    run: the :class:`Forward` of the analysed layer.
+    jobs: ``(neuron, normaliser, prompts)``; the normaliser is the neuron's max activation over the dataset.
+    cfg: thresholds.
+    augmenter: substitute generator (step 3).
+    mask_token: token id used for masking.
+    """
+    stats = [FitStats(prompts=len(p)) for _, _, p in jobs]
+
+    # Stage 0: whole prompts, when a pivot is unknown or extra pivots are wanted: the pivot is the argmax, extra
+    # pivots the next-highest firing tokens; their unpruned activations are the reference for pruning.
+    full_acts: dict[tuple[int, int], np.ndarray] = {}
+    want = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi, p in enumerate(ps)
+            if p.pivot is None or cfg.pivots_per_example > 1]
+    if want:
+        for key, a in zip(want, run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in want])):
+            full_acts[key] = a
+            p = jobs[key[0]][2][key[1]]
+            if p.pivot is None:
+                p.pivot = int(np.argmax(a))
+
+    # Stage 1: prune. Candidate prefixes end at the pivot; the shortest that keeps the pivot the argmax with more
+    # than prune_keep of its original activation wins (else the whole prefix). Extra pivots need to keep their
+    # activation and still fire; they fall back to the longest candidate (extensions, never worth a whole prefix).
+    req, owners = [], []
+    for ji, (n, norm, ps) in enumerate(jobs):
+        for pi, p in enumerate(ps):
+            piv = [(p.pivot, True)]
+            if cfg.pivots_per_example > 1:
+                a = full_acts[(ji, pi)]
+                order = [int(j) for j in np.argsort(-a, kind="stable") if a[j] / norm > cfg.activation_threshold]
+                piv += [(j, False) for j in order if j != p.pivot][:cfg.pivots_per_example - 1]
+            for q, main in piv:
+                starts = _prune_candidates(q, cfg)
+                for s in (starts if main else starts[:-1] or [0]):
+                    req.append((p.ids[s:q + 1], n))
+                    owners.append((ji, pi, q, main, s))
+    acts = run(req)
+    cands: dict[tuple[int, int, int, bool], list[tuple[int, np.ndarray]]] = {}
+    for (ji, pi, q, main, s), a in zip(owners, acts):
+        cands.setdefault((ji, pi, q, main), []).append((s, a))
+    # (job, ids) -> (example, pivot index in ids, main pivot?)
+    pruned: dict[tuple[int, tuple[int, ...]], tuple[int, int, bool]] = {}
+    for (ji, pi, q, main), lst in cands.items():
+        p = jobs[ji][2][pi]
+        if main:
+            a0 = float(lst[-1][1][-1])
+            tried = lst[:-1]
+        else:
+            a0 = float(full_acts[(ji, pi)][q])
+            tried = lst
+        if a0 <= 0:
+            continue  # the neuron does not fire on this example: nothing to explain
+        start = 0 if main else tried[-1][0]
+        norm = jobs[ji][1]
+        for s, a in tried:
+            # The main pivot: the paper's rule. An extra pivot must also still fire in its window: one that keeps
+            # half its activation but drops below the activation threshold would never start a path.
+            if (not main or int(np.argmax(a)) == len(a) - 1) and a[-1] > cfg.prune_keep * a0 and \
+                    (main or a[-1] / norm > cfg.activation_threshold):
+                start = s
+                break
+        else:
+            stats[ji].prune_fallbacks += int(main)
+        ids = p.ids[start:q + 1 + cfg.post_context]
+        if main:
+            pruned[(ji, ids)] = (pi, q - start, True)  # augmented around its pivot
+            stats[ji].pruned_lengths.append(len(ids))
+        else:
+            pruned.setdefault((ji, ids), (pi, q - start, False))
+
+    # Stage 2: the pruned prompts unmasked, then with each token masked in turn. The model is causal (checked by
+    # every caller), so masking token k changes nothing before k, and only tokens up to the last one that matters
+    # (the last firing token, or the pivot) need an importance: each masked row stops there, and tokens after it
+    # are never masked. Same importances as masking every token of the whole window, with fewer tokens.
+    def measure(items: list[tuple[int, tuple[int, ...], np.ndarray, int]]) -> list[np.ndarray]:
+        """items: (job, ids, normalised activations [L], last position needing an importance) -> importance
+        [L, L] (NaN in the columns after that position)."""
+        req, spans = [], []
+        for ji, ids, _, upto in items:
+            spans.append((len(req), upto + 1))
+            req.extend((ids[:k] + (mask_token,) + ids[k + 1:upto + 1], jobs[ji][0]) for k in range(upto + 1))
+        acts = run(req)
+        out = []
+        for (ji, ids, base, upto), (a, m) in zip(items, spans):
+            masked = np.full((m, len(ids)), np.nan)
+            masked[:, :upto + 1] = np.stack(acts[a:a + m]) / jobs[ji][1]
+            out.append(importance_matrix(base, masked, range(m)))
+        return out
+
+    def last_needed(base: np.ndarray, at_least: int) -> int:
+        fires = np.flatnonzero(base > cfg.activation_threshold)
+        return max(int(fires[-1]) if len(fires) else -1, at_least)
+
+    keys = sorted(pruned, key=lambda k: (k[0], len(k[1]), k[1]))
+    bases = [a / jobs[ji][1] for (ji, _), a in zip(keys, run([(ids, jobs[ji][0]) for ji, ids in keys]))]
+    measured = list(zip(bases, measure([(ji, ids, b, last_needed(b, pruned[(ji, ids)][1]))
+                                         for (ji, ids), b in zip(keys, bases)])))
+    tries = [Trie() for _ in jobs]
+    for (ji, ids), (base, imp) in zip(keys, measured):
+        for labels, weights, act in paths_from_prompt(ids, base, imp, cfg.activation_threshold,
+                                                       cfg.importance_threshold):
+            tries[ji].add_path(labels, weights, act)
+            stats[ji].paths += 1
+
+    # Stage 3: augmentation. Tokens important for the pivot are replaced by substitutes; each variant is measured
+    # unmasked first, and only variants with a firing token get the masked rows.
+    if cfg.n_substitutes > 0:
+        targets = []
+        done: dict[tuple[int, int, bool], int] = {}  # (job, token, is the pivot) -> windows augmented around it
+        order = sorted(range(len(keys)), key=lambda i: not pruned[keys[i]][2])  # main pivots' windows first
+        for i in order:
+            (ji, ids), (base, imp) = keys[i], measured[i]
+            _, piv, main = pruned[(ji, ids)]
+            if not main and cfg.augment_pivots == "main":
+                continue  # the paper's step 3: only the main pivots' prompts are augmented
+            col = np.nan_to_num(imp[:, piv], nan=0.0)
+            for k in np.flatnonzero(col >= cfg.augment_threshold).tolist():
+                key = (ji, ids[k], k == piv)
+                if not main and done.get(key, 0) >= cfg.augment_repeats:
+                    continue  # extra pivots: a token already tried in enough windows teaches little more
+                done[key] = done.get(key, 0) + 1
+                targets.append((ji, i, k))
+        targets.sort(key=lambda t: (t[0], len(keys[t[1]][1]), keys[t[1]][1], t[2]))
+        subs = augmenter.substitutes_for(run, [(keys[i][1], k) for _, i, k in targets],
+                                         [jobs[ji][0] for ji, _, _ in targets], cfg.n_substitutes,
+                                         cfg.min_substitute_prob) if targets else []
+        variants: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # -> (window it came from, position)
+        for (ji, i, k), ss in zip(targets, subs):
+            ids = keys[i][1]
+            for s in ss[:cfg.n_substitutes]:
+                variants.setdefault((ji, ids[:k] + (int(s),) + ids[k + 1:]), (i, k))
+        vkeys = list(variants)
+        for ji, _ in vkeys:
+            stats[ji].variants += 1
+        firing = []
+        for (ji, v), a in zip(vkeys, run([(v, jobs[ji][0]) for ji, v in vkeys])):
+            base = a / jobs[ji][1]
+            if (base > cfg.activation_threshold).any():
+                firing.append((ji, v, base))
+                stats[ji].firing_variants += 1
+        # Causality again: before the substituted position k a variant is its window, so its firing tokens there,
+        # their activations and importances are the window's (already measured): only firing tokens from k on
+        # need the variant's own masked rows.
+        fresh = [(ji, v, base, last_needed(base, -1)) for ji, v, base in firing
+                 if (base[variants[(ji, v)][1]:] > cfg.activation_threshold).any()]
+        fresh_imp = {(ji, v): imp for (ji, v, _, _), imp in zip(fresh, measure(fresh))}
+        for ji, v, base in firing:
+            i, k = variants[(ji, v)]
+            before = np.arange(len(v)) < k
+            sources = [(keys[i][1], np.where(before, measured[i][0], 0.0), measured[i][1])]
+            if (ji, v) in fresh_imp:
+                sources.append((v, np.where(before, 0.0, base), fresh_imp[(ji, v)]))
+            for ids, acts, imp in sources:
+                for labels, weights, act in paths_from_prompt(ids, acts, imp, cfg.activation_threshold,
+                                                               cfg.importance_threshold):
+                    tries[ji].add_path(labels, weights, act)
+                    stats[ji].paths += 1
+    for t in tries:
+        t.finalize()
+
+    # Extension (end_values="calibrated"): END values re-estimated on the whole training examples, firing or not.
+    if cfg.end_values == "calibrated":
+        miss = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi in range(len(ps)) if (ji, pi) not in full_acts]
+        for key, a in zip(miss, run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in miss])):
+            full_acts[key] = a
+        for ji, (_, norm, ps) in enumerate(jobs):
+            if not ps:
+                continue
+            lens = [len(p.ids) for p in ps]
+            ids = np.concatenate([np.asarray(p.ids, dtype=np.int64) for p in ps])
+            starts = np.repeat(np.cumsum([0] + lens[:-1]), lens)
+            acts = np.concatenate([full_acts[(ji, pi)] for pi in range(len(ps))]) / norm
+            stats[ji].calibrated_ends = tries[ji].calibrate(ids, starts, acts)
+    return list(zip(tries, stats))

@@ -1,0 +1,211 @@
+"""One renderer for every page mri_lens writes: the page shell, the token escaper, JSON for HTML, the stylesheet,
+link checks, plotly figures and the shared offline assets.
+
+Pages never load anything from the network. plotly.js is either inlined once into a standalone page
+(``plotly="inline"``: one file per report at most) or written once per output directory as
+``assets/plotly-<version>.min.js`` and referenced relatively (``plotly="asset"``), which also works from
+``file://``. Every text that reaches a page goes through :func:`escape` or :func:`escape_token`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+from typing import Any, Sequence
+
+from .._io import PAGE_KIND, page_marker, save_text, write_file_atomic, write_text_atomic
+
+__all__ = ["ASSETS_DIR", "CSS", "SITE_JS", "check_link_url", "escape", "escape_token", "figure_html",
+           "json_for_html", "links_html", "page", "write_assets", "write_page"]
+
+ASSETS_DIR = "assets"
+N_LEVELS = 8  # colour levels per sign of the neuron pages' activation shading
+
+CSS = """body{font-family:system-ui,sans-serif;margin:20px auto;max-width:1200px;padding:0 16px;color:#222;
+font-size:14px}a{color:#1f5fa8}nav a{margin-right:12px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}
+table{border-collapse:collapse;margin:6px 0 16px;font-size:13px}
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}
+th.sortable{cursor:pointer}th.sortable:after{content:" \\2195";color:#999}
+.wide{overflow-x:auto}.tok{white-space:pre}.max{background:#f4a582;font-weight:bold}
+.snip,.full{font-family:monospace;white-space:pre-wrap;word-break:break-all;font-size:12px}
+.mx{outline:2px solid #000}mark{background:#fdae61}details summary{cursor:pointer;color:#555}
+.muted{color:#777}.hist{background:#fafafa;border:1px solid #eee}.search{width:320px;padding:3px}
+.figure{margin:8px 0 20px}
+""" + "".join(
+    f".p{i}{{background:rgba(215,48,31,{i / N_LEVELS:.3f})}}.n{i}{{background:rgba(33,102,172,{i / N_LEVELS:.3f})}}"
+    for i in range(1, N_LEVELS + 1)) + "\n"
+
+SITE_JS = """// mri_lens pages: table sorting and filtering, search over top tokens. No network.
+(function(){
+function cellValue(td){var v=td.getAttribute('data-v');return v===null?td.textContent:parseFloat(v);}
+document.querySelectorAll('th.sortable').forEach(function(th){
+  th.addEventListener('click',function(){
+    var table=th.closest('table'),tbody=table.tBodies[0],idx=Array.prototype.indexOf.call(th.parentNode.children,th);
+    var desc=th.getAttribute('data-dir')!=='desc';th.setAttribute('data-dir',desc?'desc':'asc');
+    var rows=Array.prototype.slice.call(tbody.rows);
+    rows.sort(function(a,b){var x=cellValue(a.cells[idx]),y=cellValue(b.cells[idx]);
+      return (x<y?-1:x>y?1:0)*(desc?-1:1);});
+    rows.forEach(function(r){tbody.appendChild(r);});
+  });
+});
+var filter=document.getElementById('filter');
+if(filter){filter.addEventListener('input',function(){var q=filter.value.toLowerCase();
+  document.querySelectorAll('tr[data-tokens]').forEach(function(r){
+    r.style.display=r.getAttribute('data-tokens').toLowerCase().indexOf(q)>=0?'':'none';});});}
+var data=document.getElementById('search-data'),box=document.getElementById('search'),out=document.getElementById('results');
+if(data&&box&&out){var items=JSON.parse(data.textContent);
+  box.addEventListener('input',function(){var q=box.value.toLowerCase();out.textContent='';if(!q)return;
+    var n=0;for(var i=0;i<items.length&&n<100;i++){var it=items[i];
+      if(it[2].toLowerCase().indexOf(q)<0)continue;n++;
+      var li=document.createElement('li'),a=document.createElement('a');
+      a.href='L'+it[0]+'/N'+it[1]+'.html';a.textContent='L'+it[0]+' N'+it[1];
+      li.appendChild(a);li.appendChild(document.createTextNode('  '+it[2]));out.appendChild(li);}
+  });}
+})();
+"""
+
+_LINK_SCHEMES = ("http", "https", "file")
+
+
+# ---------------------------------------------------------------------------------------------- text
+def escape(text: Any) -> str:
+    """Any text as HTML (``<``, ``>``, ``&`` and both quotes escaped): safe in element content and attributes."""
+    return html.escape(str(text), quote=True)
+
+
+def escape_token(tok: str) -> str:
+    """A token as HTML text: escaped, with newlines and tabs made visible (``↵``, ``⇥``); the newline itself is
+    kept, so a ``white-space: pre-wrap`` container still breaks the line there. The one token escaper."""
+    return escape(tok).replace("\n", "&#8629;\n").replace("\t", "&#8677;")
+
+
+def json_for_html(obj: Any) -> str:
+    """JSON safe inside a ``<script type="application/json">`` element (no ``<``, ``>``, ``&`` characters)."""
+    return (json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def check_link_url(url: str) -> str:
+    """``url`` unchanged when it may be a link of a generated page: a relative URL (``../index.html``,
+    ``#top``) or an ``http``, ``https`` or ``file`` URL. Any other scheme (``javascript:``, ``data:``,
+    ``vbscript:``..., in any case, after dropping what browsers ignore: leading whitespace and control
+    characters, tabs and newlines) raises ``ValueError``. Every page that takes ``links`` checks them here."""
+    if not isinstance(url, str):
+        raise ValueError(f"a link URL must be a string, got {type(url).__name__}")
+    seen = re.sub(r"[\t\n\r]", "", url)
+    seen = re.sub(r"^[\x00-\x20\s]+", "", seen)
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*):", seen)
+    if m and m.group(1).lower() not in _LINK_SCHEMES:
+        raise ValueError(f"link URL scheme {m.group(1)!r} is not allowed: use a relative URL or an "
+                         f"{'/'.join(_LINK_SCHEMES)} URL")
+    return url
+
+
+def links_html(links: Sequence[tuple[str, str]]) -> str:
+    """``(text, url)`` pairs as a list of links (each URL checked by :func:`check_link_url`, both escaped)."""
+    if not links:
+        return ""
+    return "<ul>" + "".join(f"<li><a href='{escape(check_link_url(href))}'>{escape(text)}</a></li>"
+                            for text, href in links) + "</ul>"
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def figure_html(fig: Any) -> str:
+    """A plotly figure as an HTML fragment, without plotly.js (the page shell provides it), its box exactly as
+    tall as the plot (``layout.height``, else plotly's default 450 px), so no blank gap follows it."""
+    height = fig.layout.height or 450
+    out = fig.to_html(full_html=False, include_plotlyjs=False, default_height=f"{int(height)}px",
+                      config={"displaylogo": False, "responsive": True})
+    return f"<div class='figure'>{out}</div>"
+
+
+def _plotly_js() -> tuple[str, str]:
+    """``(file name, source)`` of the installed plotly.js bundle (versioned name: pages of two plotly versions in
+    one directory never share a file)."""
+    from plotly.offline import get_plotlyjs
+
+    src = get_plotlyjs()
+    version = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", src[:2000])
+    name = f"plotly-{version.group(1)}.min.js" if version else \
+        f"plotly-{hashlib.sha256(src.encode()).hexdigest()[:12]}.min.js"
+    return name, src
+
+
+def _write_if_changed(path: str, data: bytes) -> None:
+    try:
+        if os.path.getsize(path) == len(data):
+            with open(path, "rb") as f:
+                if hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest():
+                    return
+    except OSError:
+        pass
+    write_file_atomic(path, data)
+
+
+def write_assets(root: str | os.PathLike, *, plotly: bool = False, site: bool = False) -> dict[str, str]:
+    """Write the shared offline assets under ``root/assets/`` (once: an unchanged file is not rewritten).
+
+    ``plotly``: the plotly.js bundle; ``site``: the stylesheet and script of a site (``site.css``, ``site.js``).
+    Returns ``{"plotly"|"css"|"js": path relative to root}`` of what was written.
+    """
+    base = os.path.join(os.fspath(root), ASSETS_DIR)
+    out = {}
+    if plotly:
+        name, src = _plotly_js()
+        _write_if_changed(os.path.join(base, name), src.encode("utf-8"))
+        out["plotly"] = f"{ASSETS_DIR}/{name}"
+    if site:
+        _write_if_changed(os.path.join(base, "site.css"), CSS.encode("utf-8"))
+        _write_if_changed(os.path.join(base, "site.js"), SITE_JS.encode("utf-8"))
+        out["css"], out["js"] = f"{ASSETS_DIR}/site.css", f"{ASSETS_DIR}/site.js"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- pages
+def page(title: str, body: str, *, css: str | None = None, stylesheet: str | None = None,
+         scripts: Sequence[str] = (), head_scripts: Sequence[str] = (), inline_plotly: bool = False) -> str:
+    """The one page shell: doctype, the mri_lens marker, UTF-8, an escaped title, styles, then ``body``.
+
+    ``css``: inline styles (default :data:`CSS` unless ``stylesheet`` is given); ``stylesheet``: a relative URL;
+    ``head_scripts``: relative URLs loaded before the body (plotly.js); ``scripts``: relative URLs loaded after
+    it; ``inline_plotly``: plotly.js inlined into the head instead (a standalone page).
+    """
+    style = f"<link rel='stylesheet' href='{escape(stylesheet)}'>" if stylesheet else \
+        f"<style>{CSS if css is None else css}</style>"
+    head = "".join(f"<script src='{escape(s)}'></script>" for s in head_scripts)
+    if inline_plotly:
+        head += f"<script>{_plotly_js()[1]}</script>"
+    tail = "".join(f"<script src='{escape(s)}'></script>" for s in scripts)
+    return (f"<!DOCTYPE html>{page_marker()}\n<html><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{escape(title)}</title>"
+            f"{style}{head}</head><body>\n{body}\n{tail}</body></html>\n")
+
+
+def write_page(path: str | os.PathLike, title: str, body: str, *, plotly: str | None = None,
+               assets: str | os.PathLike | None = None, site: bool = False, css: str | None = None,
+               overwrite: bool = False, owned: bool = False) -> str:
+    """Write one page (atomically). Returns its absolute path.
+
+    ``plotly``: ``None`` (no figures), ``"inline"`` (plotly.js inside the page) or ``"asset"`` (the shared
+    ``assets/plotly-<version>.min.js`` under ``assets``, default the page's directory, referenced relatively).
+    ``site``: link the site's shared ``assets/site.css`` and ``assets/site.js`` (under ``assets``) instead of
+    inline styles. ``owned``: the page is inside a directory this save already claimed (no ownership check);
+    otherwise a file at ``path`` that is not an mri_lens page is refused unless ``overwrite=True``.
+    """
+    if plotly not in (None, "inline", "asset"):
+        raise ValueError(f"plotly must be None, 'inline' or 'asset', got {plotly!r}")
+    path = os.path.abspath(os.fspath(path))
+    root = os.path.abspath(os.fspath(assets)) if assets is not None else os.path.dirname(path)
+    written = write_assets(root, plotly=plotly == "asset", site=site) if plotly == "asset" or site else {}
+    up = os.path.relpath(root, os.path.dirname(path)).replace(os.sep, "/")
+    prefix = "" if up == "." else up + "/"
+    text = page(title, body, css=css, stylesheet=prefix + written["css"] if site else None,
+                scripts=[prefix + written["js"]] if site else (),
+                head_scripts=[prefix + written["plotly"]] if plotly == "asset" else (),
+                inline_plotly=plotly == "inline")
+    if owned:
+        return write_text_atomic(path, text)
+    return save_text(path, text, kind=PAGE_KIND, overwrite=overwrite)

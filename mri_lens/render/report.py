@@ -1,0 +1,242 @@
+"""Offline HTML reports built from a scan and its lenses: the scan report (statistics per layer, category
+differences) and the MRI page (region maps, co-activation graph, metrics, enrichment, probe).
+
+Every token and label is escaped by the one renderer (:mod:`mri_lens.render.html`); plotly.js is inlined once per
+standalone page, or shared by every page of an output directory (``assets=``), so pages open with no network.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import CategoryError
+from ..lenses.mri import category_difference_figure, category_differences
+from .html import escape, figure_html, links_html, write_page
+
+__all__ = ["write_scan_report", "write_mri_report", "scan_label_counts"]
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(str(n)) for n in names)
+
+
+def _report_categories(scan, categories: Sequence[str]) -> tuple[str, str]:
+    """The two categories a scan report contrasts, checked: labels exist, both are known and different."""
+    cats = [categories] if isinstance(categories, str) else [str(c) for c in categories]
+    if scan.labels is None:
+        raise CategoryError(f"categories {_names(cats)} were given but the scan has no labels (scan a corpus with a "
+                        "label column to compare categories)")
+    names = list(scan.label_names)
+    unknown = [c for c in cats if c not in names]
+    if unknown:
+        raise CategoryError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {_names(unknown)}; the scan's "
+                        f"categories are {_names(names)}")
+    if len(cats) != 2 or cats[0] == cats[1]:
+        raise CategoryError(f"the report compares two different categories, got {len(cats)} ({_names(cats)}); give two "
+                        f"of {_names(names)}")
+    return cats[0], cats[1]
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.3g}"
+    return str(v)
+
+
+class _Page:
+    """One offline report page: a title, optional links, HTML parts and figures (plotly.js from the page shell:
+    inlined once, or the shared asset of ``assets``), so the page never loads anything from the network."""
+
+    def __init__(self, title: str, links: Sequence[tuple[str, str]] = ()):
+        self.title = title
+        self.parts = [f"<h1>{escape(title)}</h1>", links_html(links)]
+
+    def figure(self, fig) -> str:
+        return figure_html(fig)
+
+    def write(self, path: str | os.PathLike, overwrite: bool = False, assets: str | os.PathLike | None = None,
+              owned: bool = False) -> str:
+        return write_page(path, self.title, "\n".join(self.parts), plotly="asset" if assets is not None else "inline",
+                          assets=assets, overwrite=overwrite, owned=owned)
+
+
+def write_scan_report(scan, path: str | os.PathLike, *, title: str = "mri_lens report",
+                      categories: tuple[str, str] | None = None, top_neurons: int = 8,
+                      links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
+                      assets: str | os.PathLike | None = None) -> str:
+    """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
+    different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top
+    (:func:`mri_lens.render.html.check_link_url`: ``ValueError`` for a ``javascript:``-like URL). ``categories``: the two label names
+    to contrast (default: the first two); unknown names, a number other than two, or categories of an unlabelled
+    scan raise :class:`~mri_lens.errors.ScanError` naming the scan's categories. Returns the path written."""
+    if categories is not None:
+        categories = _report_categories(scan, categories)
+    page = _Page(title, links)
+    parts, add = page.parts, page.figure
+    m = scan.meta
+    facts = [("model", m.get("model_id")), ("architecture", m.get("architecture")), ("documents", scan.n_docs),
+             ("tokens counted", scan.stats.count), ("layers", scan.layers), ("d_mlp", scan.d_mlp),
+             ("hook", m.get("hook_template")), ("prepend_bos", m.get("prepend_bos")),
+             ("BOS in statistics", not m.get("bos_excluded_from_stats")), ("padding side", m.get("padding_side")),
+             ("max_length", m.get("max_length")), ("texts truncated", m.get("n_truncated")),
+             ("labels", scan.label_names), ("scan seconds", m.get("seconds")), ("versions", m.get("versions"))]
+    parts.append(_table(facts, ["", ""]))
+    parts.append("<h2>Per-layer neuron statistics</h2>")
+    parts.append(add(scan.figure()))
+    layer_rows = [(l, f"{scan.stats.mean[i].mean():.4f}", f"{scan.stats.std[i].mean():.4f}",
+                   f"{np.median(scan.stats.max[i]):.3f}", f"{scan.stats.frac_positive[i].mean():.3f}",
+                   int((scan.stats.max[i] <= 0).sum()))
+                  for i, l in enumerate(scan.layers)]
+    parts.append(_table(layer_rows, ["layer", "mean act", "mean std", "median neuron max",
+                                     "mean frac > 0", "never-positive neurons"]))
+    if scan.labels is not None and len(scan.label_names) >= 2:
+        a, b = categories or (scan.label_names[0], scan.label_names[1])
+        df = category_differences(scan, a, b)
+        parts.append(f"<h2>Category differences: {escape(a)} vs {escape(b)}</h2>")
+        parts.append(f"<p>Pooled mean activation per document; Welch's t-test per neuron, Benjamini-Hochberg over "
+                     f"all {len(df)} neurons. Documents: {escape(str(scan_label_counts(scan)))}.</p>")
+        parts.append(add(category_difference_figure(df, a, b)))
+        best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(top_neurons)
+        rows = []
+        for _, r in best.iterrows():
+            ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
+            toks = ", ".join(repr(t) for t in ex.max_tokens())
+            rows.append((int(r["layer"]), int(r["neuron"]), r[f"mean_{a}"], r[f"mean_{b}"], r["cohens_d"],
+                         r["q_value"], toks))
+        parts.append(_table(rows, ["layer", "neuron", f"mean {a}", f"mean {b}", "Cohen's d", "q", "top tokens"]))
+        parts.append("<h3>Top examples of the most different neurons</h3>")
+        for _, r in best.head(3).iterrows():
+            ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
+            parts.append(ex._repr_html_())
+    return page.write(path, overwrite, assets)
+
+
+def scan_label_counts(scan) -> dict[str, int]:
+    if scan.labels is None:
+        return {}
+    c = np.bincount(scan.labels, minlength=len(scan.label_names))
+    return {n: int(k) for n, k in zip(scan.label_names, c)}
+
+
+def _df_html(df, n: int | None = None) -> str:
+    """A DataFrame as an HTML table; pandas escapes every cell."""
+    if n is not None:
+        df = df.head(n)
+    return ("<div class='wide'>" + df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3g}", border=0,
+                                              na_rep="") + "</div>")
+
+
+def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str = "mri_lens MRI",
+                     categories: Sequence[str] | None = None, probe=None, timings: dict[str, float] | None = None,
+                     top_rows: int = 12, links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
+                     assets: str | os.PathLike | None = None) -> str:
+    """Write the MRI lens as one offline HTML page: region images per category for every layer, the layer with the
+    largest category contrast in detail (region images, neuron scatter), the co-activation graph, graph metrics,
+    enriched regions and edges, and the separability probe. Returns the path written.
+
+    Parameters
+    ----------
+    maps: fitted :class:`~mri_lens.regions.RegionMaps`; graph: its :func:`~mri_lens.graph.coactivation_graph`.
+    categories: the categories to contrast (default: the first two label names); one category, or an
+        unlabelled scan, gives the maps and the graph without the comparison.
+    probe: a :func:`~mri_lens.regions.separability` table (computed here when None and the scan is labelled).
+    timings: seconds per stage, shown in the facts table.
+    links: ``(text, href)`` pairs listed at the top; relative or http(s)/file URLs only (:func:`mri_lens.render.html.check_link_url`).
+    overwrite: replace a file at ``path`` that is not an mri_lens page (default: refuse, see
+        :func:`mri_lens._io.check_save_target`).
+    assets: a directory (the output directory of several pages): plotly.js is written there once as
+        ``assets/plotly-<version>.min.js`` and referenced relatively; default: inlined into this page.
+    """
+    from ..lenses.mri import compare_categories, graph_figure, graph_metrics, separability
+
+    page = _Page(title, links)
+    parts, add = page.parts, page.figure
+    names = list(maps.label_names or [])
+    cats = list(categories) if categories is not None else names[:2]
+    counts = scan_label_counts(scan)
+    facts = [("model", scan.meta.get("model_id")), ("documents", maps.n_docs), ("categories", counts or None),
+             ("mode", f"{maps.mode} (points are {'neurons' if maps.mode == 'neurons' else 'documents'})"),
+             ("grid", f"{maps.grid} x {maps.grid} = {maps.n_regions} regions per layer ({maps.binning} bins)"),
+             ("activation rule", f"{maps.rule} {maps.threshold_:g} on the region's mean neuron z-score"
+              if maps.mode == "neurons" else "the document's own cell"),
+             ("pooling", maps.pooling), ("aligned across layers", maps.align), ("seed", maps.seed),
+             ("graph", f"{graph.number_of_nodes()} regions, {graph.number_of_edges()} edges kept of "
+                       f"{graph.graph.get('n_edges_untrimmed', '?')} (trimming: "
+                       + ", ".join(f"{k} {v}" for k, v in graph.graph.get("params", {}).items()
+                                   if k != "categories" and v is not None) + ")")]
+    for k, v in (timings or {}).items():
+        facts.append((f"{k} seconds", f"{v:.1f}"))
+    parts.append(_table(facts, ["", ""]))
+
+    two = len(cats) >= 2
+    parts.append("<h2>Region images, all layers</h2>")
+    parts.append("<p>Each square is one layer's map cut into regions (rows and columns of the grid); a region is a "
+                 "group of neurons with similar activation patterns over the corpus. " +
+                 ("Colour: log-odds that a document activating the region is " + escape(cats[0]) + " rather "
+                  "than " + escape(cats[1]) + " (red: " + escape(cats[0]) + ", blue: " +
+                  escape(cats[1]) + "); blank regions hold no points.</p>" if two else
+                  "Colour: fraction of documents activating the region.</p>"))
+    if two:
+        parts.append(add(maps.small_multiples(cats[:2], value="log-odds")))
+    parts.append(add(maps.small_multiples(cats or None, value="fraction")))
+
+    best = maps.layers[-1]
+    if two:
+        contrast = [float(np.nanmax(np.abs(maps.log_odds(l, cats[0], cats[1])))) for l in maps.layers]
+        best = maps.layers[int(np.argmax(contrast))]
+    parts.append(f"<h2>Layer {best} in detail</h2>")
+    parts.append(add(maps.figure(best, cats or None)))
+    parts.append(add(maps.scatter(best, cats[0] if cats else None, cats[1] if two else None)))
+
+    parts.append("<h2>Co-activation graph</h2>")
+    parts.append("<p>Nodes are regions (one column per layer, regions in grid order); an edge joins a region of one "
+                 "layer to a region of the next, weighted by the number of documents activating both. Colours "
+                 "mark edges and regions enriched for a category (one-vs-rest Fisher's exact test, "
+                 "Benjamini-Hochberg q &lt; 0.05); widths are relative to the heaviest edge.</p>")
+    parts.append(add(graph_figure(graph, highlight=cats or None)))
+    metrics = graph_metrics(graph)
+    parts.append("<h3>Graph metrics</h3>")
+    parts.append(_df_html(metrics.summary.reset_index()))
+    parts.append(_df_html(metrics.layers))
+    if metrics.category_pairs is not None and len(metrics.category_pairs):
+        parts.append(_df_html(metrics.category_pairs))
+
+    if two:
+        cmp = compare_categories(maps, graph, cats[0], cats[1])
+        parts.append(f"<h2>{escape(cats[0])} vs {escape(cats[1])}: enriched regions and edges</h2>")
+        parts.append("<p>" + escape(", ".join(f"{k}: {_fmt(v)}" for k, v in cmp.summary.items())) + "</p>")
+        parts.append(add(cmp.figure()))
+        for name, df in (("regions", cmp.regions), ("edges", cmp.edges)):
+            col = "q_value" if "q_value" in df.columns else df.columns[-1]
+            parts.append(f"<h3>Most enriched {name}</h3>")
+            parts.append(_df_html(df.sort_values(col, kind="stable"), top_rows))
+        if maps.mode == "neurons":
+            parts.append("<h3>Neurons of the most enriched regions</h3>")
+            rows = []
+            for _, r in cmp.regions.sort_values("q_value", kind="stable").head(6).iterrows():
+                neurons = maps.region_neurons(int(r["layer"]), int(r["region"]))
+                li = scan.layer_index(int(r["layer"]))
+                strongest = neurons[np.argsort(-scan.stats.max[li, neurons], kind="stable")][:5]
+                toks = "; ".join(
+                    f"N{n}: " + ", ".join(repr(t) for t in scan.top_examples(int(r["layer"]), int(n), k=3).max_tokens())
+                    for n in strongest)
+                rows.append((int(r["layer"]), int(r["region"]), len(neurons), toks))
+            parts.append(_table(rows, ["layer", "region", "neurons", "strongest neurons: their top tokens"]))
+
+    if maps.labels is not None and len(counts) >= 2:
+        if probe is None:
+            probe = separability(maps, scan)
+        parts.append("<h2>How much the map keeps: separability probe</h2>")
+        parts.append("<p>Cross-validated logistic regression per layer (balanced accuracy, folds fitted inside the "
+                     "cross-validation) on the region activations against the same layer's raw pooled neurons.</p>")
+        parts.append(_df_html(probe))
+    return page.write(path, overwrite, assets)

@@ -1,0 +1,93 @@
+"""Many neurons at once (mri_lens.lenses.n2g.explain): load_layer on hand-built graphs, explain_layer and the
+``mri-lens explain`` command on the real tiny LM."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import mri_lens as ml
+from mri_lens.errors import ScanFileError
+from mri_lens.lenses.n2g.index import NeuronIndex
+
+from .builders import _synthetic_graph
+
+
+def test_load_layer_rejects_bad_layer_and_missing_dir(tmp_path):
+    for bad in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match="layer must be a non-negative integer"):
+            ml.n2g.load_layer(tmp_path, bad)
+    with pytest.raises(ScanFileError, match=r"L2 does not exist"):
+        ml.n2g.load_layer(tmp_path, 2)
+    _synthetic_graph({5: "a", 6: "b"}).save(tmp_path / "L0" / "N3.json")
+    got = ml.n2g.load_layer(tmp_path, np.int64(0))
+    assert list(got) == [3] and got[3].neuron == 3 and got.layer == 0
+
+
+def test_load_layer_file_name_must_match_its_graph(tmp_path):
+    g = _synthetic_graph({5: "secret-token", 6: "b"})  # layer 0, neuron 3
+    g.save(tmp_path / "L0" / "N4.json")
+    with pytest.raises(ScanFileError, match=r"N4\.json: the file name does not match") as e:
+        ml.n2g.load_layer(tmp_path, 0)
+    assert "secret-token" not in str(e.value)
+    g.save(tmp_path / "L1" / "N3.json")  # right neuron, wrong layer
+    with pytest.raises(ScanFileError, match=r"L1.N3\.json: the file name does not match"):
+        ml.n2g.load_layer(tmp_path, 1)
+    os.remove(tmp_path / "L0" / "N4.json")
+    g.save(tmp_path / "L0" / "N3.json")
+    g.save(tmp_path / "L0" / "N003.json")  # not a name explain_layer writes: never read
+    assert list(ml.n2g.load_layer(tmp_path, 0)) == [3]
+
+
+def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path):
+    neurons = [int(n) for n in np.argsort(-code_scan.stats.max[0])[:4]]
+    out = tmp_path / "n2g"
+    r1 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=False)
+    assert sorted(r1) == sorted(neurons) and r1.cost["neurons_fitted"] == 4
+    # pooled stages for all four neurons: at most 10 forwards per neuron (a tenth of the reference's 100-300)
+    assert r1.cost["fit_forward_calls"] <= 4 * 10
+    assert all(g.scores is not None for g in r1.values())
+    assert os.path.exists(out / "L0" / "summary.csv") and os.path.exists(out / "L0" / "summary.json")
+    r2 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=False)
+    assert r2.cost["fit_forward_calls"] == 0 and r2.cost["eval_forward_calls"] == 0   # resumed, nothing rerun
+    assert all(r2[n].to_json() == r1[n].to_json() for n in neurons)
+    table = r2.table()
+    assert table.loc[0, "neurons"] == 4 and "token_firing_f1" in table
+    idx = NeuronIndex(r2)
+    tok = r2[neurons[0]].activating_tokens()[0]
+    assert any(r[1] == neurons[0] for r in idx.search(activating=tok))
+    # the Neuroscope site shows the graph and its scores on neuron pages
+    index = ml.neuroscope_site(code_scan, tiny, tmp_path / "site", layers=[0], neurons=neurons[:2],
+                               n2g={(0, n): g for n, g in r2.items()})
+    page = open(os.path.join(os.path.dirname(index), "L0", f"N{neurons[0]}.html"), encoding="utf-8").read()
+    assert "N2G graph" in page and "<svg" in page and "firing F1" in page
+    page = open(os.path.join(os.path.dirname(index), "L0", f"N{neurons[1]}.html"), encoding="utf-8").read()
+    assert "N2G graph" in page
+
+
+def test_cli_explain(tiny, code_scan, tmp_path, capsys):
+    from mri_lens.cli import main
+
+    scan_dir = code_scan.save(tmp_path / "scan")
+    out = tmp_path / "n2g"
+    rc = main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "1", "--neurons", "0-2", "--out",
+               str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "N2G graphs written" in printed
+    files = sorted(os.listdir(out / "L1"))
+    assert "summary.csv" in files and any(f.startswith("N") for f in files)
+    assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "0", "--neurons", "9999", "--out",
+                 str(out), "--quiet"]) == 2
+    # the extensions are reachable from the command line and recorded in each saved graph
+    ext = tmp_path / "n2g_ext"
+    assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "1", "--neurons", "0", "--out",
+                 str(ext), "--pivots", "3", "--end-values", "calibrated", "--augment", "all", "--augmenter",
+                 "probe", "--substitutes", "7", "--quiet"]) == 0
+    saved = [f for f in os.listdir(ext / "L1") if f.startswith("N") and f.endswith(".json")]
+    g = ml.NeuronGraph.load(ext / "L1" / saved[0])
+    cfg = g.config
+    assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated" and cfg.augment_pivots == "all"
+    assert cfg.n_substitutes == 7 and g.meta["augmenter"]["name"] == "token_probe"

@@ -1,0 +1,51 @@
+"""Report pages and the one link check every page that takes ``links`` uses."""
+
+from __future__ import annotations
+
+import pytest
+
+import mri_lens as ml
+from mri_lens.render.html import check_link_url
+from mri_lens.render.report import write_mri_report, write_scan_report
+
+BAD = ["javascript:alert(1)", "JavaScript:alert(1)", "  javascript:alert(1)", "\x01\x1fjavascript:alert(1)",
+       "java\tscript:alert(1)", "data:text/html,<script>alert(1)</script>", "VBScript:msgbox(1)"]
+GOOD = ["../index.html", "site/L0/N1.html#top", "?q=1", "https://example.org/a?b=1&c=2", "HTTP://x.org",
+        "file:///tmp/report.html", "N3.html"]
+
+
+@pytest.mark.parametrize("url", BAD)
+def test_check_link_url_refuses_other_schemes(url):
+    with pytest.raises(ValueError, match="link URL scheme .* is not allowed"):
+        check_link_url(url)
+
+
+@pytest.mark.parametrize("url", GOOD)
+def test_check_link_url_keeps_relative_and_web_urls(url):
+    assert check_link_url(url) == url
+
+
+def test_scan_report_links_checked_and_escaped(tiny_scan, tmp_path):
+    with pytest.raises(ValueError, match="link URL scheme 'javascript' is not allowed"):
+        write_scan_report(tiny_scan, tmp_path / "bad.html", links=[("click", " javascript:alert(1)")])
+    assert not (tmp_path / "bad.html").exists()
+    path = write_scan_report(tiny_scan, tmp_path / "r.html",
+                             links=[("<b>back</b> & more", "../a b.html?x='1'&y=2")])
+    page = open(path, encoding="utf-8").read()
+    assert "&lt;b&gt;back&lt;/b&gt; &amp; more" in page and "<b>back" not in page
+    assert "href='../a b.html?x=&#x27;1&#x27;&amp;y=2'" in page
+
+
+def test_mri_report_links_checked(tiny_scan, tmp_path):
+    with pytest.raises(ValueError, match="link URL scheme 'data' is not allowed"):
+        write_mri_report(None, None, tiny_scan, tmp_path / "mri.html", links=[("x", "data:text/html,hi")])
+
+
+def test_neuroscope_site_links_checked(tiny, tiny_scan, tmp_path):
+    with pytest.raises(ValueError, match="link URL scheme 'javascript' is not allowed"):
+        ml.neuroscope_site(tiny_scan, tiny, tmp_path / "site", layers=[0], neurons=[0], k=2,
+                           links=lambda l, n: [("evil", "javascript:alert(1)")])
+    index = ml.neuroscope_site(tiny_scan, tiny, tmp_path / "ok", layers=[0], neurons=[0], k=2,
+                               links=lambda l, n: [("<i>MRI</i>", f"../../mri/L{l}.html#n{n}")])
+    page = open(tmp_path / "ok" / "L0" / "N0.html", encoding="utf-8").read()
+    assert "href='../../mri/L0.html#n0'>&lt;i&gt;MRI&lt;/i&gt;</a>" in page and index
