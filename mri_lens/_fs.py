@@ -302,6 +302,11 @@ def file_kind(path: str) -> str | None:
 
 
 
+# A new file's data (and the size needed to read it back) must be on disk before the manifest naming it is
+# committed; fdatasync says that much for less than fsync (no timestamps).
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
+
 def _write_new_file(path: str, data, mode: int) -> None:
     """Create ``path`` (must not exist), write ``data`` (bytes or a list of buffers), fsync."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAG_NOFOLLOW | _FLAG_CLOEXEC, 0o600)
@@ -313,7 +318,7 @@ def _write_new_file(path: str, data, mode: int) -> None:
                 view = view[n:]
         if hasattr(os, "fchmod"):
             os.fchmod(fd, mode)
-        os.fsync(fd)
+        _sync_data(fd)
     finally:
         os.close(fd)
 

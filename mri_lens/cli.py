@@ -210,6 +210,7 @@ def cmd_scan(args) -> int:
                   max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length, overflow=args.overflow,
                   pooling=args.pooling, top_k=args.top_k, dtype=args.dtype, padding_side=args.padding_side,
                   progress=not args.quiet, out=out, overwrite=args.force, shard_tokens=args.shard_tokens,
+                  shard_bytes=args.shard_mb << 20 if args.shard_mb else None,
                   engine=args.engine, workers=args.workers, address=args.address,
                   gpus_per_worker=args.gpus_per_worker, threads_per_worker=args.threads_per_worker)
     run = result.meta.get("run", {})
@@ -394,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--padding-side", choices=("right", "left"), default="right")
     s.add_argument("--shard-tokens", type=positive_int, default=None,
                    help="counted tokens per shard (default 1048576): a kill loses at most the shards in flight")
+    s.add_argument("--shard-mb", type=positive_int, default=None,
+                   help="pooled values a worker holds per shard, in MiB (default 256): bounds memory")
     _engine_args(s)
     s.add_argument("--gpus-per-worker", type=finite_float, default=None,
                    help="GPUs per Ray actor (default: 1 where the cluster has GPUs)")

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import CorpusError
+from .errors import CategoryError, CorpusError
 
 __all__ = ["Corpus"]
 
@@ -226,7 +226,7 @@ class Corpus:
             raise CorpusError("the corpus has no labels")
         unknown = [c for c in categories if c not in self.label_names]
         if unknown:
-            raise CorpusError(f"unknown categories {unknown}; the corpus has {self.label_names}")
+            raise CategoryError(f"unknown categories {unknown}; the corpus has {self.label_names}")
         wanted = [self.label_names.index(c) for c in categories]
         idx = np.flatnonzero(np.isin(self.labels, wanted))
         remap = {old: new for new, old in enumerate(wanted)}
@@ -288,8 +288,6 @@ def check_categories(requested: Sequence[str] | str, known: Sequence[str], where
     'pos'; the scan's categories are 'code', 'prose'``. ``where`` says who holds ``known``: ``"the scan"``,
     ``"the maps"``, ``"the graph"``... The one check of category names in the lenses, so every "unknown category"
     reads the same."""
-    from .errors import CategoryError
-
     requested = [requested] if isinstance(requested, str) else list(requested)
     known = [str(k) for k in known]
     unknown = [c for c in requested if c not in known]

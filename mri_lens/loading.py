@@ -239,5 +239,9 @@ def _load_local_bert_tl2(path: str, hf_cfg: dict, *, device: str, dtype: Any) ->
 
 
 def _accepts_dtype() -> bool:
-    v = _version("transformers") or "0"
-    return int(v.split(".")[0]) >= 5
+    """transformers takes ``dtype=`` from 4.56 on (and warns about ``torch_dtype=`` from then on)."""
+    parts = (_version("transformers") or "0").split(".")
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) >= (4, 56)
+    except ValueError:
+        return True

@@ -189,10 +189,12 @@ class ScanPlan:
 
 
 def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str, Any],
-              shard_tokens: int | None = None) -> ScanPlan:
-    """Tokenise ``corpus``, plan its batches and cut them into shards of about ``shard_tokens`` counted tokens
-    (None: one shard). ``options``: the scan's resolved options (JSON-able; ``batch_size``, ``max_batch_tokens``,
-    ``max_length``, ``overflow``, ``include_bos``...), recorded in the plan and its hash."""
+              shard_tokens: int | None = None, shard_bytes: int | None = None) -> ScanPlan:
+    """Tokenise ``corpus``, plan its batches and cut them into shards of at most ``shard_tokens`` counted tokens
+    and ``shard_bytes`` of pooled values in memory (float32 rows of its documents: what a worker holds while it
+    computes a shard; None: no limit; both None: one shard). A shard holds at least one batch. ``options``: the
+    scan's resolved options (JSON-able; ``batch_size``, ``max_batch_tokens``, ``max_length``, ``overflow``,
+    ``include_bos``...), recorded in the plan and its hash."""
     segments, n_over = adapter.encode(corpus.texts, max_length=options["max_length"], overflow=options["overflow"])
     skip_bos = adapter.is_causal and adapter.prepend_bos and not options["include_bos"]
     n_skip = adapter.n_special_prefix if skip_bos else 0
@@ -215,15 +217,23 @@ def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str
     batches = plan_batches(lengths, options["batch_size"], options["max_batch_tokens"])
     counted = [int(lengths[b].sum()) - n_skip * len(b) for b in batches]
     bounds = [0]
-    if shard_tokens is not None:
-        if shard_tokens < 1:
-            raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
-        acc = 0
-        for i, c in enumerate(counted):
-            if acc and acc + c > shard_tokens:
+    for name, v in (("shard_tokens", shard_tokens), ("shard_bytes", shard_bytes)):
+        if v is not None and v < 1:
+            raise ValueError(f"{name} must be positive, got {v}")
+    if shard_tokens is not None or shard_bytes is not None:
+        row_bytes = len(layers) * int(adapter.d_mlp) * len(options["pooling"]) * 4  # one document's pooled rows
+        max_docs = None if shard_bytes is None else max(1, shard_bytes // row_bytes)
+        seq_doc_arr = np.asarray(seq_doc, dtype=np.int64)
+        tokens, docs = 0, set()
+        for i, (c, b) in enumerate(zip(counted, batches)):
+            new_docs = set(seq_doc_arr[b].tolist()) - docs
+            if (tokens or docs) and ((shard_tokens is not None and tokens + c > shard_tokens)
+                                     or (max_docs is not None and len(docs) + len(new_docs) > max_docs)):
                 bounds.append(i)
-                acc = 0
-            acc += c
+                tokens, docs = 0, set()
+                new_docs = set(seq_doc_arr[b].tolist())
+            tokens += c
+            docs |= new_docs
     bounds.append(len(batches))
     return ScanPlan(options=options, model=model_identity(adapter), corpus_fingerprint=corpus.fingerprint(),
                     n_docs=len(corpus), n_truncated=int(n_over), n_skip=n_skip,

@@ -55,6 +55,9 @@ class PooledArrays(Mapping):
             out[:, li] = self.layer(name, li)
         return out
 
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read every layer to answer
+        return name in self.names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.names)
 

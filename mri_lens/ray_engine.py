@@ -78,8 +78,14 @@ class ShardWorker:
         from .capture import get_backend
         from .models import ModelSpec
 
-        if threads:
+        if threads:  # every thread pool of this process: torch's, and numba's for the statistics kernel
             torch.set_num_threads(int(threads))
+            try:
+                import numba
+
+                numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+            except ImportError:
+                pass
         self.adapter = as_adapter(ModelSpec(**spec).load(), **adapter_options)
         self.cap = get_backend(self.adapter, backend)
 
@@ -136,8 +142,11 @@ class actor_pool:
             cpus = 1.0 if gpus else float(self.threads)
             check_resources(ray, self.workers, gpus, cpus)
             options = dict(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
+            env = {} if gpus else {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
             if os.environ.get(FAULT_ENV):  # the test hook reaches the actors, whenever the cluster started
-                options["runtime_env"] = {"env_vars": {FAULT_ENV: os.environ[FAULT_ENV]}}
+                env[FAULT_ENV] = os.environ[FAULT_ENV]
+            if env:
+                options["runtime_env"] = {"env_vars": env}
             worker = ray.remote(**options)(ShardWorker)
             spec = self.spec.to_dict() if hasattr(self.spec, "to_dict") else dict(self.spec)
             if gpus and not spec.get("device"):

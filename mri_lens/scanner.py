@@ -31,9 +31,10 @@ from .pooled import PartDocs, SplitPooled
 from .shard import STATS_IMPL, _Accumulator, _merge_topk, run_shard  # noqa: F401 - re-exported for tests
 from .store import Scan
 
-__all__ = ["scan", "default_histogram_edges", "POOLINGS", "DEFAULT_SHARD_TOKENS"]
+__all__ = ["scan", "default_histogram_edges", "POOLINGS", "DEFAULT_SHARD_TOKENS", "DEFAULT_SHARD_BYTES"]
 
 DEFAULT_SHARD_TOKENS = 1 << 20  # counted tokens per shard when out= is given (a kill loses at most one shard)
+DEFAULT_SHARD_BYTES = 256 << 20  # pooled values a worker holds while it computes a shard (then they go to disk)
 ENGINES = ("local", "ray")
 
 
@@ -44,7 +45,8 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
          device: str | None = None, prepend_bos: bool | None = None, padding_side: str = "right",
          include_bos: bool = False, histogram_edges: Sequence[float] | None = None,
          backend: str | CaptureBackend | None = None, progress: bool = True, out: str | os.PathLike | None = None,
-         overwrite: bool = False, shard_tokens: int | None = None, engine: str = "local", workers: int = 2,
+         overwrite: bool = False, shard_tokens: int | None = None, shard_bytes: int | None = None,
+         engine: str = "local", workers: int = 2,
          address: str | None = None, gpus_per_worker: float | None = None, threads_per_worker: int = 1) -> Scan:
     """Run ``corpus`` through ``model`` once and keep what the lenses need.
 
@@ -79,8 +81,10 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
         the same call again resumes: finished shards are not recomputed (a finished scan is just loaded). A
         directory holding a scan or run of another corpus, model or options is refused (``overwrite=True``
         replaces it); see ``Scan.save`` for what else is refused.
-    shard_tokens: counted tokens per shard (default: one shard without ``out``, :data:`DEFAULT_SHARD_TOKENS`
-        with it). Shards are consecutive batches of the single-process plan, so the result does not depend on
+    shard_tokens, shard_bytes: a shard holds at most this many counted tokens and this many bytes of pooled
+        values in memory while it is computed (default: one shard without ``out``; with it
+        :data:`DEFAULT_SHARD_TOKENS` and :data:`DEFAULT_SHARD_BYTES`, which bound a worker's memory whatever the
+        corpus size). Shards are consecutive batches of the single-process plan, so the result does not depend on
         them (bit for bit but mean/std, see :mod:`mri_lens.merge`).
     engine: ``"local"`` (this process) or ``"ray"`` (an actor pool of model replicas on a Ray cluster: needs
         ``out`` on storage every node can reach and a model spec; :mod:`mri_lens.ray_engine`).
@@ -109,6 +113,8 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
         raise ValueError("engine='ray' needs out= (a directory every worker can write: shards go there)")
     if out is not None:
         out = check_save_target(out, "mri_lens.scan", overwrite=overwrite)  # before any model loads
+        if not overwrite:
+            _refuse_another_corpus(out, corpus.fingerprint())
     spec = None
     if _is_spec(model):
         from .models import ModelSpec
@@ -130,9 +136,10 @@ def scan(model: Any, corpus: Corpus | Sequence[str], *, layers: Sequence[int] | 
                "max_length": adapter.max_length(max_length), "overflow": overflow, "pooling": list(pooling),
                "top_k": top_k, "dtype": dtype, "include_bos": bool(include_bos), "backend": cap.name,
                "histogram_edges": [float(x) for x in edges]}
-    if shard_tokens is None and out is not None:
-        shard_tokens = DEFAULT_SHARD_TOKENS
-    plan = make_plan(adapter, corpus, layers=layer_list, options=options, shard_tokens=shard_tokens)
+    if out is not None and shard_tokens is None and shard_bytes is None:
+        shard_tokens, shard_bytes = DEFAULT_SHARD_TOKENS, DEFAULT_SHARD_BYTES
+    plan = make_plan(adapter, corpus, layers=layer_list, options=options, shard_tokens=shard_tokens,
+                     shard_bytes=shard_bytes)
     if plan.n_truncated and overflow == "truncate":
         warnings.warn(f"{plan.n_truncated} of {len(corpus)} texts are longer than max_length="
                       f"{options['max_length']} tokens and were truncated (overflow='windows' keeps every token)",
@@ -182,6 +189,7 @@ def _run_local(adapter, cap, plan: ScanPlan, shards, edges, progress, on_part=No
                 parts.append(part)
             else:
                 on_part(part)
+            del part  # saved: its pooled values must not live on beside the next shard's
     finally:
         bar.close()
     return parts
@@ -202,6 +210,28 @@ def _assemble(plan: ScanPlan, parts, meta: dict, adapter) -> Scan:
     return Scan(layers=list(plan.layers), pooled_=pooled, stats=stats, top=top, bottom=bottom, token_ids=token_ids,
                 token_offsets=offsets, doc_token_counts=running.doc_tokens, labels=plan.labels,
                 label_names=plan.label_names, meta=dict(meta), tokenizer_json=adapter.tokenizer_json())
+
+
+def _refuse_another_corpus(out: str, fingerprint: str) -> None:
+    """A scan or run of another corpus in ``out``: refused before the model loads (a different model or other
+    options are found once the plan exists, see :func:`_prepare_run`)."""
+    found = []
+    if os.path.exists(os.path.join(out, "manifest.json")):
+        try:
+            found.append(read_json(os.path.join(out, "manifest.json"), "scan manifest", follow=False)
+                         ["meta"]["scan"]["corpus_fingerprint"])
+        except (ScanFileError, KeyError, TypeError):
+            pass
+    for name in os.listdir(out) if os.path.isdir(out) else []:
+        if _RUN_RE.match(name):
+            try:
+                found.append(read_json(os.path.join(out, name, "plan.json"), "scan plan",
+                                       follow=False)["corpus_fingerprint"])
+            except (ScanFileError, KeyError, TypeError):
+                pass
+    if any(isinstance(f, str) and f != fingerprint for f in found):
+        raise ScanFileError(f"{out} holds a scan of another corpus, model or options (here: another corpus); "
+                            "choose another out, or pass overwrite=True (command line --force) to replace it")
 
 
 def _prepare_run(out: str, plan: ScanPlan, overwrite: bool) -> tuple[str, Scan | None]:

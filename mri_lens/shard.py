@@ -373,12 +373,19 @@ def _part(acc: _Accumulator, spec: ShardSpec, touched: np.ndarray, layers: list[
         has_last = last_seen[~complete]
     sel = np.flatnonzero(complete)
     rest = np.flatnonzero(~complete)
-    for p, buf in acc.pooled.items():
-        full = buf[sel]
+    every = len(sel) == len(touched)  # the usual shard: no document reaches into another one
+    for p in list(acc.pooled):
+        buf = acc.pooled.pop(p)  # the accumulator lets go of it: no second copy of a shard's pooled values
+        full = buf if every else buf[sel]
         if p == "mean":
-            full = full / counts[sel].view(-1, 1, 1)
+            if every:
+                with torch.inference_mode():  # the buffers were made there: divide in place, no copy
+                    full.div_(counts.view(-1, 1, 1))
+            else:
+                full = full / counts[sel].view(-1, 1, 1)
         pooled[p] = full.numpy().astype(dtype, copy=False)
         partial[p] = buf[rest].numpy().astype(np.float32, copy=False)
+        del buf, full
     split_seq = ~np.isin(spec.doc, spec.complete)
     order = [int(i) for b in spec.batches for i in b if split_seq[i]]  # the split windows, in batch order
     window_docs = spec.doc[order].astype(np.int64) if order else np.zeros(0, np.int64)

@@ -200,15 +200,15 @@ def category_differences(scan: Scan, a: str, b: str | None = None, *, pooling: s
     in_b = (scan.labels == names.index(b)) if b is not None else ~in_a
     if in_a.sum() < 2 or in_b.sum() < 2:
         raise ScanError("each category needs at least two documents")
-    means_a, means_b, cohen, pvals = [], [], [], []
-    for layer in scan.layers:  # one layer's pooled values at a time: [n_docs, d_mlp]
-        x = scan.pooled(pooling, layer=layer).astype(np.float64)
-        ma, mb, d, p = _welch_cohen(x[in_a], x[in_b])
-        means_a.append(ma)
-        means_b.append(mb)
-        cohen.append(d)
-        pvals.append(p)
-    ma, mb, d, p = (np.stack(v) for v in (means_a, means_b, cohen, pvals))  # [L, d_mlp] each
+    shape = (scan.n_layers, scan.d_mlp)
+    ma, mb, d, p = (np.zeros(shape) for _ in range(4))  # [L, d_mlp] each
+    step = 64  # neurons at a time: memory holds a few float64 copies of [n_docs, 64], whatever the scan size
+    for li, layer in enumerate(scan.layers):  # one layer's pooled values at a time: [n_docs, d_mlp]
+        arr = scan.pooled(pooling, layer=layer)
+        for c in range(0, scan.d_mlp, step):
+            x = np.asarray(arr[:, c:c + step], dtype=np.float64)
+            ma[li, c:c + step], mb[li, c:c + step], d[li, c:c + step], p[li, c:c + step] = \
+                _welch_cohen(x[in_a], x[in_b])
     q = _bh(p.ravel()).reshape(p.shape)
     L, n = np.meshgrid(scan.layers, np.arange(scan.d_mlp), indexing="ij")
     return pd.DataFrame({"layer": L.ravel(), "neuron": n.ravel(), f"mean_{a}": ma.ravel(),

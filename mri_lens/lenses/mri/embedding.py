@@ -10,6 +10,8 @@ import os
 import sys
 import warnings
 
+from typing import Iterable
+
 import numpy as np
 
 from ..._io import interprocess_lock
@@ -59,7 +61,7 @@ def _import_umap():
         # The first import in a fresh environment compiles and caches numba code (~15 s of CPU): parallel workers
         # take turns, so one compiles and the others load its cache.
         with interprocess_lock("umap-import"):
-            import umap
+            import umap  # noqa: F401 - the first import, under the lock
     import umap
 
     global _umap_cache_on
@@ -139,24 +141,30 @@ def warm_up(n_jobs: int = -1, n_layers: int = 64):
     return t
 
 
-def embed_layers(points: list[np.ndarray], n_neighbors: int, min_dist: float, n_epochs: int | None, seed: int, *,
-                 n_jobs: int | None = -1, progress: bool = False) -> list[np.ndarray]:
+def embed_layers(points: Iterable[np.ndarray], n_neighbors: int, min_dist: float, n_epochs: int | None,
+                 seed: int, *, n_jobs: int | None = -1, progress: bool = False,
+                 n_layers: int | None = None) -> list[np.ndarray]:
     """One UMAP map per layer: ``L x [n_points, n_features] -> L x [n_points, 2]`` float32, in the order given.
 
-    Sequential when ``n_jobs`` gives one worker (or there is one layer), else in joblib's reusable loky worker
-    processes (one layer per task; see :func:`warm_up`). The same inputs and seed give identical maps either way.
+    ``points`` may be a generator (``n_layers`` then says how many): layers are taken as workers are ready for
+    them, so memory holds only the layers in flight. Sequential when ``n_jobs`` gives one worker (or there is one
+    layer), else in joblib's reusable loky worker processes (one layer per task; see :func:`warm_up`). The same
+    inputs and seed give identical maps either way.
     """
-    args = (n_neighbors, min_dist, n_epochs, seed)
-    n_jobs = _n_workers(n_jobs, len(points))
-    if n_jobs <= 1:
-        from tqdm.auto import tqdm
-
-        return [_embed(p, *args) for p in tqdm(points, desc="region maps", unit="layer", disable=not progress)]
-    from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
-    # processes, not threads: umap's numba code holds the GIL; each worker fits whole layers.
-    results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+    args = (n_neighbors, min_dist, n_epochs, seed)
+    if n_layers is None:
+        points = list(points)
+        n_layers = len(points)
+    n_jobs = _n_workers(n_jobs, n_layers)
+    if n_jobs <= 1:
+        return [_embed(p, *args) for p in tqdm(points, total=n_layers, desc="region maps", unit="layer",
+                                                disable=not progress)]
+    from joblib import Parallel, delayed
+
+    # processes, not threads: umap's numba code holds the GIL; each worker fits whole layers, one in flight each.
+    results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", pre_dispatch="n_jobs")(
         delayed(_embed)(p, *args) for p in points)
-    return list(tqdm(results, total=len(points), desc=f"region maps ({n_jobs} processes)", unit="layer",
+    return list(tqdm(results, total=n_layers, desc=f"region maps ({n_jobs} processes)", unit="layer",
                      disable=not progress))

@@ -10,15 +10,18 @@ import numpy as np
 __all__ = ["standardise"]
 
 
-def standardise(x: np.ndarray) -> np.ndarray:
-    """Column z-scores over rows (documents), float32; constant columns become 0. ``[n_docs, d] -> [n_docs, d]``."""
-    x = np.asarray(x, dtype=np.float64)
-    mu = x.mean(0)
-    sd = x.std(0)
-    z = np.zeros_like(x)
-    live = sd > 0
-    z[:, live] = (x[:, live] - mu[live]) / sd[live]
-    return z.astype(np.float32)
+def standardise(x: np.ndarray, block: int = 64) -> np.ndarray:
+    """Column z-scores over rows (documents), float32; constant columns become 0. ``[n_docs, d] -> [n_docs, d]``.
+
+    Computed in float64, ``block`` columns at a time (the same numbers as all at once: every column is its own
+    computation), so memory holds the float32 result and one float64 block, not float64 copies of the layer."""
+    z = np.zeros(x.shape, dtype=np.float32)
+    for c in range(0, x.shape[1], block):
+        xc = np.asarray(x[:, c:c + block], dtype=np.float64)
+        mu, sd = xc.mean(0), xc.std(0)
+        live = sd > 0
+        z[:, c:c + block][:, live] = (xc[:, live] - mu[live]) / sd[live]
+    return z
 
 
 def _normalise(c: np.ndarray) -> np.ndarray:

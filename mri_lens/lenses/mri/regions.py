@@ -181,12 +181,12 @@ class RegionMaps:
             raise ScanError(f"region maps need at least 4 documents, the scan has {n_docs}")
         if n_points < 4:
             raise ScanError(f"region maps need at least 4 points per layer, got {n_points}")
-        z = []  # L x [n_docs, d]: each layer's pooled activations, read one layer at a time, standardised
-        for l in layers:
+        def z_of(l: int) -> np.ndarray:  # one layer's pooled activations, read from the scan, standardised
             x = scan.pooled(self.pooling, layer=l)  # [n_docs, d_mlp]
             if not np.isfinite(x).all():
                 raise ScanError("the scan's pooled activations contain NaN or inf")
-            z.append(standardise(x))
+            return standardise(x)
+
         self.layers_ = layers
         self.labels_ = None if scan.labels is None else np.asarray(scan.labels, dtype=np.int64)
         self.label_names_ = None if scan.label_names is None else list(scan.label_names)
@@ -194,40 +194,42 @@ class RegionMaps:
         self.d_mlp_ = d
         self.scan_meta_ = {k: scan.meta.get(k) for k in ("model_id", "architecture", "hook_template", "prepend_bos")}
 
-        points = [zi.T if self.mode == "neurons" else zi for zi in z]
+        # Layers are read one at a time, twice (to embed, then to align and activate), so memory holds a few
+        # layers' z-scores, never all of them: a scan larger than memory maps as well as a small one.
+        points = ((z.T if self.mode == "neurons" else z) for z in map(z_of, layers))
         coords = embed_layers(points, self.n_neighbors, self.min_dist, self.n_epochs, self.seed, n_jobs=self.n_jobs,
-                              progress=progress)
+                              progress=progress, n_layers=len(layers))
         coords = [_normalise(c.astype(np.float64)) for c in coords]
-        if self.align:
-            for i in range(1, len(coords)):
-                src, w = self._correspondence(z[i], z[i - 1])
-                R = _procrustes(coords[i], coords[i - 1][src], w)
-                coords[i] = coords[i] @ R
 
         g, R = self.grid, self.grid * self.grid
         L = len(layers)
-        self.coords_ = np.stack(coords).astype(np.float32)
         self.cell_ = np.zeros((L, n_points), np.int32)
         self.x_edges_ = np.zeros((L, g + 1))
         self.y_edges_ = np.zeros((L, g + 1))
         self.region_act_ = np.zeros((L, n_docs, R), np.float32)
         self.thresholds_ = np.full((L, R), np.inf)
         self.activated_ = np.zeros((L, n_docs, R), bool)
-        for i in range(L):
-            xe, ye = _grid_edges(self.coords_[i], g, self.binning, self.clip)
+        with_means = self.mode == "neurons" and self.labels_ is not None
+        k = len(self.label_names_) if with_means else 0
+        means = np.zeros((L, k, d), np.float32) if with_means else None
+        z_prev = None
+        for i, l in enumerate(layers):
+            z = z_of(l)
+            if self.align and i > 0:
+                src, w = self._correspondence(z, z_prev)
+                coords[i] = coords[i] @ _procrustes(coords[i], coords[i - 1][src], w)
+            c = coords[i].astype(np.float32)
+            xe, ye = _grid_edges(c, g, self.binning, self.clip)
             self.x_edges_[i], self.y_edges_[i] = xe, ye
-            self.cell_[i] = _cells(self.coords_[i], xe, ye, g)
-            self._activate(i, z[i])
-        self.neuron_category_means_ = None
-        if self.mode == "neurons" and self.labels_ is not None:
-            k = len(self.label_names_)
-            m = np.zeros((L, k, d), np.float32)
-            for c in range(k):
-                sel = self.labels_ == c
+            self.cell_[i] = _cells(c, xe, ye, g)
+            self._activate(i, z)
+            for cat in range(k):
+                sel = self.labels_ == cat
                 if sel.any():
-                    for i in range(L):
-                        m[i, c] = z[i][sel].mean(0)
-            self.neuron_category_means_ = m
+                    means[i, cat] = z[sel].mean(0)
+            z_prev = z
+        self.coords_ = np.stack(coords).astype(np.float32)
+        self.neuron_category_means_ = means
         return self
 
     def _correspondence(self, z_cur: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -207,7 +207,7 @@ def neuroscope_site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Seq
 def _examples_for_layer(scan, li: int, ids: np.ndarray, k: int, bands: list[float], per_band: int, n_random: int,
                         seed: int, has_max: bool) -> dict[int, dict[str, list[int]]]:
     """Documents per neuron and section: ``{"top": [...], "band0": [...], ..., "random": [...]}``."""
-    pooled_max = scan.pooled("max")[:, li] if has_max else None  # [n_docs, d_mlp]
+    pooled_max = scan.pooled("max", layer=scan.layers[li]) if has_max else None  # [n_docs, d_mlp], one layer
     layer = scan.layers[li]
     out = {}
     for n in ids.tolist():
