@@ -342,16 +342,21 @@ class ModelAdapter:
         dev = self.device
         return tokens.to(dev), mask.to(dev), starts
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer (the same object for TL 2, TL 4 and HF models)."""
+        return self.model.tokenizer
+
     def str_tokens(self, ids: Sequence[int]) -> list[str]:
         """One display string per token (see :func:`mri_lens.tokens.display_tokens`)."""
-        backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None:
-            return [self.model.tokenizer.decode([int(i)]) for i in ids]
+            return [self.tokenizer.decode([int(i)]) for i in ids]
         return display_tokens(backend, ids)
 
     def tokenizer_json(self) -> str | None:
         """The fast tokenizer's JSON, stored with scans so tokens can be shown without the model."""
-        backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
         return backend.to_str() if backend is not None else None
 
     def describe(self) -> dict[str, Any]:

@@ -16,6 +16,10 @@ def test_tiny_lm_facts(tiny):
     assert ad.prepend_bos is True and ad.hook_template == "blocks.{layer}.mlp.hook_post"
     d = ad.describe()
     assert d["model_id"] == "tiny_lm" and d["padding_side"] == "right" and d["special_prefix"] == [0]
+    # the lenses' doors: the tokenizer, the special tokens and the weights, read from the model itself
+    assert ad.tokenizer is tiny.tokenizer and ad.special_prefix == [tiny.tokenizer.bos_token_id]
+    assert ad.special_suffix == [] and ad.input_embedding().data_ptr() == tiny.W_E.data_ptr()
+    assert tuple(ad.neuron_output_weights(2).shape) == (512, tiny.cfg.d_model)
 
 
 def test_encode_prepends_bos_once_and_truncates(tiny):

@@ -108,3 +108,34 @@ def test_core_modules_do_not_import_lenses_or_render():
     for m in core:
         assert not [d for d in edges[m] if d.startswith(("mri_lens.lenses", "mri_lens.render"))], m
     assert not [d for d in edges["mri_lens.render.html"] if d.startswith("mri_lens.lenses")]
+
+
+def _private_model_reads(source: str, where: str) -> list[str]:
+    """``<something>.adapter.model`` / ``adapter.model`` / ``adapter._x`` reads in one file's source: a lens going
+    around the adapter's public methods to the model or the adapter's private state."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        owner_name = (owner.id if isinstance(owner, ast.Name)
+                      else owner.attr if isinstance(owner, ast.Attribute) else "")
+        if owner_name == "adapter" and (node.attr == "model" or node.attr.startswith("_")):
+            found.append(f"{where}:{node.lineno}: adapter.{node.attr}")
+    return found
+
+
+def test_lenses_reach_the_model_only_through_the_adapter():
+    """Lenses, the renderer and the pipelines use the adapter's public methods (tokenizer, input_embedding, ...),
+    never ``adapter.model`` or the adapter's private fields."""
+    files = [p for p in PKG.rglob("*.py")
+             if p.relative_to(PKG).parts[0] in ("lenses", "render") or p.name == "pipelines.py"]
+    assert len(files) > 10
+    hits = [hit for p in files
+            for hit in _private_model_reads(p.read_text(encoding="utf-8"), str(p.relative_to(PKG)))]
+    assert hits == []
+
+
+def test_the_adapter_check_finds_reads():
+    src = "def f(run, adapter):\n    return run.adapter.model.tokenizer, adapter._prefix, adapter.tokenizer\n"
+    assert sorted(_private_model_reads(src, "x.py")) == ["x.py:2: adapter._prefix", "x.py:2: adapter.model"]

@@ -50,7 +50,7 @@ class NoAugmentation(Augmenter):
 
 
 def _special_ids(adapter: Any) -> set[int]:
-    tok = adapter.model.tokenizer
+    tok = adapter.tokenizer
     ids = set(adapter.special_prefix) | set(adapter.special_suffix) | {int(adapter.pad_token_id)}
     for name in ("bos_token_id", "eos_token_id", "unk_token_id", "mask_token_id", "cls_token_id", "sep_token_id"):
         v = getattr(tok, name, None)
@@ -81,7 +81,7 @@ class EmbeddingNeighbours(Augmenter):
         if not -1.0 <= min_similarity <= 1.0:
             raise ValueError(f"min_similarity must be in [-1, 1], got {min_similarity}")
         self.min_similarity = float(min_similarity)
-        self._cache: tuple[int, Any] | None = None
+        self._cache: tuple[Any, Any] | None = None  # (the embedding it was made from, its unit rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "min_similarity": self.min_similarity}
@@ -91,11 +91,13 @@ class EmbeddingNeighbours(Augmenter):
 
         if not requests or n == 0:
             return [[] for _ in requests]
-        if self._cache is None or self._cache[0] != id(adapter.model):
+        emb = _embedding(adapter)
+        # Keyed by the embedding's storage (held, so its address cannot be reused by another model's).
+        if self._cache is None or self._cache[0].data_ptr() != emb.data_ptr() or self._cache[0].shape != emb.shape:
             with torch.inference_mode():
-                w = _embedding(adapter).detach().float()
+                w = emb.detach().float()
                 w = w / w.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-            self._cache = (id(adapter.model), w)
+            self._cache = (emb, w)
         w = self._cache[1]
         special = sorted(i for i in _special_ids(adapter) if 0 <= i < w.shape[0])
         targets = [int(ids[p]) for ids, p in requests]
@@ -135,7 +137,7 @@ class TokenProbe(Augmenter):
             return [[] for _ in requests]
         special = _special_ids(run.adapter)
         n_vocab = int(_embedding(run.adapter).shape[0])
-        tok = getattr(run.adapter.model, "tokenizer", None)
+        tok = run.adapter.tokenizer
         if tok is not None:
             n_vocab = min(n_vocab, len(tok))  # embeddings padded past the tokenizer (Pythia) are not tokens
         vocab = np.array([t for t in range(n_vocab) if t not in special])
@@ -187,7 +189,7 @@ class FillMaskAugmenter(Augmenter):
         return {"name": self.name, "model": self.model_name}
 
     def substitutes(self, adapter, requests, n, min_prob):
-        tok = adapter.model.tokenizer
+        tok = adapter.tokenizer
         special = _special_ids(adapter)
         out = []
         for ids, p in requests:

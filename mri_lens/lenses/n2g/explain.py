@@ -150,7 +150,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
             continue
         if out_dir is not None and os.path.exists(_path(out_dir, layer, n)):
             try:
-                result[n] = NeuronGraph.load(_path(out_dir, layer, n), adapter.model, follow_symlinks=False)
+                result[n] = NeuronGraph.load(_path(out_dir, layer, n), adapter.tokenizer, follow_symlinks=False)
                 continue
             except Exception:  # noqa: BLE001 - a damaged file is simply refitted
                 pass
@@ -251,7 +251,7 @@ def _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, r
         for out in pool.map(lambda a, ch: a.call.remote(_explain_chunk, scan_path, layer, ch, kwargs), chunks):
             for n, text in out["graphs"].items():
                 g = NeuronGraph.from_dict(json.loads(text), source=f"Ray worker (layer {layer}, neuron {n})",
-                                          tokenizer=adapter.model.tokenizer)
+                                          tokenizer=adapter.tokenizer)
                 result[int(n)] = g
                 if out_dir is not None:
                     write_text_atomic(_path(out_dir, layer, int(n)), text)

@@ -39,7 +39,7 @@ def default_mask_token(adapter: Any) -> int:
     id 1 was meant to be); ``[MASK]`` when the tokenizer has one; otherwise the end-of-text token (GPT-2 style,
     where pad = BOS = EOS): a document boundary, the closest thing such a model has to "no token here".
     """
-    tok = adapter.model.tokenizer
+    tok = adapter.tokenizer
     bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
     if pad is not None and pad not in (bos, eos):
         return int(pad)

@@ -164,7 +164,7 @@ class NeuronGraph:
                 "fit": asdict(stats), "cost": cost, "versions": library_versions()}
         return cls(layer=int(layer), neuron=int(neuron), trie=trie, max_activation=float(norm), config=cfg,
                    token_strs=dict(zip(toks, strs[:-1])), examples=examples, meta=meta,
-                   _tokenizer=adapter.model.tokenizer)
+                   _tokenizer=adapter.tokenizer)
 
     # ------------------------------------------------------------------ prediction
     def _ids(self, text: Any, tokenizer: Any = None) -> np.ndarray:
