@@ -38,8 +38,8 @@ $(VENV_TL2)/.installed: pyproject.toml
 	touch $@
 
 test-tl2: $(VENV_TL2)/.installed
-	$(VENV_TL2)/bin/python -m pytest -q tests/test_adapter.py tests/test_scan.py tests/test_store.py tests/test_capture_hf.py \
-		tests/test_io.py tests/test_merge.py tests/lenses/n2g
+	$(VENV_TL2)/bin/python -m pytest -q tests/model tests/scanning/test_run.py tests/scanning/test_merge.py tests/results \
+		tests/storage tests/test_reference.py tests/lenses/n2g
 
 bench: setup
 	$(VENV)/bin/python bench/bench_scan.py

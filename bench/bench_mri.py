@@ -46,17 +46,17 @@ def bench_maps(scan, rounds: int) -> None:
 
     get_reusable_executor().shutdown(wait=True)  # cold: fresh workers
     t = time.perf_counter()
-    ml.RegionMaps.fit(scan, grid=10, seed=0, n_jobs=2)
+    ml.mri.RegionMaps.fit(scan, grid=10, seed=0, n_jobs=2)
     cold_par = time.perf_counter() - t
     t = time.perf_counter()
-    ml.RegionMaps.fit(scan, grid=10, seed=0, n_jobs=1)
+    ml.mri.RegionMaps.fit(scan, grid=10, seed=0, n_jobs=1)
     cold_seq = time.perf_counter() - t  # includes this process's own compilation
     times: dict[str, list[float]] = {"sequential": [], "parallel": []}
     ref = None
     for _ in range(rounds):
         for name, n_jobs in (("sequential", 1), ("parallel", 2)):
             t = time.perf_counter()
-            m = ml.RegionMaps.fit(scan, grid=10, seed=0, n_jobs=n_jobs)
+            m = ml.mri.RegionMaps.fit(scan, grid=10, seed=0, n_jobs=n_jobs)
             times[name].append(time.perf_counter() - t)
             if ref is None:
                 ref = m
@@ -73,7 +73,7 @@ def bench_maps(scan, rounds: int) -> None:
 def bench_seeds(scan) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    maps = [ml.RegionMaps.fit(scan, grid=10, seed=s, n_jobs=2) for s in (0, 1, 2)]
+    maps = [ml.mri.RegionMaps.fit(scan, grid=10, seed=s, n_jobs=2) for s in (0, 1, 2)]
     print("\n| seed pair | ARI of neuron -> region, per layer | mean |")
     print("|---|---|---|")
     for i, j in ((0, 1), (0, 2), (1, 2)):
@@ -83,9 +83,9 @@ def bench_seeds(scan) -> None:
           "(mean over layers) | probe neurons |")
     print("|---|---|---|---|---|---|")
     for s, m in enumerate(maps):
-        g = ml.coactivation_graph(m, min_weight=5, top_k=3)
-        cmp = ml.compare_categories(m, g, "positive", "negative")
-        probe = ml.separability(m, scan, seed=0)
+        g = ml.mri.coactivation_graph(m, min_weight=5, top_k=3)
+        cmp = ml.mri.compare_categories(m, g, "positive", "negative")
+        probe = ml.mri.separability(m, scan, seed=0)
         sm = cmp.summary
         print(f"| {s} | {sm['regions_enriched_a']} | {sm['regions_enriched_b']} | "
               f"{sm['edges_enriched_a']} + {sm['edges_enriched_b']} | {probe['regions'].mean():.3f} | "
@@ -98,9 +98,9 @@ def bench_all979() -> None:
     t0 = time.perf_counter()
     scan = ml.scan(model, corpus, pooling=("mean", "max"), progress=False)
     t1 = time.perf_counter()
-    maps = ml.RegionMaps.fit(scan, grid=10, seed=0)
+    maps = ml.mri.RegionMaps.fit(scan, grid=10, seed=0)
     t2 = time.perf_counter()
-    g = ml.coactivation_graph(maps, min_weight=5, top_k=3, enrichment=True)
+    g = ml.mri.coactivation_graph(maps, min_weight=5, top_k=3, enrichment=True)
     t3 = time.perf_counter()
     print("\n| corpus | docs | categories | scan s | region maps s | graph s | total s | edges |")
     print("|---|---|---|---|---|---|---|---|")

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     else:
         configs = [(int(x), "firing", "main", 5, "embedding") for x in args.pivots.split(",")]
     for pivots, end_values, augment_pivots, n_subs, augmenter in configs:
-        cfg = ml.N2GConfig(pivots_per_example=pivots, end_values=end_values, augment_pivots=augment_pivots,
+        cfg = ml.n2g.N2GConfig(pivots_per_example=pivots, end_values=end_values, augment_pivots=augment_pivots,
                            n_substitutes=n_subs)
         rows, costs, shape = [], [], []
         for layer in scan.layers:

@@ -37,7 +37,7 @@ def main() -> None:
     t_scan = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        ml.neuroscope_site(scan, model, out, layers=[args.layer], k=args.k)
+        ml.neuroscope.site(scan, model, out, layers=[args.layer], k=args.k)
         t_site = time.perf_counter() - t0
         pages = [os.path.join(out, f"L{args.layer}", f) for f in os.listdir(os.path.join(out, f"L{args.layer}"))
                  if f.startswith("N")]

@@ -80,7 +80,7 @@ def _child(step: str, args: list[str]) -> dict:
         base = _status_kb("VmRSS")
         _reset_hwm()
         t0 = time.perf_counter()
-        maps = ml.RegionMaps.fit(s, grid=10, seed=0, n_jobs=1)
+        maps = ml.mri.RegionMaps.fit(s, grid=10, seed=0, n_jobs=1)
         seconds = time.perf_counter() - t0
         one_layer = s.n_docs * s.d_mlp * 4
         return {"step": "RegionMaps.fit", "seconds": round(seconds, 1), "layers": len(maps.layers),
@@ -139,13 +139,13 @@ def scaling(rounds: int, n_docs: int) -> dict:
     import ray
 
     import mri_lens as ml
-    from mri_lens.adapter import as_adapter
-    from mri_lens.capture import get_backend
-    from mri_lens.histogram import default_histogram_edges
-    from mri_lens.merge import PartsMerge
-    from mri_lens.parts import ScanPart
-    from mri_lens.plan import make_plan
-    from mri_lens.ray_engine import actor_pool
+    from mri_lens.model.adapter import as_adapter
+    from mri_lens.model.capture import get_backend
+    from mri_lens.scanning.histogram import default_histogram_edges
+    from mri_lens.scanning.merge import PartsMerge
+    from mri_lens.results.parts import ScanPart
+    from mri_lens.scanning.plan import make_plan
+    from mri_lens.scanning.ray_engine import actor_pool
 
     corpus = short_docs(n_docs)
     tiny = ml.models.tiny_lm(device="cpu")

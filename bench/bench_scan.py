@@ -63,8 +63,8 @@ def corpus_for(name: str, n_docs: int):
 
 
 def batches_for(model, corpus, batch_size: int):
-    from mri_lens.adapter import ModelAdapter
-    from mri_lens.batching import plan_batches
+    from mri_lens.model.adapter import ModelAdapter
+    from mri_lens.scanning.batching import plan_batches
 
     ad = ModelAdapter(model)
     segs, _ = ad.encode(corpus.texts)
@@ -127,16 +127,16 @@ def throughput(name: str, n_docs: int, rounds: int, batch_size: int = 32) -> dic
         ml.scan(model, corpus, batch_size=batch_size, progress=False)
 
     def capture_only():
-        from mri_lens.adapter import ModelAdapter
-        from mri_lens.capture import TransformerLensBackend
+        from mri_lens.model.adapter import ModelAdapter
+        from mri_lens.model.capture import TransformerLensBackend
 
         cap = TransformerLensBackend(ModelAdapter(model))
         for t, m in batches:
             cap.forward(t, m, range(model.cfg.n_layers))
 
-    from mri_lens.capture import get_backend
+    from mri_lens.model import ModelAdapter, get_backend
 
-    hf_cap = get_backend(ml.ModelAdapter(plain))
+    hf_cap = get_backend(ModelAdapter(plain))
 
     def hf_capture_only():  # the hf backend's forward with its hooks, no statistics: what the scan adds is the rest
         for t, m in batches:
@@ -188,9 +188,9 @@ def naive_pool(model, corpus, batch_size: int = 32):
     end (masked mean and max)."""
     import torch
 
-    from mri_lens.adapter import ModelAdapter
+    from mri_lens.model.adapter import ModelAdapter
 
-    from mri_lens.batching import plan_batches
+    from mri_lens.scanning.batching import plan_batches
 
     ad = ModelAdapter(model)
     segs, _ = ad.encode(corpus.texts)

@@ -11,7 +11,7 @@ Every user mistake is one line on stderr and exit status 2, never a traceback: a
 (``mri-lens <cmd>: error: ...``, checked before any model loads) and every error the library raises on purpose
 (``mri-lens: error: ...``: :class:`~mri_lens.errors.MriLensError`, ``ValueError``, ``OSError``). Ctrl-C is one
 line and status 130. Anything else is a bug and keeps its traceback. Every ``--out`` is checked before any work
-(:func:`mri_lens._io.check_save_target`); ``--force`` writes beside files mri_lens did not write.
+(:func:`mri_lens.storage.write.check_save_target`); ``--force`` writes beside files mri_lens did not write.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import re
 import sys
 import time
 
-from ._io import check_save_target
+from .storage.write import check_save_target
 from .errors import MriLensError
-from .plan import POOLINGS
+from .scanning.plan import POOLINGS
 
 _MAX_INDEX = 10_000_000  # larger layer / neuron numbers are typos (and would build huge lists)
 _FORCE_HELP = "write even if the output path holds other files; files mri_lens did not write are never removed"
@@ -174,13 +174,13 @@ def name_list(spec: str) -> tuple[str, ...]:
 
 
 def _model(name: str, device: str | None, backend: str | None = None):
-    from .models import load_named_model
+    from .model.bundled import load_named_model
 
     return load_named_model(name, device=device, **({"backend": backend} if backend else {}))
 
 
 def _corpus(path: str, text: str, label: str | None):
-    from .corpus import Corpus
+    from .data.corpus import Corpus
 
     if path.lower().endswith((".jsonl", ".ndjson")):
         return Corpus.from_jsonl(path, text=text, label=label)
@@ -189,7 +189,7 @@ def _corpus(path: str, text: str, label: str | None):
 
 def _scan_and_model(args):
     """The saved scan of ``--scan`` and the model it was made with (``--model``, default: the scan's model id)."""
-    from .store import Scan
+    from .results.scan import Scan
 
     s = Scan.load(args.scan)
     return s, _model(args.model or s.meta.get("model_id") or "", args.device)
@@ -197,8 +197,8 @@ def _scan_and_model(args):
 
 def cmd_scan(args) -> int:
     """Scan a corpus into ``--out``: shards written as they finish, so a killed scan resumes when run again."""
-    from .models import ModelSpec
-    from .scanner import scan
+    from .model.bundled import ModelSpec
+    from .scanning.run import scan
 
     out = check_save_target(args.out, "mri_lens.scan", overwrite=args.force)
     corpus = _corpus(args.corpus, args.text_col, args.label_col)
@@ -221,7 +221,7 @@ def cmd_scan(args) -> int:
 
 def cmd_report(args) -> int:
     from .render.report import write_scan_report
-    from .store import Scan
+    from .results.scan import Scan
 
     out = check_save_target(args.out or os.path.join(args.scan, "report.html"), "mri_lens.page",
                             overwrite=args.force)
@@ -242,7 +242,7 @@ def cmd_demo(args) -> int:
 
 def cmd_compile(args) -> int:
     """JIT-compile the numba code once (the scan's statistics kernel, umap-learn's); numba caches it on disk."""
-    from . import _kernels
+    from .scanning import kernels as _kernels
     from .lenses.mri import embedding
 
     t0 = time.perf_counter()
@@ -257,10 +257,10 @@ def cmd_compile(args) -> int:
 
 def cmd_mri(args) -> int:
     """Region maps, co-activation graph, metrics and probe of a saved scan, as an offline HTML page."""
-    from .corpus import check_categories
+    from .data.corpus import check_categories
     from .errors import CategoryError
     from .pipelines import mri_page
-    from .store import Scan
+    from .results.scan import Scan
 
     out = check_save_target(args.out or os.path.join(args.scan, "mri"), "mri_lens.mri_page", overwrite=args.force)
     result = Scan.load(args.scan)
@@ -277,12 +277,12 @@ def cmd_mri(args) -> int:
 
 
 def cmd_neuroscope(args) -> int:
-    from .lenses.neuroscope import ColorBins, neuroscope, prompts as ready_prompts
+    from .lenses import neuroscope
 
     out = check_save_target(args.out, "mri_lens.page", overwrite=args.force)
     if args.prompt is not None and not all(p.strip() for p in args.prompt):
         raise ValueError("--prompt must not be empty")
-    prompts = args.prompt or ready_prompts.sequence_prompts()
+    prompts = args.prompt or neuroscope.prompts.sequence_prompts()
     if args.relative is None:
         if args.lo > args.hi:
             raise ValueError(f"--lo must not be greater than --hi, got --lo {args.lo:g} --hi {args.hi:g} (swapped?)")
@@ -292,12 +292,12 @@ def cmd_neuroscope(args) -> int:
     if args.relative is not None:
         if not args.scan:
             raise ValueError("--relative needs --scan (a saved scan of the same model) to take quantiles from")
-        from .store import Scan
+        from .results.scan import Scan
 
         scan = Scan.load(args.scan)
-    bins = ColorBins(red=args.red, orange=args.orange if args.orange is not None else args.hi, lo=args.lo)
+    bins = neuroscope.ColorBins(red=args.red, orange=args.orange if args.orange is not None else args.hi, lo=args.lo)
     model = _model(args.model, args.device)
-    view = neuroscope(model, prompts, layers=args.layers, hi=args.hi, lo=args.lo, select=args.select,
+    view = neuroscope.view(model, prompts, layers=args.layers, hi=args.hi, lo=args.lo, select=args.select,
                       relative=args.relative, relative_to=args.relative_to, scan=scan, sort=args.sort,
                       max_neurons_per_layer=args.max_neurons or None, bins=bins)
     out = view.save_html(out, summary=args.summary, overwrite=args.force)
@@ -313,7 +313,7 @@ def cmd_explain(args) -> int:
     cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment,
                     n_substitutes=args.substitutes)
     if args.engine == "ray":
-        from .store import Scan
+        from .results.scan import Scan
 
         s = Scan.load(args.scan)
         model = args.model or s.meta.get("model_id") or ""
@@ -334,12 +334,12 @@ def cmd_explain(args) -> int:
 
 
 def cmd_site(args) -> int:
-    from .lenses.neuroscope import neuroscope_site
+    from .lenses import neuroscope
 
     out = check_save_target(args.out, "mri_lens.site", overwrite=args.force)
     s, model = _scan_and_model(args)
     t0 = time.perf_counter()
-    index = neuroscope_site(s, model, out, layers=args.layers, neurons=args.neurons, k=args.top_k,
+    index = neuroscope.site(s, model, out, layers=args.layers, neurons=args.neurons, k=args.top_k,
                             overwrite=args.force)
     print(f"site written to {index} in {time.perf_counter() - t0:.1f} s (open it in a browser; works offline)")
     return 0

@@ -9,8 +9,8 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-from ._io import claim_dir
-from .models import load_named_model
+from .storage.write import claim_dir
+from .model.bundled import load_named_model
 
 __all__ = ["demo", "load_named_model", "mri_page"]
 
@@ -27,7 +27,7 @@ def mri_page(scan, out: str | os.PathLike, *, grid: int = 10, mode: str = "neuro
     """Region maps + co-activation graph + probe of ``scan`` and the MRI page, all under ``out``.
 
     ``out`` is claimed as an MRI page directory first (refused before any work unless free, empty or an earlier
-    MRI page, see :func:`mri_lens._io.claim_dir`); it receives ``maps/``, ``graph.json``, ``graph.graphml``,
+    MRI page, see :func:`mri_lens.storage.write.claim_dir`); it receives ``maps/``, ``graph.json``, ``graph.graphml``,
     ``graph.gexf`` and ``index.html``. ``top_edges``: keep an edge only if it is among the k heaviest out-edges
     of its source or in-edges of its target (None or 0: keep all). ``assets``: where the shared plotly.js lives
     (default ``out``). Returns ``(path of index.html, seconds per stage)``.
@@ -74,9 +74,9 @@ def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, 
     from . import datasets, models
     from .lenses.mri import embedding
     from .lenses.n2g import demo_section
-    from .lenses.neuroscope import neuroscope, neuroscope_site, prompts
+    from .lenses import neuroscope
     from .render.report import write_scan_report
-    from .scanner import scan
+    from .scanning.run import scan
 
     say = echo or (lambda _msg: None)
     out = claim_dir(out, DEMO_KIND, overwrite=overwrite)
@@ -104,7 +104,7 @@ def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, 
 
     t1 = time.perf_counter()
     tiny = models.tiny_lm(device=device)
-    view = neuroscope(tiny, prompts.sequence_prompts(), hi=3.0, lo=0.0, select="hi")
+    view = neuroscope.view(tiny, neuroscope.prompts.sequence_prompts(), hi=3.0, lo=0.0, select="hi")
     view.save_html(os.path.join(out, "neuroscope_view.html"), summary=True,
                    title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts",
                    overwrite=overwrite, assets=out)
@@ -112,7 +112,7 @@ def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, 
     layer0 = code.stats.max[0]
     neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
     n2g_graphs, n2g_links = demo_section(tiny, code, out, neurons)  # N2G graphs of the same 12 neurons
-    site_index = neuroscope_site(code, tiny, os.path.join(out, "site"), layers=[0], neurons=neurons,
+    site_index = neuroscope.site(code, tiny, os.path.join(out, "site"), layers=[0], neurons=neurons,
                                  title="mri_lens demo: tiny LM neurons on standard-library code", n2g=n2g_graphs,
                                  overwrite=overwrite)
     t_lenses = time.perf_counter() - t1

@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 
@@ -78,9 +77,9 @@ def cases(ml):
                     max_length=64, top_k=5, progress=False)
         out[f"{name}.scan"] = (scan_arrays(s), None)
         maps = ml.mri.RegionMaps(grid=4, mode="neurons", seed=0).fit(s) if hasattr(ml, "mri") else \
-            ml.RegionMaps(grid=4, mode="neurons", seed=0).fit(s)
+            ml.mri.RegionMaps(grid=4, mode="neurons", seed=0).fit(s)
         out[f"{name}.maps"] = (maps_arrays(maps), None)
-        cg = (ml.mri.coactivation_graph if hasattr(ml, "mri") else ml.coactivation_graph)(maps)
+        cg = (ml.mri.coactivation_graph if hasattr(ml, "mri") else ml.mri.coactivation_graph)(maps)
         out[f"{name}.graph"] = (graph_arrays(cg), None)
     s = ml.scan(tiny, corpus, batch_size=4, pooling=("mean",), overflow="windows", max_length=64, top_k=8,
                 progress=False)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import mri_lens as ml
+from mri_lens.errors import ModelAdapterError
 from mri_lens.cli import main
 
 from corpora import PROSE, code_snippets
@@ -53,15 +54,15 @@ def test_mri_command(tmp_path, tiny, tiny_scan, capsys):
                     "separability probe"):
         assert section in page, section
     assert not re.search(r"<script[^>]+src=[\"']?https?:", page)
-    maps = ml.RegionMaps.load(out / "maps")
+    maps = ml.mri.RegionMaps.load(out / "maps")
     assert maps.grid == 4 and maps.layers == tiny_scan.layers
-    g = ml.load_graph_json(out / "graph.json")
+    g = ml.mri.load_graph_json(out / "graph.json")
     assert all(isinstance(n, tuple) for n in g.nodes) and g.number_of_nodes() == 16 * len(maps.layers)
     assert (out / "graph.graphml").exists() and (out / "graph.gexf").exists()
     assert json.loads((out / "manifest.json").read_text())["format"] == "mri_lens.mri_page"  # claimed as ours
     assert main(["mri", "--scan", scan_dir, "--grid", "3", "--out", str(out), "--n-jobs", "1", "--min-weight", "2",
                  "--quiet"]) == 0  # the same --out again: our own MRI page directory is replaced
-    assert ml.RegionMaps.load(out / "maps").grid == 3
+    assert ml.mri.RegionMaps.load(out / "maps").grid == 3
     assert main(["mri", "--scan", str(tmp_path / "missing"), "--quiet"]) == 2
     assert "not a saved" in capsys.readouterr().err
 
@@ -71,8 +72,8 @@ def test_mri_report_escapes_tokens(tmp_path, tiny):
     texts = [f"<script>alert({i})</script> def f(x): return x" for i in range(6)] + PROSE[:6]
     label = "</script><script>alert(2)</script>"  # a hostile category name, inside plotly's JSON and the tables
     s = ml.scan(tiny, ml.Corpus(texts, [label] * 6 + ["prose"] * 6), progress=False)
-    maps = ml.RegionMaps.fit(s, grid=3, seed=0, n_jobs=1)
-    g = ml.coactivation_graph(maps, min_weight=1)
+    maps = ml.mri.RegionMaps.fit(s, grid=3, seed=0, n_jobs=1)
+    g = ml.mri.coactivation_graph(maps, min_weight=1)
     from mri_lens.render.report import write_mri_report
 
     page = open(write_mri_report(maps, g, s, tmp_path / "m.html"), encoding="utf-8").read()
@@ -95,7 +96,7 @@ def test_demo_small(tmp_path, minilm, capsys):
     assert "mri/index.html" in page
     mri = open(tmp_path / "demo" / "mri" / "index.html", encoding="utf-8").read()
     assert "Co-activation graph" in mri and "separability probe" in mri
-    assert ml.RegionMaps.load(tmp_path / "demo" / "mri" / "maps").n_docs == 60
+    assert ml.mri.RegionMaps.load(tmp_path / "demo" / "mri" / "maps").n_docs == 60
     # The Neuroscope part: the thresholded view and a small site, linked from the report.
     assert "neuroscope_view.html" in page and "site/index.html" in page
     view = open(tmp_path / "demo" / "neuroscope_view.html", encoding="utf-8").read()
@@ -104,7 +105,7 @@ def test_demo_small(tmp_path, minilm, capsys):
 
 
 def test_compile_command_leaves_the_kernels_usable(capsys):
-    from mri_lens import _kernels
+    from mri_lens.scanning import kernels as _kernels
 
     assert main(["compile"]) == 0
     out = capsys.readouterr().out
@@ -220,7 +221,8 @@ def test_bad_values_are_one_line_before_any_model_loads(argv, expected, tmp_path
 
 
 def test_pooling_names_match_the_scanner():
-    from mri_lens import cli, scanner
+    from mri_lens import cli
+    from mri_lens.scanning import run as scanner
 
     assert cli.POOLINGS == scanner.POOLINGS
 
@@ -240,11 +242,11 @@ def test_unknown_model_is_one_line(tmp_path, corpus_file, capsys):
 
 
 def test_load_model_wraps_loading_failures_but_not_bugs(monkeypatch):
-    with pytest.raises(ml.ModelAdapterError, match="cannot load model 'no-such-model-xyz': ") as e:
+    with pytest.raises(ModelAdapterError, match="cannot load model 'no-such-model-xyz': ") as e:
         ml.load_model("no-such-model-xyz", device="cpu")
     assert "\n" not in str(e.value) and isinstance(e.value.__cause__, OSError)
 
-    import mri_lens.loading as loading
+    import mri_lens.model.loading as loading
 
     def bug(*a, **k):
         raise TypeError("a bug in the loader")
@@ -377,10 +379,10 @@ def test_out_holding_user_files_is_refused_before_any_work(argv, kind, tmp_path,
                                                            monkeypatch, capsys):
     """A user directory (or file) at --out survives byte for byte; the command fails with one line before it loads
     a scan, a corpus or a model (the --scan given does not even exist)."""
-    import mri_lens.models
+    import mri_lens.model.bundled
 
-    monkeypatch.setattr(mri_lens.models, "minilm", lambda *a, **k: pytest.fail("the demo model was loaded"))
-    monkeypatch.setattr("mri_lens.datasets.drug_reviews", lambda *a, **k: pytest.fail("the demo corpus was read"))
+    monkeypatch.setattr(mri_lens.model.bundled, "minilm", lambda *a, **k: pytest.fail("the demo model was loaded"))
+    monkeypatch.setattr("mri_lens.data.datasets.drug_reviews", lambda *a, **k: pytest.fail("the demo corpus was read"))
     out = user_dir if kind == "dir" else user_dir / "thesis.txt"
     before = _tree(tmp_path)
     assert main([a.format(out=out, corpus=corpus_file, scan=tmp_path / "no-scan") for a in argv]) == 2

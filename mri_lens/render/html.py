@@ -16,7 +16,7 @@ import os
 import re
 from typing import Any, Sequence
 
-from .._io import PAGE_KIND, page_marker, save_text, write_file_atomic, write_text_atomic
+from ..storage.write import PAGE_KIND, page_marker, save_text, write_file_atomic, write_text_atomic
 
 __all__ = ["ASSETS_DIR", "CSS", "SITE_JS", "check_link_url", "escape", "escape_token", "figure_html",
            "json_for_html", "links_html", "page", "write_assets", "write_page"]

@@ -152,7 +152,7 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
     timings: seconds per stage, shown in the facts table.
     links: ``(text, href)`` pairs listed at the top; relative or http(s)/file URLs only (:func:`mri_lens.render.html.check_link_url`).
     overwrite: replace a file at ``path`` that is not an mri_lens page (default: refuse, see
-        :func:`mri_lens._io.check_save_target`).
+        :func:`mri_lens.storage.write.check_save_target`).
     assets: a directory (the output directory of several pages): plotly.js is written there once as
         ``assets/plotly-<version>.min.js`` and referenced relatively; default: inlined into this page.
     """

@@ -43,9 +43,9 @@ def test_mri_report_links_checked(tiny_scan, tmp_path):
 
 def test_neuroscope_site_links_checked(tiny, tiny_scan, tmp_path):
     with pytest.raises(ValueError, match="link URL scheme 'javascript' is not allowed"):
-        ml.neuroscope_site(tiny_scan, tiny, tmp_path / "site", layers=[0], neurons=[0], k=2,
+        ml.neuroscope.site(tiny_scan, tiny, tmp_path / "site", layers=[0], neurons=[0], k=2,
                            links=lambda l, n: [("evil", "javascript:alert(1)")])
-    index = ml.neuroscope_site(tiny_scan, tiny, tmp_path / "ok", layers=[0], neurons=[0], k=2,
+    index = ml.neuroscope.site(tiny_scan, tiny, tmp_path / "ok", layers=[0], neurons=[0], k=2,
                                links=lambda l, n: [("<i>MRI</i>", f"../../mri/L{l}.html#n{n}")])
     page = open(tmp_path / "ok" / "L0" / "N0.html", encoding="utf-8").read()
     assert "href='../../mri/L0.html#n0'>&lt;i&gt;MRI&lt;/i&gt;</a>" in page and index

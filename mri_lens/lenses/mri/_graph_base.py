@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...corpus import check_categories
+from ...data.corpus import check_categories
 from ...errors import GraphError
 
 __all__: list[str] = []  # private helpers of mri_lens.lenses.mri

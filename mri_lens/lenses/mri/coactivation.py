@@ -21,10 +21,10 @@ Edges carry ``weight`` (documents activating both ends), ``weight_<cat>`` and, a
 ``p_<cat>`` / ``q_<cat>`` / ``enriched_for``. Graph metadata (layers, grid, categories, category sizes, number of
 documents, mode, parameters) lives in ``g.graph``.
 
->>> g = ml.coactivation_graph(maps, min_weight=5)                  # doctest: +SKIP
->>> ml.graph_figure(g, highlight=["positive", "negative"])          # doctest: +SKIP
->>> ml.graph_metrics(g).layers                                      # doctest: +SKIP
->>> ml.compare_categories(maps, g, "positive", "negative").edges    # doctest: +SKIP
+>>> g = ml.mri.coactivation_graph(maps, min_weight=5)                  # doctest: +SKIP
+>>> ml.mri.graph_figure(g, highlight=["positive", "negative"])          # doctest: +SKIP
+>>> ml.mri.graph_metrics(g).layers                                      # doctest: +SKIP
+>>> ml.mri.compare_categories(maps, g, "positive", "negative").edges    # doctest: +SKIP
 
 Enrichment is in :mod:`.enrichment`, the figure in :mod:`.graph_plot`, metrics in :mod:`.metrics`, the comparison
 of two categories in :mod:`.compare` and the files in :mod:`.graph_io`.
@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...corpus import check_categories
+from ...data.corpus import check_categories
 from ...errors import GraphError
 from ._graph_base import GRAPH_KIND, SCHEMA_VERSION, _check_params
 from .enrichment import enrich

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...corpus import check_categories
+from ...data.corpus import check_categories
 from ...errors import GraphError, ScanError
 from ._graph_base import _check_params, _edge_arrays, _graph_categories, _node_arrays
 from ._stats import _bh, _fisher_two_sided, _pair_stats, _welch_cohen
@@ -18,7 +18,7 @@ from .coactivation import _activated_csr, _category_blocks
 from .graph_plot import _NONE, _colour
 
 if TYPE_CHECKING:
-    from ...store import Scan
+    from ...results.scan import Scan
 
 __all__ = ["CategoryComparison", "compare_categories", "category_differences", "category_difference_figure"]
 

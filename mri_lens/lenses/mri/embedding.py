@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..._io import interprocess_lock
+from ...storage.write import interprocess_lock
 
 __all__ = ["compile_umap", "embed_layers", "exact_knn", "warm_up"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._io import check_format, marker, read_json, save_text
+from ...storage.write import check_format, marker, read_json, save_text
 from ...errors import GraphError, ScanFileError
 from ._graph_base import GRAPH_KIND, SCHEMA_VERSION
 

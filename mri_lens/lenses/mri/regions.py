@@ -43,8 +43,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..._io import load_dir, save_dir
-from ...corpus import check_categories
+from ...storage.write import load_dir, save_dir
+from ...data.corpus import check_categories
 from ...errors import ScanError, ScanFileError
 from . import plots
 from .embedding import compile_umap, embed_layers, warm_up
@@ -52,7 +52,7 @@ from .geometry import _cells, _grid_edges, _normalise, _procrustes, standardise
 from .probe import separability
 
 # compile_umap, warm_up, separability and standardise live beside the estimator, in one module each; they are
-# imported here too so that ``ml.regions.warm_up()`` and the like keep working.
+# imported here too so that ``ml.mri.regions.warm_up()`` and the like keep working.
 
 __all__ = ["RegionMaps", "compile_umap", "separability", "warm_up"]
 
@@ -77,7 +77,7 @@ class _hybridmethod:
 
 
 class RegionMaps:
-    """Per-layer UMAP region maps of a :class:`~mri_lens.store.Scan` (see the module docstring for the method).
+    """Per-layer UMAP region maps of a :class:`~mri_lens.results.scan.Scan` (see the module docstring for the method).
 
     Parameters
     ----------

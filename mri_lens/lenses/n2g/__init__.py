@@ -1,7 +1,7 @@
 """N2G lens: explain a neuron as a graph of the token patterns that make it fire (Foote et al., 2023).
 
 >>> ex = scan.top_examples(layer=0, neuron=42, k=20)                            # doctest: +SKIP
->>> ng = ml.NeuronGraph.fit(model, layer=0, neuron=42, examples=ex, seed=0)    # doctest: +SKIP
+>>> ng = ml.n2g.NeuronGraph.fit(model, layer=0, neuron=42, examples=ex, seed=0)    # doctest: +SKIP
 >>> ng.predict("for i in range(10):")                                           # doctest: +SKIP
 >>> ml.n2g.evaluate(ng, model, random=["x = 1", "import os"])                   # doctest: +SKIP
 >>> graphs = ml.n2g.explain_layer(model, scan, layer=0, neurons=range(64))     # doctest: +SKIP

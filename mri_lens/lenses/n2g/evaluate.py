@@ -162,8 +162,8 @@ def evaluate(graph: Any, model: Any, test: Any = None, random: Any = None, *, ba
     dict with ``"n2g"``, ``"token"``, ``"ngram"`` score dicts (``firing_precision/recall/f1``,
     ``nonfiring_precision/recall/f1``, ``correlation``) and token counts.
     """
-    from ...adapter import as_adapter
-    from ...capture import get_backend
+    from ...model.adapter import as_adapter
+    from ...model.capture import get_backend
     from .fit import Forward
 
     adapter = as_adapter(model)

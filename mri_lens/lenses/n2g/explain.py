@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..._io import claim_dir, write_text_atomic
+from ...storage.write import claim_dir, write_text_atomic
 from ...errors import ScanError
 from .augment import Augmenter, get_augmenter
 from .config import N2GConfig
@@ -102,7 +102,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
         unless ``overwrite=True`` (files mri_lens did not write are never removed).
     min_activation: neurons whose top activation is not above this are skipped as dead.
     engine: ``"local"`` or ``"ray"``: the same chunks of neurons fitted on an actor pool of model replicas
-        (:mod:`mri_lens.ray_engine`; ``model`` a model spec and ``scan`` saved on disk, a path or a loaded
+        (:mod:`mri_lens.scanning.ray_engine`; ``model`` a model spec and ``scan`` saved on disk, a path or a loaded
         scan), with the same graphs as here (each chunk is computed exactly as in one process).
     workers, address: the Ray engine's actors and cluster (default: a local one).
 
@@ -112,8 +112,8 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     """
     from tqdm.auto import tqdm
 
-    from ...adapter import as_adapter
-    from ...capture import get_backend
+    from ...model.adapter import as_adapter
+    from ...model.capture import get_backend
 
     cfg = config or N2GConfig()
     if engine not in ("local", "ray"):
@@ -207,12 +207,12 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
 
 def _ray_inputs(model: Any, scan: Any):
     """The model spec and the saved scan's path that every Ray worker loads for itself."""
-    from ...models import ModelSpec
-    from ...store import Scan
+    from ...model.bundled import ModelSpec
+    from ...results.scan import Scan
 
     if not isinstance(model, (str, os.PathLike, ModelSpec)):
         raise ValueError("engine='ray' needs the model as a spec (a hub name, a local directory, 'tiny'/'minilm' "
-                         "or mri_lens.models.ModelSpec): every worker loads its own copy")
+                         "or mri_lens.model.bundled.ModelSpec): every worker loads its own copy")
     spec = model if isinstance(model, ModelSpec) else ModelSpec(os.fspath(model))
     path = os.fspath(scan) if isinstance(scan, (str, os.PathLike)) else getattr(scan, "source_path", None)
     if path is None:
@@ -226,7 +226,7 @@ _worker_scans: dict[str, Any] = {}  # per Ray worker process: the scans it loade
 
 def _explain_chunk(adapter: Any, scan_path: str, layer: int, neurons: list[int], kwargs: dict) -> dict:
     """One chunk of neurons on a Ray worker: the graphs as JSON, the counted cost."""
-    from ...store import Scan
+    from ...results.scan import Scan
 
     if scan_path not in _worker_scans:
         _worker_scans[scan_path] = Scan.load(scan_path)
@@ -240,7 +240,7 @@ def _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, r
     """The chunks of ``todo`` (the same chunks one process fits) on an actor pool; graphs into ``result``."""
     import json
 
-    from ...ray_engine import actor_pool
+    from ...scanning.ray_engine import actor_pool
 
     chunks = [todo[c:c + chunk_size] for c in range(0, len(todo), chunk_size)]
     cost: dict[str, float] = {}

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...batching import plan_batches
+from ...scanning.batching import plan_batches
 from ...errors import ModelAdapterError
 from .augment import Augmenter
 from .config import N2GConfig

@@ -102,7 +102,7 @@ class NeuronIndex:
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
         """Write JSON to ``path`` atomically; replaces only a saved index unless ``overwrite=True``."""
-        from ..._io import save_text
+        from ...storage.write import save_text
 
         return save_text(path, json.dumps(self.to_dict(), sort_keys=True, allow_nan=False), kind=INDEX_FORMAT,
                          overwrite=overwrite)
@@ -110,7 +110,7 @@ class NeuronIndex:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NeuronIndex":
         """Read a file written by :meth:`save`; every problem is a :class:`~mri_lens.errors.ScanFileError`."""
-        from ..._io import check_format, read_json
+        from ...storage.write import check_format, read_json
 
         path = os.fspath(path)
         d = read_json(path, "N2G index")

@@ -28,7 +28,7 @@ def example_prompts(examples: Any, adapter: Any, *, window: int | None = None) -
     kept), a list of strings, or a list of token-id sequences *without* special tokens (pivot found by a forward).
     ``window``: the scan's ``max_length`` when it split documents into windows (default: the model's context).
     """
-    from ...store import TopExamples
+    from ...results.scan import TopExamples
 
     prefix, suffix = adapter.special_prefix, adapter.special_suffix
     P = len(prefix)
@@ -79,7 +79,7 @@ class NeuronGraph:
     Examples
     --------
     >>> ex = scan.top_examples(layer=0, neuron=42, k=20)                       # doctest: +SKIP
-    >>> ng = ml.NeuronGraph.fit(model, layer=0, neuron=42, examples=ex, seed=0)  # doctest: +SKIP
+    >>> ng = ml.n2g.NeuronGraph.fit(model, layer=0, neuron=42, examples=ex, seed=0)  # doctest: +SKIP
     >>> ng.predict("for i in range(10):")                                       # doctest: +SKIP
     """
 
@@ -115,8 +115,8 @@ class NeuronGraph:
             examples are its top examples; for texts, the largest activation on them).
         window: the scan's ``max_length`` if it split documents into windows.
         """
-        from ...adapter import as_adapter
-        from ...capture import get_backend
+        from ...model.adapter import as_adapter
+        from ...model.capture import get_backend
 
         cfg = config or N2GConfig()
         adapter = as_adapter(model)
@@ -149,7 +149,7 @@ class NeuronGraph:
     @classmethod
     def _build(cls, adapter, layer, neuron, trie, stats, cfg, aug, mask, norm, prompts, train, test, seed,
                cost) -> "NeuronGraph":
-        from ...loading import library_versions
+        from ...model.loading import library_versions
 
         toks = _tokens_of(trie)
         strs = adapter.str_tokens(toks + [mask])
@@ -251,7 +251,7 @@ class NeuronGraph:
     def from_dict(cls, d: Any, *, source: str = "data", tokenizer: Any = None) -> "NeuronGraph":
         """Rebuild a graph from :meth:`to_dict`; anything malformed raises :class:`~mri_lens.errors.ScanFileError`
         naming ``source``."""
-        from ..._io import check_format
+        from ...storage.write import check_format
 
         check_format(d, GRAPH_FORMAT, GRAPH_SCHEMA, source, what=f"N2G neuron graph ({GRAPH_FORMAT})")
         try:
@@ -284,7 +284,7 @@ class NeuronGraph:
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> str:
         """Write JSON to ``path`` atomically. Returns the absolute path. Replaces only an N2G graph file; anything
         else at ``path`` is refused unless ``overwrite=True``."""
-        from ..._io import save_text
+        from ...storage.write import save_text
 
         return save_text(path, self.to_json(), kind=GRAPH_FORMAT, overwrite=overwrite)
 
@@ -293,7 +293,7 @@ class NeuronGraph:
         """Read a file written by :meth:`save`; ``model`` (or its tokenizer) lets :meth:`predict` take text.
         Raises :class:`~mri_lens.errors.ScanFileError` for a missing, truncated, corrupted or foreign file.
         ``follow_symlinks=False`` refuses a symbolic link (files found inside an output directory)."""
-        from ..._io import read_json
+        from ...storage.write import read_json
 
         path = os.fspath(path)
         d = read_json(path, "N2G neuron graph", max_bytes=64 << 20, follow=follow_symlinks)

@@ -1,6 +1,6 @@
 """Ready-made prompts for the Neuroscope lens.
 
->>> from mri_lens import prompts
+>>> from mri_lens.lenses.neuroscope import prompts
 >>> len(prompts.sequence_prompts())
 3
 """

@@ -168,7 +168,7 @@ def test_errors():
 def test_graph_on_real_maps_equals_brute_force(tiny_maps):
     """The co-activation graph of real maps: edge weights equal a per-document loop, per-category counts sum to
     the totals, and enrichment finds both planted categories."""
-    g = ml.coactivation_graph(tiny_maps, min_weight=1, enrichment=True)
+    g = ml.mri.coactivation_graph(tiny_maps, min_weight=1, enrichment=True)
     names = tiny_maps.label_names
     expect: dict = {}
     for li in range(len(tiny_maps.layers) - 1):
@@ -189,7 +189,7 @@ def test_graph_on_real_maps_equals_brute_force(tiny_maps):
         assert d["docs"] == d["docs_code"] + d["docs_prose"] == int(tiny_maps.activated(n[0])[:, n[1]].sum())
         assert d["neurons"] == tiny_maps.region_neurons(*n).tolist()
     assert any(d.get("enriched_for") is not None for _, d in g.nodes(data=True))
-    cmp = ml.compare_categories(tiny_maps, g, "code", "prose")
+    cmp = ml.mri.compare_categories(tiny_maps, g, "code", "prose")
     assert {"code", "prose"} <= set(cmp.regions["enriched_for"].dropna())
     assert cmp.summary["regions_enriched_a"] >= 1 and cmp.summary["regions_enriched_b"] >= 1
 
@@ -198,18 +198,18 @@ def test_same_seed_same_graph_and_figures(tiny_scan, tiny_maps):
     import networkx as nx
 
     again = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=1)
-    g1 = ml.coactivation_graph(tiny_maps, min_weight=2, top_k=3, enrichment=True)
-    g2 = ml.coactivation_graph(again, min_weight=2, top_k=3, enrichment=True)
+    g1 = ml.mri.coactivation_graph(tiny_maps, min_weight=2, top_k=3, enrichment=True)
+    g2 = ml.mri.coactivation_graph(again, min_weight=2, top_k=3, enrichment=True)
     assert json.dumps(nx.node_link_data(g1, edges="edges"), sort_keys=True, default=str) == \
         json.dumps(nx.node_link_data(g2, edges="edges"), sort_keys=True, default=str)
-    assert ml.graph_figure(g1).to_json() == ml.graph_figure(g2).to_json()
+    assert ml.mri.graph_figure(g1).to_json() == ml.mri.graph_figure(g2).to_json()
     assert tiny_maps.figure(1).to_json() == again.figure(1).to_json()
     assert tiny_maps.scatter(1, "code").to_json() == again.scatter(1, "code").to_json()
 
 
 def test_documents_mode_graph_counts_one_path_per_document(tiny_scan):
     m = RegionMaps.fit(tiny_scan, grid=4, mode="documents", seed=0, n_jobs=1)
-    g = ml.coactivation_graph(m, min_weight=1)
+    g = ml.mri.coactivation_graph(m, min_weight=1)
     for li in range(len(m.layers) - 1):
         w = sum(d["weight"] for u, v, d in g.edges(data=True) if u[0] == m.layers[li])
         assert w == tiny_scan.n_docs  # every document passes through exactly one edge per transition

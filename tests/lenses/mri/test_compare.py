@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mri_lens.corpus import check_categories
+from mri_lens.data.corpus import check_categories
 from mri_lens.errors import CategoryError, GraphError
 from mri_lens.lenses import mri as mg
 

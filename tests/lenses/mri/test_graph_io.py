@@ -55,8 +55,8 @@ def test_export_readable(tmp_path, ext):
 def test_export_numpy_parameters_and_public_names(tmp_path):
     import mri_lens as ml
 
-    g = ml.coactivation_graph(random_maps(0), min_weight=np.int64(2), percentile=np.float64(10.0))
-    h = ml.load_graph_json(ml.write_graph(g, tmp_path / "g.json"))
+    g = ml.mri.coactivation_graph(random_maps(0), min_weight=np.int64(2), percentile=np.float64(10.0))
+    h = ml.mri.load_graph_json(ml.mri.write_graph(g, tmp_path / "g.json"))
     assert h.graph["params"]["min_weight"] == 2 and type(h.graph["params"]["min_weight"]) is int
 
 
@@ -71,10 +71,10 @@ def test_load_graph_json_refuses_corrupted_and_foreign_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"directed": true, "nodes": [')
     with pytest.raises(ml.ScanFileError, match="corrupted or truncated"):
-        ml.load_graph_json(bad)
+        ml.mri.load_graph_json(bad)
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps({"directed": True, "graph": {"kind": "something else"}, "nodes": [], "edges": []}))
     with pytest.raises(ml.ScanFileError, match="not a saved mri_lens.coactivation_graph"):
-        ml.load_graph_json(foreign)
+        ml.mri.load_graph_json(foreign)
     with pytest.raises(ml.ScanFileError, match="does not exist"):
-        ml.load_graph_json(tmp_path / "missing.json")
+        ml.mri.load_graph_json(tmp_path / "missing.json")

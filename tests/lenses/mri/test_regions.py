@@ -38,7 +38,7 @@ def test_grid_is_full_and_consistent(tiny_maps, tiny_scan):
 def test_activation_rule_zscore_matches_definition(tiny_maps, tiny_scan):
     m = tiny_maps
     l = m.layers[2]
-    z = ml.regions.standardise(tiny_scan.pooled("mean", layer=l))
+    z = ml.mri.regions.standardise(tiny_scan.pooled("mean", layer=l))
     ra = np.zeros((tiny_scan.n_docs, 25))
     for r in range(25):
         nn = m.region_neurons(l, r)
@@ -106,12 +106,12 @@ def test_five_categories(five_scan):
     df = m.regions(1)
     assert {f"frac_{n}" for n in m.label_names} <= set(df.columns)
     # the graph keeps every category's counts, none overwritten
-    g = ml.coactivation_graph(m, min_weight=1, enrichment=True)
+    g = ml.mri.coactivation_graph(m, min_weight=1, enrichment=True)
     for u, v, d in g.edges(data=True):
         assert d["weight"] == sum(d[f"weight_{n}"] for n in m.label_names)
-    fig = ml.graph_figure(g)
+    fig = ml.mri.graph_figure(g)
     assert len(fig.data) <= 40 and any(n in {t.name for t in fig.data} for n in m.label_names)
-    cmp = ml.compare_categories(m, g, m.label_names[0], m.label_names[1])
+    cmp = ml.mri.compare_categories(m, g, m.label_names[0], m.label_names[1])
     assert len(cmp.regions) == 2 * m.n_regions
 
 
@@ -145,8 +145,8 @@ def test_alignment_brings_neighbouring_layers_closer(tiny_scan, tiny_maps):
     raw = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=1, align=False)
     gains = []
     for i in range(1, len(tiny_maps.layers)):
-        z1 = ml.regions.standardise(tiny_scan.pooled("mean")[:, i])
-        z0 = ml.regions.standardise(tiny_scan.pooled("mean")[:, i - 1])
+        z1 = ml.mri.regions.standardise(tiny_scan.pooled("mean")[:, i])
+        z0 = ml.mri.regions.standardise(tiny_scan.pooled("mean")[:, i - 1])
         src, w = tiny_maps._correspondence(z1, z0)
         top = w > np.quantile(w, 0.9)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mri_lens as ml
+from mri_lens.model import token_activations
 from mri_lens.errors import ModelAdapterError
 from mri_lens.lenses.n2g.augment import TokenProbe
 from mri_lens.lenses.n2g.config import N2GConfig
@@ -16,8 +16,8 @@ from .builders import _token_selective_neuron
 
 
 def test_token_probe_ranks_tokens_by_the_neuron_alone(tiny, code_scan):
-    from mri_lens.adapter import as_adapter
-    from mri_lens.capture import get_backend
+    from mri_lens.model.adapter import as_adapter
+    from mri_lens.model.capture import get_backend
 
     _, n, _ = _token_selective_neuron(code_scan)
     adapter = as_adapter(tiny)
@@ -33,7 +33,7 @@ def test_token_probe_ranks_tokens_by_the_neuron_alone(tiny, code_scan):
     # the ranking is the neuron's activation on each token alone, recomputed here through token_activations
     rng = np.random.default_rng(0)
     others = [int(t) for t in rng.choice(np.setdiff1d(np.arange(1, 4096), flat), 40, replace=False)]
-    alone = np.array([a[0][1, n] for a in ml.token_activations(tiny, [[0, t] for t in flat + others], [0])])
+    alone = np.array([a[0][1, n] for a in token_activations(tiny, [[0, t] for t in flat + others], [0])])
     assert np.all(np.diff(alone[:12]) <= 1e-5) and alone[0] >= alone[12:].max()
     # fitted with the probe, the graph learns firing tokens its training examples never showed
     ex = code_scan.top_examples(0, n, 20)

@@ -59,7 +59,7 @@ def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path):
     tok = r2[neurons[0]].activating_tokens()[0]
     assert any(r[1] == neurons[0] for r in idx.search(activating=tok))
     # the Neuroscope site shows the graph and its scores on neuron pages
-    index = ml.neuroscope_site(code_scan, tiny, tmp_path / "site", layers=[0], neurons=neurons[:2],
+    index = ml.neuroscope.site(code_scan, tiny, tmp_path / "site", layers=[0], neurons=neurons[:2],
                                n2g={(0, n): g for n, g in r2.items()})
     page = open(os.path.join(os.path.dirname(index), "L0", f"N{neurons[0]}.html"), encoding="utf-8").read()
     assert "N2G graph" in page and "<svg" in page and "firing F1" in page
@@ -87,7 +87,7 @@ def test_cli_explain(tiny, code_scan, tmp_path, capsys):
                  str(ext), "--pivots", "3", "--end-values", "calibrated", "--augment", "all", "--augmenter",
                  "probe", "--substitutes", "7", "--quiet"]) == 0
     saved = [f for f in os.listdir(ext / "L1") if f.startswith("N") and f.endswith(".json")]
-    g = ml.NeuronGraph.load(ext / "L1" / saved[0])
+    g = ml.n2g.NeuronGraph.load(ext / "L1" / saved[0])
     cfg = g.config
     assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated" and cfg.augment_pivots == "all"
     assert cfg.n_substitutes == 7 and g.meta["augmenter"]["name"] == "token_probe"

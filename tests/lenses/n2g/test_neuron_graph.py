@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mri_lens as ml
+from mri_lens.model import token_activations
 from mri_lens.errors import ModelAdapterError, ScanFileError
 from mri_lens.lenses.n2g.config import N2GConfig
 from mri_lens.lenses.n2g.neuron_graph import NeuronGraph
@@ -49,7 +50,7 @@ def test_fit_predicts_firing_on_held_out_text(tiny, code_scan):
     # the same prediction from text and from ids; a held-out text fires where the neuron really fires
     text = tiny.tokenizer.decode(g.examples["test"][0])
     assert np.array_equal(g.predict(text), g.predict(tiny.tokenizer(text, add_special_tokens=False)["input_ids"]))
-    true = ml.token_activations(tiny, [[0] + g.examples["test"][0]], [0])[0][0][1:, n] / g.max_activation
+    true = token_activations(tiny, [[0] + g.examples["test"][0]], [0])[0][0][1:, n] / g.max_activation
     pred = g.predict(g.examples["test"][0])
     assert np.any((true >= 0.5) & (pred >= 0.5))
 
@@ -61,7 +62,7 @@ def test_fit_calibrated_end_values(tiny, code_scan):
     assert g.meta["fit"]["calibrated_ends"] > 0
     # every END value reached in the training texts is the mean true activation where it is the longest match
     train = [list(t) for t in g.examples["train"]]
-    acts = [a[1:, n] / g.max_activation for a in (ml.token_activations(tiny, [[0] + t], [0])[0][0] for t in train)]
+    acts = [a[1:, n] / g.max_activation for a in (token_activations(tiny, [[0] + t], [0])[0][0] for t in train)]
     lens = [len(t) for t in train]
     vals, nodes = g.trie.match(np.concatenate(train), np.repeat(np.cumsum([0] + lens[:-1]), lens))
     true = np.concatenate(acts)

@@ -15,7 +15,7 @@ def test_every_token_is_escaped():
 
 
 def test_demo_page_uses_the_shared_page_shell(tmp_path):
-    from mri_lens._io import page_marker
+    from mri_lens.storage.write import page_marker
     from mri_lens.lenses.n2g.explain import LayerGraphs
     from mri_lens.lenses.n2g.render import scores_html, write_demo_page
     from mri_lens.render.html import CSS

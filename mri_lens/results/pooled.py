@@ -1,0 +1,184 @@
+"""Where a scan's pooled activations live: in memory, in per-layer files, or in the parts of a sharded run.
+
+Every lens reads them one layer at a time (``scan.pooled(name, layer=l)``, ``[n_docs, d_mlp]``), so a scan whose
+pooled values are many times the machine's memory stays usable: a saved scan memory-maps each layer's file, and
+a sharded scan gathers a layer from its parts' files (each part holds the rows of the documents it completed, the
+merge wrote the rows of documents split across parts).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["PooledArrays", "InMemoryPooled", "LayerFilePooled", "PartDocs", "SplitPooled", "layer_file",
+           "PART_FORMAT", "PART_SCHEMA"]
+
+
+def layer_file(prefix: str, name: str, layer: int) -> str:
+    """The file name of one pooling of one model layer (``pooled.mean.L3.safetensors``); the formats define no
+    other pooled file names."""
+    return f"{prefix}.{name}.L{int(layer)}.safetensors"
+
+
+LAZY_NAMES = r"(pooled|partial)\.(mean|max|min|last)\.L\d{1,5}\.safetensors"
+PART_FORMAT = "mri_lens.scan_part"
+PART_SCHEMA = 1
+PART_STATS = "stats.safetensors"  # a part's statistics and top-k, read when the part is merged
+PART_DOCS = ("complete_docs", "complete_tokens", "partial_docs", "partial_tokens", "partial_has_last", "window_docs")
+
+
+class PooledArrays(Mapping):
+    """Pooling name -> ``[n_docs, n_layers, d_mlp]``, read one layer at a time with :meth:`layer`.
+
+    ``pooled[name]`` materialises every layer (for small scans and old code); lenses call ``layer(name, li)``.
+    """
+
+    names: list[str]
+    layers: list[int]
+    n_docs: int
+    d_mlp: int
+    dtype: np.dtype
+
+    @abstractmethod
+    def layer(self, name: str, li: int) -> np.ndarray:
+        """Pooling ``name`` of the layer at position ``li``: ``[n_docs, d_mlp]``."""
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise KeyError(name)
+        out = np.empty((self.n_docs, len(self.layers), self.d_mlp), dtype=self.dtype)
+        for li in range(len(self.layers)):
+            out[:, li] = self.layer(name, li)
+        return out
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read every layer to answer
+        return name in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.names) * len(self.layers) * self.n_docs * self.d_mlp * np.dtype(self.dtype).itemsize
+
+
+class InMemoryPooled(PooledArrays):
+    """Full arrays ``[n_docs, n_layers, d_mlp]`` held in memory (a scan that was never saved)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], layers: Sequence[int]):
+        self.arrays = dict(arrays)
+        self.names = list(arrays)
+        self.layers = list(layers)
+        first = next(iter(arrays.values()))
+        self.n_docs, self.d_mlp, self.dtype = int(first.shape[0]), int(first.shape[2]), first.dtype
+
+    def layer(self, name: str, li: int) -> np.ndarray:
+        return self.arrays[name][:, li]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
+class LayerFilePooled(PooledArrays):
+    """One memory-mapped file per pooling and layer, rows in document order (a saved scan)."""
+
+    def __init__(self, loaded: Any, names: Sequence[str], layers: Sequence[int], n_docs: int, d_mlp: int,
+                 dtype: str):
+        self.loaded, self.names, self.layers = loaded, list(names), list(layers)
+        self.n_docs, self.d_mlp, self.dtype = int(n_docs), int(d_mlp), np.dtype(dtype)
+        self._maps: dict[tuple[str, int], np.ndarray] = {}
+
+    def layer(self, name: str, li: int) -> np.ndarray:
+        key = (name, li)
+        if key not in self._maps:
+            self._maps[key] = self.loaded.array(layer_file("pooled", name, self.layers[li]))
+        return self._maps[key]
+
+    def verify(self) -> None:
+        self.loaded.verify()
+
+
+class PartDocs:
+    """The document index of a saved scan part (which documents it completed, which it saw in part), with its
+    pooled rows on disk: all a sharded scan's pooled values need of a part (its statistics are not read)."""
+
+    def __init__(self, path: str, *, plan_hash: str | None = None):
+        from ..storage.read import load_result
+        from ..errors import ScanFileError
+
+        self.loaded = r = load_result(path, fmt=PART_FORMAT, schema=PART_SCHEMA, files=(PART_STATS,), lazy=LAZY_NAMES)
+        try:
+            if plan_hash is not None and r.meta.get("plan_hash") != plan_hash:
+                raise ValueError("it is a part of another scan plan")
+            self.layers = [int(x) for x in r.meta["layers"]]
+            self.poolings = [str(x) for x in r.meta["poolings"]]
+            for k in PART_DOCS:
+                setattr(self, k, np.asarray(r.arrays[k]))
+            expected = {layer_file(w, n, l) for w in ("pooled", "partial") for n in self.poolings
+                        for l in self.layers}
+            if {k for k, v in r.lazy.items() if v.lazy} != expected:
+                raise ValueError("its pooled files do not match its layers and poolings")
+            for w, docs in (("pooled", self.complete_docs), ("partial", self.partial_docs)):
+                for n in self.poolings:
+                    rows = len(self.window_docs) if (w, n) == ("partial", "mean") else len(docs)
+                    for l in self.layers:
+                        if r.lazy[layer_file(w, n, l)].shape[0] != rows:
+                            raise ValueError("its pooled files do not match its documents")
+        except Exception as e:  # noqa: BLE001 - a malformed part is a damaged file, whatever failed
+            raise ScanFileError(f"{path} is not a consistent scan part: {type(e).__name__} {e}") from None
+
+    def pooled_layer(self, name: str, li: int, which: str = "pooled") -> np.ndarray:
+        return self.loaded.array(layer_file(which, name, self.layers[li]))
+
+
+class SplitPooled(PooledArrays):
+    """Pooled values gathered from parts: each part's complete documents, and the documents split across parts
+    finished from the parts' partial aggregates, in part order (sums add in the order one process added them, so
+    they are bit-identical), divided by the document's tokens and cast to the scan's dtype."""
+
+    def __init__(self, parts: Sequence[Any], n_docs: int, d_mlp: int, doc_tokens: np.ndarray, dtype: str):
+        self.parts = list(parts)
+        first = self.parts[0]
+        self.names, self.layers = list(first.poolings), list(first.layers)
+        self.n_docs, self.d_mlp, self.dtype = int(n_docs), int(d_mlp), np.dtype(dtype)
+        partial = [np.asarray(p.partial_docs, dtype=np.int64) for p in self.parts]
+        self.split_docs = np.unique(np.concatenate(partial)) if partial else np.zeros(0, np.int64)
+        self.split_tokens = np.asarray(doc_tokens)[self.split_docs]
+
+    def layer(self, name: str, li: int) -> np.ndarray:
+        out = np.empty((self.n_docs, self.d_mlp), dtype=self.dtype)
+        fill = {"mean": 0.0, "last": 0.0, "max": -np.inf, "min": np.inf}[name]
+        acc = np.full((len(self.split_docs), self.d_mlp), fill, dtype=np.float32)
+        for p in self.parts:
+            if len(p.complete_docs):
+                out[np.asarray(p.complete_docs, dtype=np.int64)] = p.pooled_layer(name, li)
+            if len(p.partial_docs):
+                idx = np.searchsorted(self.split_docs, np.asarray(p.partial_docs, dtype=np.int64))
+                rows = np.asarray(p.pooled_layer(name, li, "partial"), dtype=np.float32)
+                if name == "mean":  # window by window, in batch order: the additions of one process, in its order
+                    np.add.at(acc, np.searchsorted(self.split_docs, np.asarray(p.window_docs, dtype=np.int64)),
+                              rows)
+                elif name == "max":
+                    acc[idx] = np.maximum(acc[idx], rows)
+                elif name == "min":
+                    acc[idx] = np.minimum(acc[idx], rows)
+                else:
+                    last = np.asarray(p.partial_has_last, dtype=bool)
+                    acc[idx[last]] = rows[last]
+        if len(self.split_docs):
+            if name == "mean":
+                acc = acc / self.split_tokens.astype(np.float32)[:, None]
+            out[self.split_docs] = acc.astype(self.dtype, copy=False)
+        return out
+
+    def verify(self) -> None:
+        for p in self.parts:
+            if p.loaded is not None:
+                p.loaded.verify()

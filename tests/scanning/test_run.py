@@ -1,0 +1,354 @@
+"""Scan against an independent brute-force reference, on the tiny LM and the real MiniLM-L6."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+
+import mri_lens as ml
+from mri_lens.errors import ModelAdapterError
+from mri_lens.model import ModelAdapter
+from mri_lens.model.capture import scan_token_activations
+from mri_lens.scanning.run import _merge_topk, default_histogram_edges
+
+from oracle import reference, topk_reference
+
+ATOL = 1e-5
+
+
+def _segments(model, corpus, **kw):
+    adapter = ModelAdapter(model)
+    segs, _ = adapter.encode(corpus.texts, **kw)
+    return adapter, segs
+
+
+def _check_against_reference(result, ref, layers):
+    for p in result.poolings:
+        np.testing.assert_allclose(result.pooled(p), ref[p], atol=ATOL, rtol=0, err_msg=f"pooling {p}")
+    T = ref["tokens"].shape[1]
+    assert result.stats.count == T
+    tokens64 = ref["tokens"].astype(np.float64)  # numpy's float32 std is itself off by ~1e-5 at this size
+    np.testing.assert_allclose(result.stats.mean, tokens64.mean(1), atol=ATOL)
+    np.testing.assert_allclose(result.stats.std, tokens64.std(1), atol=ATOL)
+    np.testing.assert_allclose(result.stats.max, ref["tokens"].max(1), atol=ATOL)
+    np.testing.assert_allclose(result.stats.min, ref["tokens"].min(1), atol=ATOL)
+    np.testing.assert_allclose(result.stats.frac_positive, (ref["tokens"] > 0).mean(1), atol=1e-3)
+    assert (result.stats.hist_counts.sum(-1) == T).all()
+
+
+def _check_topk(result, ref):
+    k = result.top.values.shape[-1]
+    for which, largest, key, arg in (("top", True, "max", "argmax"), ("bottom", False, "min", "argmin")):
+        tk = getattr(result, which)
+        for li in range(result.n_layers):
+            vals = ref[key][:, li]  # [n_docs, d]
+            want_docs = topk_reference(vals, k, largest)
+            n = want_docs.shape[1]
+            got_docs = tk.docs[li, :, :n]
+            got_vals = tk.values[li, :, :n]
+            # Values along the ranking equal the brute-force sorted values.
+            want_vals = np.take_along_axis(vals.T, want_docs, 1)
+            np.testing.assert_allclose(got_vals, want_vals, atol=ATOL)
+            # Each kept document really has that value; ranks differ only where values tie within tolerance.
+            np.testing.assert_allclose(np.take_along_axis(vals.T, got_docs, 1), got_vals, atol=ATOL)
+            # Where the order differs from the brute force, the documents tie within tolerance.
+            differ = got_docs != want_docs
+            ties = np.abs(np.take_along_axis(vals.T, got_docs, 1) - want_vals) <= 2 * ATOL
+            assert (ties | ~differ).all()
+            # The recorded position holds that value (BOS positions are NaN in the reference: never chosen).
+            pos = tk.positions[li, :, :n]
+            at_pos = np.array([[ref["doc_acts"][doc][li, p, j] for doc, p in zip(got_docs[j], pos[j])]
+                               for j in range(got_docs.shape[0])])
+            np.testing.assert_allclose(at_pos, got_vals, atol=ATOL)
+            assert (tk.docs[li, :, n:] == -1).all()
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_tiny_lm_matches_bruteforce(tiny, code_prose, padding_side):
+    layers = list(range(4))
+    result = ml.scan(tiny, code_prose, batch_size=5, padding_side=padding_side,
+                     pooling=("mean", "max", "min", "last"), top_k=6, progress=False)
+    _, segs = _segments(tiny, code_prose)
+    ref = reference(tiny, segs, layers, skip_first=1)
+    _check_against_reference(result, ref, layers)
+    _check_topk(result, ref)
+    assert result.meta["padding_side"] == padding_side
+    assert result.meta["prepend_bos"] is True and result.meta["bos_excluded_from_stats"] is True
+
+
+def test_minilm_matches_bruteforce(minilm, reviews):
+    layers = list(range(6))
+    corpus = reviews.subset(range(16))
+    result = ml.scan(minilm, corpus, batch_size=6, pooling=("mean", "max", "min"), top_k=5, progress=False)
+    _, segs = _segments(minilm, corpus)
+    ref = reference(minilm, segs, layers, skip_first=0)  # [CLS] and [SEP] are contextual: counted
+    _check_against_reference(result, ref, layers)
+    _check_topk(result, ref)
+    assert result.meta["is_causal"] is False
+
+
+def test_minilm_left_padding_is_refused(minilm, reviews):
+    with pytest.raises(ModelAdapterError, match="left padding would shift an encoder's absolute positions"):
+        ml.scan(minilm, reviews.subset(range(4)), padding_side="left", progress=False)
+
+
+def test_windows_cover_every_token(tiny, code_prose):
+    result = ml.scan(tiny, code_prose, batch_size=7, max_length=24, overflow="windows",
+                     pooling=("mean", "max", "last"), top_k=4, progress=False)
+    _, segs = _segments(tiny, code_prose, max_length=24, overflow="windows")
+    assert max(len(s) for s in segs) > 1
+    ref = reference(tiny, segs, list(range(4)), skip_first=1)
+    _check_against_reference(result, ref, list(range(4)))
+    _check_topk(result, ref)
+    assert result.meta["n_sequences"] == sum(len(s) for s in segs)
+    # Recomputing a windowed document's activations runs it window by window, like the scan.
+    long_doc = max(range(len(segs)), key=lambda i: len(segs[i]))
+    again = scan_token_activations(tiny, result, [long_doc], layer=2)[0]
+    want = ref["doc_acts"][long_doc][2]
+    real = ~np.isnan(want[:, 0])
+    np.testing.assert_allclose(again[real], want[real], atol=ATOL)
+    # A document appears at most once per neuron's top list.
+    docs = result.top.docs
+    for li in range(result.n_layers):
+        for n in range(0, result.d_mlp, 37):
+            d = docs[li, n][docs[li, n] >= 0]
+            assert len(set(d.tolist())) == len(d)
+
+
+def test_wordpiece_tokens_read_like_text(minilm):
+    s = ml.scan(minilm, ["Works great for my headaches, thanks"], progress=False)
+    assert "".join(s.str_tokens(0)) == "[CLS] works great for my headaches , thanks [SEP]"
+
+
+def test_truncation_warns_once_and_never_crashes(tiny):
+    long_text = "x = 1\n" * 2000
+    with pytest.warns(UserWarning, match="truncated") as rec:
+        result = ml.scan(tiny, [long_text, long_text, "y = 2"], progress=False)
+    assert sum("truncated" in str(w.message) for w in rec) == 1
+    assert result.meta["n_truncated"] == 2
+    assert len(result.tokens(0)) == tiny.cfg.n_ctx
+    with pytest.raises(ValueError, match="more than max_length"):
+        ml.scan(tiny, [long_text], overflow="error", progress=False)
+
+
+def test_layer_subset_equals_full_scan_slice(tiny, code_prose, tiny_scan):
+    sub = ml.scan(tiny, code_prose, layers=[1], batch_size=8, pooling=("mean", "max", "min", "last"),
+                  progress=False)
+    assert sub.layers == [1] and sub.pooled("mean").shape == (len(code_prose), 1, 512)
+    np.testing.assert_allclose(sub.pooled("mean")[:, 0], tiny_scan.pooled("mean", layer=1), atol=ATOL)
+    np.testing.assert_array_equal(sub.top.docs[0], tiny_scan.top.docs[1])
+
+
+def test_capture_stops_after_last_requested_layer(tiny, code_prose):
+    fired = []
+    hook_name = "blocks.3.mlp.hook_post"
+    tiny.add_hook(hook_name, lambda act, hook: fired.append(1))
+    try:
+        ml.scan(tiny, code_prose.subset(range(3)), layers=[0, 1], progress=False)
+        assert fired == []
+        ml.scan(tiny, code_prose.subset(range(3)), layers=[3], progress=False)
+        assert fired
+    finally:
+        tiny.reset_hooks()
+
+
+def test_deterministic_and_batch_size_independent(tiny, code_prose, tiny_scan):
+    again = ml.scan(tiny, code_prose, batch_size=8, pooling=("mean", "max", "min", "last"), progress=False)
+    for p in tiny_scan.poolings:
+        np.testing.assert_array_equal(again.pooled(p), tiny_scan.pooled(p))
+    np.testing.assert_array_equal(again.top.docs, tiny_scan.top.docs)
+    np.testing.assert_array_equal(again.stats.hist_counts, tiny_scan.stats.hist_counts)
+    other = ml.scan(tiny, code_prose, batch_size=3, pooling=("mean",), progress=False)
+    np.testing.assert_allclose(other.pooled("mean"), tiny_scan.pooled("mean"), atol=ATOL)
+    assert (other.top.docs == tiny_scan.top.docs).mean() > 0.99
+
+
+def test_include_bos_counts_bos(tiny, code_prose, tiny_scan):
+    with_bos = ml.scan(tiny, code_prose, include_bos=True, pooling=("mean",), progress=False)
+    assert with_bos.stats.count == tiny_scan.stats.count + len(code_prose)
+    assert with_bos.meta["bos_excluded_from_stats"] is False
+
+
+def test_float16_storage(tiny, code_prose, tiny_scan):
+    half = ml.scan(tiny, code_prose, dtype="float16", pooling=("mean",), progress=False)
+    assert half.pooled("mean").dtype == np.float16
+    np.testing.assert_allclose(half.pooled("mean").astype(np.float32), tiny_scan.pooled("mean"), atol=2e-3)
+
+
+def test_nan_activations_raise_clear_error(code_prose):
+    broken = ml.models.tiny_lm(device="cpu")
+    with torch.no_grad():
+        w = [p for n, p in broken.named_parameters() if "mlp" in n][0]
+        w.view(-1)[:7] = float("nan")
+    with pytest.raises(ml.ScanError, match="non-finite"):
+        ml.scan(broken, code_prose.subset(range(4)), progress=False)
+
+
+def test_bad_arguments(tiny, code_prose):
+    with pytest.raises(ValueError, match="unknown pooling"):
+        ml.scan(tiny, code_prose, pooling=("median",), progress=False)
+    with pytest.raises(ValueError, match="dtype"):
+        ml.scan(tiny, code_prose, dtype="int8", progress=False)
+    with pytest.raises(ModelAdapterError, match="layers must be"):
+        ml.scan(tiny, code_prose, layers=[7], progress=False)
+    with pytest.raises(ml.CorpusError, match="empty"):
+        ml.scan(tiny, [], progress=False)
+    with pytest.raises(ml.ScanError, match="was not scanned"):
+        ml.scan(tiny, code_prose.subset(range(2)), layers=[0], progress=False).pooled("mean", layer=2)
+
+
+def test_histogram_bins_match_numpy(tiny_scan, tiny, code_prose):
+    _, segs = _segments(tiny, code_prose)
+    ref = reference(tiny, segs, [0], skip_first=1)
+    x = ref["tokens"][0]  # [T, d]
+    edges = default_histogram_edges()
+    want = np.stack([np.bincount(np.searchsorted(edges, x[:, j], side="right"), minlength=len(edges) + 1)
+                     for j in range(x.shape[1])])
+    got = tiny_scan.stats.hist_counts[0]
+    # Identical except for values within float rounding of an edge.
+    assert np.abs(got - want).sum() <= 0.002 * x.size
+
+
+def test_custom_histogram_edges_use_exact_bins(tiny, code_prose):
+    edges = np.array([-0.1, 0.0, 0.5, 1.0, 2.0], dtype=np.float32)
+    result = ml.scan(tiny, code_prose, layers=[0], histogram_edges=edges, pooling=("mean",), progress=False)
+    _, segs = _segments(tiny, code_prose)
+    x = reference(tiny, segs, [0], skip_first=1)["tokens"][0]
+    want = np.stack([np.bincount(np.searchsorted(edges, x[:, j], side="right"), minlength=6)
+                     for j in range(x.shape[1])])
+    np.testing.assert_array_equal(result.stats.hist_counts[0], want)
+
+
+def test_quantiles_from_histogram(tiny_scan, tiny, code_prose):
+    _, segs = _segments(tiny, code_prose)
+    x = reference(tiny, segs, [2], skip_first=1)["tokens"][0]
+    q = tiny_scan.stats.quantile(0.5)[2]
+    true = np.quantile(x, 0.5, axis=0)
+    width = np.diff(np.sinh(np.arcsinh(true).clip(-3, 6) + np.array([[-0.06], [0.06]])), axis=0)[0]
+    assert np.mean(np.abs(q - true) <= width + 1e-3) > 0.9
+
+
+def test_merge_topk_breaks_ties_by_document():
+    rng = np.random.default_rng(0)
+    for largest in (True, False):
+        vals = rng.integers(0, 4, size=(50, 30)).astype(np.float32)  # many exact ties
+        docs = np.stack([rng.permutation(30) for _ in range(50)])
+        v, d, p = _merge_topk(torch.tensor(vals), torch.tensor(docs), torch.tensor(docs * 10), 7, largest, False)
+        for r in range(50):
+            order = np.lexsort((docs[r], -vals[r] if largest else vals[r]))[:7]
+            np.testing.assert_array_equal(d[r].numpy(), docs[r][order])
+            np.testing.assert_array_equal(v[r].numpy(), vals[r][order])
+            np.testing.assert_array_equal(p[r].numpy(), docs[r][order] * 10)
+
+
+def test_token_activations_recompute_top_example(tiny, tiny_scan):
+    ex = tiny_scan.top_examples(layer=1, neuron=10, k=3)
+    acts = scan_token_activations(tiny, tiny_scan, ex.docs, layer=1)
+    for a, v, p in zip(acts, ex.values, ex.positions):
+        assert a.shape[1] == 512
+        assert abs(a[p, 10] - v) < ATOL
+        assert a[1:, 10].max() == pytest.approx(v, abs=ATOL)
+
+
+def test_torch_statistics_path_equals_fused_kernel(tiny, code_prose, tiny_scan, monkeypatch):
+    """The torch path (used on GPUs and without numba) gives the same numbers as the CPU kernel."""
+    import mri_lens.scanning.run as scanner
+
+    monkeypatch.setattr(scanner, "STATS_IMPL", "torch")
+    other = ml.scan(tiny, code_prose, batch_size=8, pooling=("mean", "max", "min", "last"), progress=False)
+    for p in tiny_scan.poolings:
+        np.testing.assert_allclose(other.pooled(p), tiny_scan.pooled(p), atol=ATOL)
+    for name in ("mean", "std", "min", "max", "frac_positive"):
+        np.testing.assert_allclose(getattr(other.stats, name), getattr(tiny_scan.stats, name), atol=ATOL)
+    np.testing.assert_array_equal(other.stats.hist_counts, tiny_scan.stats.hist_counts)
+    assert (other.top.docs == tiny_scan.top.docs).mean() > 0.99
+
+
+def test_topk_independent_of_batching_with_exact_ties(tiny):
+    """Duplicated documents give exactly equal values: the kept top/bottom-k (and their document order) must not
+    depend on how documents were batched, including the neurons whose lists stop changing early."""
+    texts = [f"def f{i % 5}(x):\n    return x * {i % 5}\n" for i in range(40)]
+    a = ml.scan(tiny, texts, batch_size=3, top_k=7, progress=False)
+    b = ml.scan(tiny, texts, batch_size=16, top_k=7, progress=False)
+    for x, y in ((a.top, b.top), (a.bottom, b.bottom)):
+        assert np.array_equal(x.docs, y.docs) and np.array_equal(x.values, y.values)
+        assert np.array_equal(x.positions, y.positions)
+
+
+def test_kernel_bins_every_float32_code_as_the_lookup_table():
+    """The kernel computes the default bins from a formula; it must agree with the table for every 11-bit code."""
+    pytest.importorskip("numba")
+    from mri_lens.scanning import kernels as _kernels
+    from mri_lens.scanning.run import _log2_lut
+
+    edges = default_histogram_edges()
+    lut = _log2_lut(edges)
+    shift, mask, table = lut[0], lut[1], lut[2].numpy()
+    codes = np.arange(mask + 1, dtype=np.int64)
+    bits = (codes << shift).astype(np.uint32)
+    x = bits.view(np.float32)
+    codes, x = codes[~np.isnan(x)], x[~np.isnan(x)]  # the NaN codes never reach a histogram (the scan refuses NaN)
+    X = np.ascontiguousarray(x.reshape(1, -1, 1))
+    d = 1
+    hist = np.zeros((d, len(edges) + 1), np.int64)
+    _kernels.fold_batch(X, np.array([0]), np.array([X.shape[1]]), np.zeros(d), lut, edges, np.zeros(d),
+                        np.zeros(d, np.int64), hist)
+    np.testing.assert_array_equal(hist[0], np.bincount(table[codes], minlength=len(edges) + 1))
+    # And the table itself is numpy's searchsorted on these edges for non-negative values (-0.0 shares its code
+    # with tiny negative values, so it counts in the bin just below 0, as documented).
+    finite = np.isfinite(x) & (x >= 0) & ~np.signbit(x)
+    np.testing.assert_array_equal(table[codes[finite]], np.searchsorted(edges, x[finite], side="right"))
+
+
+def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
+    """SIGKILL a command-line scan part way, run it again: the result equals an uninterrupted scan and the shards
+    finished before the kill were not computed again (counted tokens say so)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from corpora import PROSE, code_snippets
+
+    texts = code_snippets(24, chars=500) + PROSE
+    corpus_file = tmp_path / "c.jsonl"
+    corpus_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "mri_lens.cli", "scan", "--model", "tiny", "--corpus", str(corpus_file),
+            "--out", str(out), "--shard-tokens", "400", "--batch-size", "4", "--quiet"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    finished = []
+    while time.time() < deadline and proc.poll() is None:
+        runs = list(out.glob("run-*")) if out.exists() else []
+        finished = [p for p in (runs[0].glob("part-*") if runs else []) if (p / "manifest.json").exists()]
+        if len(finished) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the scan finished before it could be killed: " + proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(finished)
+    assert not (out / "manifest.json").exists()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    resumed = ml.Scan.load(out)
+    run = resumed.meta["run"]
+    assert run["resumed"] >= n_before >= 2 and run["computed"] == run["shards"] - run["resumed"]
+    assert run["computed_tokens"] < resumed.stats.count
+    fresh = ml.scan(tiny, ml.Corpus(texts), batch_size=4, progress=False, pooling=("mean", "max"))
+    for p in ("mean", "max"):
+        np.testing.assert_array_equal(resumed.pooled(p), fresh.pooled(p))
+    for k in ("min", "max", "hist_counts", "frac_positive"):
+        np.testing.assert_array_equal(getattr(resumed.stats, k), getattr(fresh.stats, k))
+    np.testing.assert_allclose(resumed.stats.mean, fresh.stats.mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(resumed.top.docs, fresh.top.docs)
+    # a different corpus in the same directory is refused
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"text": "something else entirely"}) + "\n")
+    again = subprocess.run(argv[:7] + [str(other)] + argv[8:], capture_output=True, text=True)
+    assert again.returncode != 0 and "another corpus, model or options" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
