@@ -5,7 +5,7 @@
     python bench/bench_graph.py --stages              # also time enrich / figure / metrics / compare once
 
 Three pairs of contenders: counting only (node and edge counts per category), the whole untrimmed graph, and the
-graph trimmed to the 5 heaviest edges per node (``top_k=5``; the loop trims in Python with the same rule).
+graph trimmed to the 5 heaviest edges per node (``top_edges=5``; the loop trims in Python with the same rule).
 The loop is the straightforward approach, per category: ``for doc in category: for r in active_l: for s in
 active_l+1: counts[(l, r, s)] += 1`` (the all-documents weight is the sum over categories, every document having one
 category). Its per-document active-region lists are precomputed outside the timing, which favours the loop. Both
@@ -158,7 +158,7 @@ def main() -> None:
         "loop_counts": lambda: loop_counts(maps, active),
         "vectorised_graph": lambda: mg.coactivation_graph(maps),
         "loop_graph": lambda: loop_graph(maps, active),
-        "vectorised_top5": lambda: mg.coactivation_graph(maps, top_k=5),
+        "vectorised_top5": lambda: mg.coactivation_graph(maps, top_edges=5),
         "loop_top5": lambda: loop_graph(maps, active, top_k=5),
     }
     best = {k: float("inf") for k in contenders}
@@ -173,7 +173,7 @@ def main() -> None:
     assert sorted(g.edges(data=True)) == sorted(h.edges(data=True))
     g5, h5 = outs["vectorised_top5"], outs["loop_top5"]
     assert sorted(g5.edges(data=True)) == sorted(h5.edges(data=True))
-    print(f"edges: {g.number_of_edges()} untrimmed, {g5.number_of_edges()} with top_k=5 (outputs equal)")
+    print(f"edges: {g.number_of_edges()} untrimmed, {g5.number_of_edges()} with top_edges=5 (outputs equal)")
     for k, v in best.items():
         print(f"{k:>18s}: {v:8.3f} s")
     for name in ("counts", "graph", "top5"):
@@ -185,7 +185,7 @@ def main() -> None:
         g5 = mg.coactivation_graph(maps, min_weight=1)
         stages = {
             "graph(min_weight=50)": lambda: mg.coactivation_graph(maps, min_weight=50),
-            "graph(top_k=5)": lambda: mg.coactivation_graph(maps, top_k=5),
+            "graph(top_edges=5)": lambda: mg.coactivation_graph(maps, top_edges=5),
             "enrich (all edges)": lambda: mg.enrich(g5),
             "figure (all edges)": lambda: pio.to_json(mg.graph_figure(g5)),
             "metrics (all edges)": lambda: mg.graph_metrics(g5),

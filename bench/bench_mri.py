@@ -83,7 +83,7 @@ def bench_seeds(scan) -> None:
           "(mean over layers) | probe neurons |")
     print("|---|---|---|---|---|---|")
     for s, m in enumerate(maps):
-        g = ml.mri.coactivation_graph(m, min_weight=5, top_k=3)
+        g = ml.mri.coactivation_graph(m, min_weight=5, top_edges=3)
         cmp = ml.mri.compare_categories(m, g, "positive", "negative")
         probe = ml.mri.separability(m, scan, seed=0)
         sm = cmp.summary
@@ -100,7 +100,7 @@ def bench_all979() -> None:
     t1 = time.perf_counter()
     maps = ml.mri.RegionMaps.fit(scan, grid=10, seed=0)
     t2 = time.perf_counter()
-    g = ml.mri.coactivation_graph(maps, min_weight=5, top_k=3, enrichment=True)
+    g = ml.mri.coactivation_graph(maps, min_weight=5, top_edges=3, enrichment=True)
     t3 = time.perf_counter()
     print("\n| corpus | docs | categories | scan s | region maps s | graph s | total s | edges |")
     print("|---|---|---|---|---|---|---|---|")

@@ -146,6 +146,7 @@ def scaling(rounds: int, n_docs: int) -> dict:
     from mri_lens.results.parts import ScanPart
     from mri_lens.scanning.plan import make_plan
     from mri_lens.scanning.ray_engine import actor_pool
+    from mri_lens.storage import part_dir_name
 
     corpus = short_docs(n_docs)
     tiny = ml.models.tiny_lm(device="cpu")
@@ -166,7 +167,7 @@ def scaling(rounds: int, n_docs: int) -> dict:
     work = tempfile.mkdtemp(prefix="mri_lens-bench-")
 
     def submit_for(p, d):
-        return lambda actor, i: actor.run.remote(p.shard(i), p.layers, edges, os.path.join(d, f"part-{i:05d}"),
+        return lambda actor, i: actor.run.remote(p.shard(i), p.layers, edges, os.path.join(d, part_dir_name(i)),
                                                  p.hash)
     try:
         for r in range(rounds):  # rounds interleave the two sizes: a slow spell of the machine hits both
@@ -186,10 +187,10 @@ def scaling(rounds: int, n_docs: int) -> dict:
         running = PartsMerge(plan.n_docs, dedup=False)
         t = time.perf_counter()
         for i in range(plan.n_shards):
-            running.add(ScanPart.load(os.path.join(last, f"part-{i:05d}"), plan_hash=plan.hash))
+            running.add(ScanPart.load(os.path.join(last, part_dir_name(i)), plan_hash=plan.hash))
         merge_per_part = (time.perf_counter() - t) / plan.n_shards
         part_bytes = sum(os.path.getsize(os.path.join(root, f))
-                         for root, _, fs in os.walk(os.path.join(last, "part-00000")) for f in fs)
+                         for root, _, fs in os.walk(os.path.join(last, part_dir_name(0))) for f in fs)
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)

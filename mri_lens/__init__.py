@@ -11,19 +11,21 @@ merge, engines) -> ``results`` (the :class:`Scan`) with ``storage`` (safe saves 
 >>> maps = ml.mri.RegionMaps(grid=6).fit(scan)          # doctest: +SKIP
 """
 
-from ._version import __version__
+from .version import __version__
 from .data import Corpus, datasets
 from .errors import (CategoryError, CorpusError, GraphError, ModelAdapterError, MriLensError, ScanError,
                      ScanFileError)
 from .model import HFModel, ModelSpec, load_model
 from .model import bundled as models
 from .results import Scan
-from .scanning import merge_scans, scan
+from .scanning import LocalEngine, RayEngine, ScanOptions, merge_scans, scan
 from .lenses import mri, n2g, neuroscope
+from . import effects
 from .render import report
 
 __all__ = [
-    "__version__", "scan", "Scan", "merge_scans", "Corpus", "load_model", "ModelSpec", "HFModel", "models",
+    "__version__", "scan", "ScanOptions", "LocalEngine", "RayEngine", "Scan", "merge_scans", "Corpus",
+    "load_model", "ModelSpec", "HFModel", "models",
     "datasets", "MriLensError", "ScanError", "ScanFileError", "CorpusError", "CategoryError", "GraphError",
-    "ModelAdapterError", "mri", "neuroscope", "n2g", "report",
+    "ModelAdapterError", "mri", "neuroscope", "n2g", "report", "effects",
 ]

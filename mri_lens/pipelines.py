@@ -40,7 +40,8 @@ def mri_page(scan, out: str | os.PathLike, *, grid: int = 10, mode: str = "neuro
     maps = RegionMaps.fit(scan, grid=grid, mode=mode, seed=seed, n_jobs=n_jobs, progress=progress)
     t_maps = time.perf_counter() - t0
     t1 = time.perf_counter()
-    g = coactivation_graph(maps, min_weight=min_weight, top_k=top_edges or None, enrichment=maps.labels is not None)
+    g = coactivation_graph(maps, min_weight=min_weight, top_edges=top_edges or None,
+                           enrichment=maps.labels is not None)
     t_graph = time.perf_counter() - t1
     maps.save(os.path.join(out, "maps"), overwrite=overwrite)
     for ext in ("json", "graphml", "gexf"):
@@ -85,8 +86,8 @@ def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, 
     if limit:
         corpus = corpus.subset(range(min(limit, len(corpus))))
     say(f"corpus: {corpus!r}")
-    # The map workers start (importing umap-learn, loading its cached numba code: ~2 s each) while the model loads
-    # and the scan runs, so the maps find them ready (maps 7-8 s -> 3 s; bench/RESULTS.md).
+    # The map workers start (importing umap-learn, loading its cached numba code) while the model loads and the
+    # scan runs, so the maps find them ready (bench/RESULTS.md).
     embedding.warm_up(n_jobs=-1, n_layers=6)
     # the plain Hugging Face model and the "hf" capture backend: same activations as the TL bridge (tested), faster
     model = models.minilm(device=device, backend="hf")

@@ -6,7 +6,7 @@ thread count, so the same Python version + torch version reproduce the same weig
 
 Usage::
 
-    python scripts/train_tiny_lm.py --out mri_lens/models/tiny_lm [--steps 700]
+    python scripts/train_tiny_lm.py --out mri_lens/model/bundled/tiny_lm [--steps 700]
 
 Writes a Hugging Face directory (config.json, model.safetensors, tokenizer.json, tokenizer_config.json) and a
 ``training.json`` with the data, steps and held-out loss, which the model card (MODEL_CARD.md) quotes.
@@ -76,7 +76,7 @@ def encode_files(tok, texts: list[str]) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="mri_lens/models/tiny_lm")
+    p.add_argument("--out", default="mri_lens/model/bundled/tiny_lm")
     p.add_argument("--steps", type=int, default=700)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--ctx", type=int, default=256)

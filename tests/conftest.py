@@ -44,7 +44,8 @@ def tiny_scan(tiny, code_prose):
 
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory, minilm):
-    """``mri-lens demo --limit 60`` run once: ``{"out": its output directory, "stdout": what it printed}``."""
+    """``mri-lens demo --limit 60``, the demo's only run of the session (shared by test_pipelines.py, test_cli.py
+    and render/test_browser.py): ``{"out": its output directory, "stdout": what it printed}``."""
     import contextlib
     import io
 

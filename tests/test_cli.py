@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 import mri_lens as ml
-from mri_lens.errors import ModelAdapterError
 from mri_lens.cli import main
 
 from corpora import PROSE, code_snippets
@@ -82,26 +81,13 @@ def test_mri_report_escapes_tokens(tmp_path, tiny):
 
 
 @pytest.mark.slow
-def test_demo_small(tmp_path, minilm, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--limit", "60", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "report:" in out
-    page = open(tmp_path / "demo" / "index.html", encoding="utf-8").read()
-    assert "positive vs negative" in page
-    # No script, stylesheet or font is fetched from the network (plotly.js is inlined; URLs inside its source
-    # are for map tiles this page never draws).
-    assert not re.search(r"<script[^>]+src=[\"']?https?:|<link[^>]+href=[\"']?https?:|@import\s+url\(\s*[\"']?https?:", page)
-    assert ml.Scan.load(tmp_path / "demo" / "scan").n_docs == 60
-    # The MRI part: its page, maps and graph, linked from the report.
-    assert "mri/index.html" in page
-    mri = open(tmp_path / "demo" / "mri" / "index.html", encoding="utf-8").read()
-    assert "Co-activation graph" in mri and "separability probe" in mri
-    assert ml.mri.RegionMaps.load(tmp_path / "demo" / "mri" / "maps").n_docs == 60
-    # The Neuroscope part: the thresholded view and a small site, linked from the report.
-    assert "neuroscope_view.html" in page and "site/index.html" in page
-    view = open(tmp_path / "demo" / "neuroscope_view.html", encoding="utf-8").read()
-    assert "Sequence" in view
-    assert len(list((tmp_path / "demo" / "site" / "L0").glob("N*.html"))) == 12
+def test_demo_small(small_demo):
+    """``mri-lens demo --limit 60`` (run once per session by the shared fixture, which checks its exit status;
+    what it writes is checked in test_pipelines.py): it says where the report and the scan are."""
+    printed = small_demo["stdout"]
+    report = re.search(r"^report: (\S+)", printed, re.MULTILINE)
+    assert report and report.group(1) == os.path.join(small_demo["out"], "index.html")
+    assert f"saved scan: {os.path.join(small_demo['out'], 'scan')}\n" in printed
 
 
 def test_compile_command_leaves_the_kernels_usable(capsys):
@@ -166,7 +152,7 @@ BAD_ARGS = [  # (argv, the message's telling part)
     (["scan", "--model", "tiny"], "the following arguments are required: --corpus, --out"),
     (["report", "--scan", "{out}", "--categories", "a,,b"], "has an empty name"),
     (MRI + ["--grid", "0"], "argument --grid: must be a positive integer"),
-    (MRI + ["--top-k", "-1"], "argument --top-k: must be 0 or more"),
+    (MRI + ["--top-edges", "-1"], "argument --top-edges: must be 0 or more"),
     (MRI + ["--min-weight", "-1"], "argument --min-weight: must be 0 or more"),
     (MRI + ["--n-jobs", "0"], "argument --n-jobs: must be a number of worker processes"),
     (MRI + ["--seed", "-1"], "argument --seed: must be 0 or more"),
@@ -175,12 +161,12 @@ BAD_ARGS = [  # (argv, the message's telling part)
     (SITE + ["--neurons=-1"], "neuron numbers must not be negative"),
     (SITE + ["--neurons", "0,,5"], "has an empty part"),
     (SITE + ["--neurons", "5-2"], "5-2: a range's start must not be above its end"),
-    (SITE + ["--k", "0"], "argument --k: must be a positive integer"),
+    (SITE + ["--top-k", "0"], "argument --top-k: must be a positive integer"),
     (EXPLAIN[:-4] + ["--layer", "x", "--out", "{out}/n2g"], "'x' is not a layer list"),
     (EXPLAIN[:-4] + ["--layer", "3-1", "--out", "{out}/n2g"], "3-1: a range's start must not be above its end"),
     (EXPLAIN + ["--neurons", "x"], "'x' is not a neuron list"),
     (EXPLAIN + ["--neurons=-3"], "neuron numbers must not be negative"),
-    (EXPLAIN + ["--k", "0"], "argument --k: must be at least 2"),
+    (EXPLAIN + ["--top-k", "1"], "argument --top-k: must be at least 2"),
     (EXPLAIN + ["--pivots", "0"], "argument --pivots: must be a positive integer"),
     (EXPLAIN + ["--substitutes", "-1"], "argument --substitutes: must be 0 or more"),
     (NEURO + ["--layers", "x"], "not a layer list"),
@@ -220,11 +206,43 @@ def test_bad_values_are_one_line_before_any_model_loads(argv, expected, tmp_path
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_pooling_names_match_the_scanner():
-    from mri_lens import cli
-    from mri_lens.scanning import run as scanner
+@pytest.mark.parametrize("argv, old", [(SITE + ["--k", "3"], "--k"), (EXPLAIN + ["--k", "4"], "--k"),
+                                       (MRI + ["--top-k", "3"], "--top-k")])
+def test_the_second_spellings_are_gone(argv, old, tmp_path, no_model, capsys):
+    """One spelling per flag: examples per neuron are ``--top-k`` everywhere, the graph's edges ``--top-edges``."""
+    assert main([a.format(out=tmp_path / "out") for a in argv]) == 2
+    assert f"unrecognized arguments: {old}" in _one_line_error(capsys)
 
-    assert cli.POOLINGS == scanner.POOLINGS
+
+def test_scan_flags_are_checked_as_scan_options_and_engine_settings(tmp_path, corpus_file, no_model, capsys):
+    argv = SCAN + ["--engine", "ray", "--connect-timeout", "0"]
+    assert main([a.format(corpus=corpus_file, out=tmp_path / "out") for a in argv]) == 2
+    assert "argument --connect-timeout: must be a positive number" in _one_line_error(capsys, command="scan")
+    argv = SCAN + ["--gpus-per-worker", "-1"]
+    assert main([a.format(corpus=corpus_file, out=tmp_path / "out") for a in argv]) == 2
+    assert "argument --gpus-per-worker: must be a number >= 0" in _one_line_error(capsys, command="scan")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_of_a_finished_scan_says_nothing_was_computed(tmp_path, tiny, corpus_file, monkeypatch, capsys):
+    monkeypatch.setattr("mri_lens.cli._model", lambda name, device: tiny)
+    argv = ["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(tmp_path / "o"), "--shard-tokens", "20",
+            "--batch-size", "1", "--quiet"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    n = int(re.search(r"(\d+) of (\d+) shards computed now, 0 resumed", first)[2])
+    assert n >= 2 and f"{n} of {n} shards computed now" in first
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "shards computed now" not in again
+    assert f"already holds this scan: nothing computed (all {n} shards were done)" in again
+
+
+def test_pooling_names_match_the_scanner():
+    from mri_lens import cli_args
+    from mri_lens.scanning import options
+
+    assert cli_args.POOLINGS is options.POOLINGS
 
 
 def test_layers_beyond_the_model_are_one_line(tmp_path, tiny, corpus_file, monkeypatch, capsys):
@@ -239,21 +257,6 @@ def test_unknown_model_is_one_line(tmp_path, corpus_file, capsys):
                  "--quiet"]) == 2
     assert "cannot load model 'no-such-model-xyz': " in _one_line_error(capsys)
     assert not (tmp_path / "o").exists()
-
-
-def test_load_model_wraps_loading_failures_but_not_bugs(monkeypatch):
-    with pytest.raises(ModelAdapterError, match="cannot load model 'no-such-model-xyz': ") as e:
-        ml.load_model("no-such-model-xyz", device="cpu")
-    assert "\n" not in str(e.value) and isinstance(e.value.__cause__, OSError)
-
-    import mri_lens.model.loading as loading
-
-    def bug(*a, **k):
-        raise TypeError("a bug in the loader")
-
-    monkeypatch.setattr(loading, "_load_model", bug)
-    with pytest.raises(TypeError, match="a bug in the loader"):
-        ml.load_model("no-such-model-xyz", device="cpu")
 
 
 def test_bugs_keep_their_traceback(tmp_path, corpus_file, monkeypatch, capsys):
@@ -437,3 +440,22 @@ def test_errors_in_a_real_process_are_one_line(tmp_path):
         assert p.returncode == 2, p.stderr
         assert len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
         assert p.stderr.startswith(expected), p.stderr
+
+
+def test_find_ranks_the_neurons_of_a_token(tmp_path, code_scan, capsys):
+    """`mri-lens find` prints (or writes as CSV) the table ml.neuroscope.find gives for the same scan."""
+    import pandas as pd
+
+    path = str(tmp_path / "scan")
+    code_scan.save(path)
+    want = ml.neuroscope.find(code_scan, tokens=[" except"], limit=5)
+    assert main(["find", "--scan", path, "--token", " except", "--limit", "5",
+                 "--csv", str(tmp_path / "f.csv")]) == 0
+    got = pd.read_csv(tmp_path / "f.csv")
+    assert got[["layer", "neuron"]].values.tolist() == want[["layer", "neuron"]].values.tolist()
+    assert (int(got.layer[0]), int(got.neuron[0])) == (1, 88)
+    capsys.readouterr()
+    assert main(["find", "--scan", path, "--by", "max", "--layers", "2", "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[0].split()[:2] == ["layer", "neuron"]
+    assert {ln.split()[0] for ln in lines[1:]} == {"2"}

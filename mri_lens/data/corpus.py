@@ -6,6 +6,7 @@ import hashlib
 import html
 import json
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -14,6 +15,8 @@ import numpy as np
 from ..errors import CategoryError, CorpusError
 
 __all__ = ["Corpus"]
+
+FINGERPRINT_FORMAT = "mri_lens.corpus/2\n"  # hashed first: the version of what follows
 
 
 def _preview(text: str, n: int = 40) -> str:
@@ -240,14 +243,27 @@ class Corpus:
         return {n: int(c) for n, c in zip(self.label_names, counts)}
 
     def fingerprint(self) -> str:
-        """SHA-256 of texts and labels: identifies the corpus in saved results without storing it."""
-        h = hashlib.sha256()
+        """SHA-256 of texts and labels: identifies the corpus in saved results without storing it.
+
+        Injective: every text and label name is hashed as its UTF-8 length (8 bytes) then its bytes, after the
+        number of texts, so no two corpora (texts split elsewhere, a label moved, labels present or not) share the
+        byte stream that is hashed."""
+        h = hashlib.sha256(FINGERPRINT_FORMAT.encode("ascii"))
+
+        def put(b: bytes) -> None:
+            h.update(struct.pack("<Q", len(b)))
+            h.update(b)
+
+        h.update(struct.pack("<Q", len(self.texts)))
         for t in self.texts:
-            h.update(t.encode("utf-8"))
+            put(t.encode("utf-8"))
+        if self.labels is None:
             h.update(b"\x00")
-        if self.labels is not None:
-            h.update(self.labels.astype("<i8").tobytes())
-            h.update("\x00".join(self.label_names).encode("utf-8"))
+        else:
+            h.update(b"\x01" + struct.pack("<Q", len(self.label_names)))
+            for name in self.label_names:
+                put(name.encode("utf-8"))
+            put(np.asarray(self.labels, dtype="<i8").tobytes())
         return h.hexdigest()
 
     def __repr__(self) -> str:

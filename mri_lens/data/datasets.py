@@ -62,23 +62,46 @@ def drug_reviews(label: str = "rating", split: str = "all", categories: list[str
     return corpus
 
 
-def stdlib_code(n_docs: int = 200, chars: int = 600) -> Corpus:
-    """Real Python code every installation carries: consecutive ``chars``-character chunks of the standard
-    library's top-level modules (file name order), labelled by module. The tiny LM's own domain, offline."""
+def stdlib_code(n_docs: int = 200, chars: int = 600, *, seed: int = 0) -> Corpus:
+    """Real Python code every installation carries: ``chars``-character chunks of the standard library's top-level
+    modules, labelled by module, drawn across the modules. The tiny LM's own domain, offline.
+
+    Each module is cut into consecutive chunks (those that are not blank). The modules are visited in a random order
+    and one chunk is taken from each in turn (round robin), each module's chunks in a random order of their own,
+    until ``n_docs`` chunks are drawn: no module gives a second chunk before every module with chunks left has given
+    one, so one large module never fills the corpus. ``seed`` fixes both orders: the same arguments give the same
+    corpus (on the same Python), and a larger ``n_docs`` extends the same sequence. Fewer documents come back when
+    the library has fewer chunks.
+    """
     import glob
     import sysconfig
 
+    import numpy as np
+
+    for name, v in (("n_docs", n_docs), ("chars", chars)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise CorpusError(f"{name} must be a positive integer, got {v!r}")
     root = sysconfig.get_paths()["stdlib"]
-    texts, labels = [], []
+    modules = []  # (module name, its chunks in file order)
     for path in sorted(glob.glob(os.path.join(root, "*.py")), key=os.path.basename):
         with open(path, encoding="utf-8", errors="replace") as f:
             src = f.read()
-        for i in range(0, len(src) - chars + 1, chars):
-            if src[i:i + chars].strip():
-                texts.append(src[i:i + chars])
-                labels.append(os.path.basename(path)[:-3])
-            if len(texts) == n_docs:
-                return Corpus(texts, labels, meta={"source": "Python standard library"})
-    if not texts:
+        chunks = [src[i:i + chars] for i in range(0, len(src) - chars + 1, chars) if src[i:i + chars].strip()]
+        if chunks:
+            modules.append((os.path.basename(path)[:-3], chunks))
+    if not modules:
         raise CorpusError("no standard-library sources found")
-    return Corpus(texts, labels, meta={"source": "Python standard library"})
+    rng = np.random.default_rng(seed)
+    visit = rng.permutation(len(modules)).tolist()
+    orders = [rng.permutation(len(chunks)).tolist() for _, chunks in modules]
+    texts, labels = [], []
+    for turn in range(max(len(c) for _, c in modules)):
+        for m in visit:
+            name, chunks = modules[m]
+            if turn < len(chunks) and len(texts) < n_docs:
+                texts.append(chunks[orders[m][turn]])
+                labels.append(name)
+        if len(texts) == n_docs:
+            break
+    return Corpus(texts, labels, meta={"source": "Python standard library", "sampling": "round robin over modules",
+                                       "seed": int(seed)})

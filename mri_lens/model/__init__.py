@@ -14,9 +14,11 @@ from .bundled import ModelSpec, load_named_model
 from .capture import (CaptureBackend, HuggingFaceBackend, TransformerLensBackend, get_backend,
                       scan_token_activations, token_activations)
 from .hf import HFModel
+from .interventions import NeuronEdit, edited_forward, final_hook_name
 from .loading import library_versions, load_model
 from .tokens import display_tokens
 
 __all__ = ["bundled", "ModelAdapter", "as_adapter", "ModelSpec", "load_named_model", "CaptureBackend",
            "HuggingFaceBackend", "TransformerLensBackend", "get_backend", "scan_token_activations",
-           "token_activations", "HFModel", "library_versions", "load_model", "display_tokens"]
+           "token_activations", "HFModel", "library_versions", "load_model", "display_tokens",
+           "NeuronEdit", "edited_forward", "final_hook_name"]

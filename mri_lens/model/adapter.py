@@ -21,7 +21,11 @@ from ..errors import ModelAdapterError
 from .hf import HFModel, config_experts, down_projection_weight, hf_down_projections
 from .tokens import display_tokens
 
-__all__ = ["HookedModel", "ModelAdapter", "as_adapter"]
+__all__ = ["HookedModel", "ModelAdapter", "SPECIAL_TOKENS_IN_TEXT", "as_adapter"]
+
+# How a special token's string inside a text is encoded, recorded in every scan as meta["special_tokens_in_text"]:
+# "text" = as plain text, split like any other characters ("<|endoftext|>" in a document is never the BOS id).
+SPECIAL_TOKENS_IN_TEXT = "text"
 
 
 @runtime_checkable
@@ -286,6 +290,11 @@ class ModelAdapter:
         arrays): one sequence, or several windows when ``overflow="windows"``. Each sequence is at most
         ``max_length`` tokens and starts with BOS/[CLS] as configured (every window gets its own). Texts are
         tokenised in chunks and kept as int32 arrays, so a large corpus never exists as Python int lists.
+
+        Texts are data: a special token's string inside a text (``"<|endoftext|>"``, ``"[SEP]"``) is encoded as
+        plain text, split like any other characters, never as the special token (see
+        :data:`SPECIAL_TOKENS_IN_TEXT`), so a corpus cannot put a BOS, EOS or pad token in the middle of a
+        document. The only special tokens of a sequence are the ones the adapter adds on purpose.
         """
         if overflow not in ("truncate", "windows", "error"):
             raise ValueError(f"overflow must be 'truncate', 'windows' or 'error', got {overflow!r}")
@@ -293,13 +302,12 @@ class ModelAdapter:
         room = limit - len(self._prefix) - len(self._suffix)
         if room < 1:
             raise ValueError(f"max_length={limit} leaves no room for text tokens")
-        tok = self.model.tokenizer
         prefix = np.asarray(self._prefix, dtype=np.int32)
         suffix = np.asarray(self._suffix, dtype=np.int32)
         out: list[list[np.ndarray]] = []
         n_over = 0
         for start in range(0, len(texts), 512):
-            for j, ids in enumerate(tok(list(texts[start:start + 512]), add_special_tokens=False)["input_ids"]):
+            for j, ids in enumerate(self._text_ids(list(texts[start:start + 512]))):
                 ids = np.asarray(ids, dtype=np.int32)
                 if len(ids) > room:
                     n_over += 1
@@ -312,6 +320,14 @@ class ModelAdapter:
                     chunks = [ids]
                 out.append([np.concatenate([prefix, c, suffix]) for c in chunks])
         return out, n_over
+
+    def _text_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of ``texts`` (no special tokens added), special-token strings in them encoded as plain text."""
+        encode = self.__dict__.get("_encode_as_text")
+        if encode is None:
+            encode = self.__dict__["_encode_as_text"] = _text_encoder(self.model.tokenizer, self._prefix
+                                                                      + self._suffix)
+        return encode(texts)
 
     def max_length(self, max_length: int | None = None) -> int:
         if max_length is None:
@@ -347,12 +363,15 @@ class ModelAdapter:
         """The model's Hugging Face tokenizer (the same object for TL 2, TL 4 and HF models)."""
         return self.model.tokenizer
 
-    def str_tokens(self, ids: Sequence[int]) -> list[str]:
-        """One display string per token (see :func:`mri_lens.model.tokens.display_tokens`)."""
+    def str_tokens(self, ids: Sequence[int], *, sequence: bool = True) -> list[str]:
+        """One display string per token ``[n_tokens]``, decoded byte-correctly: a character split over several
+        tokens is shown by the token it ends in, a token in which no character ends shows its bytes as
+        ``<0xNN>`` (see :mod:`mri_lens.model.tokens`). ``sequence=False`` for separate vocabulary entries (top
+        logit tokens), each shown on its own."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None:
-            return [self.tokenizer.decode([int(i)]) for i in ids]
-        return display_tokens(backend, ids)
+            return display_tokens(_SlowTokenizer(self.tokenizer), ids, sequence=sequence)
+        return display_tokens(backend, ids, sequence=sequence)
 
     def tokenizer_json(self) -> str | None:
         """The fast tokenizer's JSON, stored with scans so tokens can be shown without the model."""
@@ -368,7 +387,73 @@ class ModelAdapter:
             "hook_template": self.hook_template, "prepend_bos": bool(self.prepend_bos),
             "special_prefix": list(self._prefix), "special_suffix": list(self._suffix),
             "padding_side": self.padding_side, "pad_token_id": self.pad_token_id,
+            "special_tokens_in_text": SPECIAL_TOKENS_IN_TEXT,
         }
+
+
+class _SlowTokenizer:
+    """A slow (Python) Hugging Face tokenizer seen through the few ``tokenizers.Tokenizer`` methods that
+    :func:`~mri_lens.model.tokens.display_tokens` uses (its generic, incremental path)."""
+
+    def __init__(self, tok: Any) -> None:
+        self.tok, self.model, self.decoder = tok, None, None
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens,
+                               clean_up_tokenization_spaces=False)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.tok.convert_ids_to_tokens(int(i))
+
+
+def _keeps_specials_as_text(encode: Any, probes: list[tuple[str, int]]) -> bool:
+    """True when ``encode`` turns none of the probe strings (special tokens' contents) into their ids."""
+    try:
+        got = encode([f"a {content} a" for content, _ in probes])
+    except TypeError:  # an older transformers: no split_special_tokens
+        return False
+    return not any(i in set(ids) for (_, i), ids in zip(probes, got))
+
+
+def _text_encoder(tok: Any, own_specials: Sequence[int]):
+    """``texts -> ids`` that encodes special-token strings in a text as plain text (:data:`SPECIAL_TOKENS_IN_TEXT`).
+
+    Tries the tokenizer's ``split_special_tokens`` (transformers >= 4.42, and slow tokenizers), then a copy of its
+    fast backend with ``encode_special_tokens`` on; checked on the adapter's own special tokens (BOS, [CLS],
+    [SEP]). Where neither works, texts holding a special token's string are refused (never silently encoded as it).
+    """
+    ids_of = dict(zip(tok.all_special_tokens, tok.all_special_ids))
+    probes = [(c, int(i)) for c, i in ids_of.items() if int(i) in set(own_specials)]
+    if not probes:
+        probes = [(c, int(i)) for c, i in ids_of.items() if i != tok.unk_token_id][:1]
+
+    def split_kwarg(texts: list[str]) -> list[list[int]]:
+        return tok(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    if not probes or _keeps_specials_as_text(split_kwarg, probes):
+        return split_kwarg if probes else (lambda texts: tok(texts, add_special_tokens=False)["input_ids"])
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_special_tokens"):
+        copy = type(backend).from_str(backend.to_str())
+        copy.encode_special_tokens = True
+
+        def split_backend(texts: list[str]) -> list[list[int]]:
+            return [e.ids for e in copy.encode_batch(texts, add_special_tokens=False)]
+
+        if _keeps_specials_as_text(split_backend, probes):
+            return split_backend
+    specials = [c for c in ids_of if c]
+
+    def refuse_specials(texts: list[str]) -> list[list[int]]:
+        for text in texts:
+            found = next((c for c in specials if c in text), None)
+            if found is not None:
+                raise ModelAdapterError(
+                    f"a text holds the special token string {found!r} and this tokenizer cannot encode it as plain "
+                    "text (upgrade transformers to >= 4.42 for split_special_tokens); remove it from the text")
+        return tok(texts, add_special_tokens=False)["input_ids"]
+
+    return refuse_specials
 
 
 def as_adapter(model: Any, **kwargs: Any) -> ModelAdapter:

@@ -140,9 +140,9 @@ class HuggingFaceBackend(CaptureBackend):
     ----------
     fused_activations: run GPT-2's ``gelu_new`` (``NewGELUActivation``: five separate tensor operations) as torch's
         fused tanh GELU for the duration of each forward. It is the same formula (transformers ships it as
-        ``gelu_pytorch_tanh``, its faster equivalent); activations differ by float32 rounding only (<= 4.8e-7
-        absolute over [-30, 30], tested against the TL backend and the unfused forward to 1e-5) and the tiny LM's
-        scan is ~10% faster. Restored in ``finally``; ``False`` runs the model's own modules.
+        ``gelu_pytorch_tanh``, its faster equivalent); activations differ by float32 rounding only (tested
+        against the TL backend and the unfused forward to 1e-5; the measured difference and speed-up are in
+        bench/RESULTS.md). Restored in ``finally``; ``False`` runs the model's own modules.
     """
 
     name = "hf"
@@ -205,7 +205,7 @@ class HuggingFaceBackend(CaptureBackend):
             if bool(real[:, 0].all()) and bool((real[:, :-1] >= real[:, 1:]).all()):
                 # Right padding: a real token attends only to earlier, real tokens under the causal mask alone,
                 # so its activations do not depend on the padding mask. Without it, attention takes the plain
-                # causal path (no [batch, 1, pos, pos] mask built and applied): ~8% faster on the tiny LM.
+                # causal path (no [batch, 1, pos, pos] mask built and applied), which is faster (bench/RESULTS.md).
                 del kwargs["attention_mask"]
             elif self._position_ids:
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

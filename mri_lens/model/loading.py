@@ -7,7 +7,7 @@ import importlib.metadata
 import os
 from typing import Any
 
-from .._version import __version__
+from ..version import __version__
 from ..errors import ModelAdapterError
 from .hf import HFModel
 

@@ -14,12 +14,13 @@ import html
 import json
 import os
 import re
+import unicodedata
 from typing import Any, Sequence
 
 from ..storage.write import PAGE_KIND, page_marker, save_text, write_file_atomic, write_text_atomic
 
-__all__ = ["ASSETS_DIR", "CSS", "SITE_JS", "check_link_url", "escape", "escape_token", "figure_html",
-           "json_for_html", "links_html", "page", "write_assets", "write_page"]
+__all__ = ["ASSETS_DIR", "CSS", "SITE_JS", "check_link_url", "code_point_marker", "escape", "escape_token",
+           "figure_html", "json_for_html", "links_html", "page", "write_assets", "write_page"]
 
 ASSETS_DIR = "assets"
 N_LEVELS = 8  # colour levels per sign of the neuron pages' activation shading
@@ -71,15 +72,61 @@ _LINK_SCHEMES = ("http", "https", "file")
 
 
 # ---------------------------------------------------------------------------------------------- text
+# Bidirectional controls: raw, one (U+202E RIGHT-TO-LEFT OVERRIDE) reverses the rest of its block on the page.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_JOINERS = "\u200c\u200d"  # zero-width (non-)joiners: they shape their neighbours (emoji sequences, Persian)
+
+
+def code_point_marker(ch: str) -> str:
+    """The visible stand-in of an invisible or bidirectional character: ``<U+202E>``."""
+    return f"<U+{ord(ch):04X}>"
+
+
 def escape(text: Any) -> str:
-    """Any text as HTML (``<``, ``>``, ``&`` and both quotes escaped): safe in element content and attributes."""
-    return html.escape(str(text), quote=True)
+    """Any text as HTML (``<``, ``>``, ``&`` and both quotes escaped): safe in element content and attributes.
+    Bidirectional controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C) are shown as ``<U+202E>``
+    markers, so no text can reorder the rest of a page."""
+    return html.escape(_BIDI_CONTROLS.sub(lambda m: code_point_marker(m.group()), str(text)), quote=True)
+
+
+def _visible_token(tok: str) -> str:
+    """``tok`` with its invisible characters made visible: format characters (a BOM, a zero-width space, a
+    bidirectional control; a joiner only in a token with nothing else to show), line and paragraph separators as
+    ``<U+XXXX>`` markers; a token that starts with a combining mark gets a dotted circle (U+25CC) to sit on."""
+    if tok.isascii():
+        return tok
+    lone_joiners = not tok.strip(_JOINERS)
+    out = []
+    for ch in tok:
+        cat = unicodedata.category(ch)
+        if cat in ("Cf", "Zl", "Zp") and (ch not in _JOINERS or lone_joiners):
+            out.append(code_point_marker(ch))
+        else:
+            out.append(ch)
+    if unicodedata.category(tok[0]).startswith("M"):
+        out.insert(0, "\u25cc")
+    return "".join(out)
+
+
+# Markers of a token: bytes of a split character (mri_lens.model.tokens) and invisible characters (above).
+_MARKERS = re.compile(r"<0x[0-9A-F]{2}>|<U\+[0-9A-F]{4,6}>")
 
 
 def escape_token(tok: str) -> str:
-    """A token as HTML text: escaped, with newlines and tabs made visible (``↵``, ``⇥``); the newline itself is
-    kept, so a ``white-space: pre-wrap`` container still breaks the line there. The one token escaper."""
-    return escape(tok).replace("\n", "&#8629;\n").replace("\t", "&#8677;")
+    """A token as HTML text (element content): escaped, with newlines and tabs made visible (``↵``, ``⇥``); the
+    newline itself is kept, so a ``white-space: pre-wrap`` container still breaks the line there. Invisible
+    characters are shown as ``<U+FEFF>``-style markers and a lone combining mark on a dotted circle (see
+    :func:`_visible_token`), so every character of a token can be seen and none reorders the page. Each marker
+    (also the ``<0xNN>`` bytes of a split character) is a left-to-right ``<bdi>`` isolate: right-to-left text
+    around it (Arabic split into bytes) still reads right to left. The one token escaper."""
+    shown = _visible_token(tok)
+    parts, pos = [], 0
+    for m in _MARKERS.finditer(shown):
+        parts.append(escape(shown[pos:m.start()]))
+        parts.append(f"<bdi dir='ltr'>{escape(m.group())}</bdi>")
+        pos = m.end()
+    parts.append(escape(shown[pos:]))
+    return "".join(parts).replace("\n", "&#8629;\n").replace("\t", "&#8677;")
 
 
 def json_for_html(obj: Any) -> str:

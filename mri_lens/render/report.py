@@ -72,52 +72,102 @@ class _Page:
 def write_scan_report(scan, path: str | os.PathLike, *, title: str = "mri_lens report",
                       categories: tuple[str, str] | None = None, top_neurons: int = 8,
                       links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
-                      assets: str | os.PathLike | None = None) -> str:
+                      assets: str | os.PathLike | None = None, max_categories: int = 12) -> str:
     """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
     different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top
-    (:func:`mri_lens.render.html.check_link_url`: ``ValueError`` for a ``javascript:``-like URL). ``categories``: the two label names
-    to contrast (default: the first two); unknown names, a number other than two, or categories of an unlabelled
-    scan raise :class:`~mri_lens.errors.ScanError` naming the scan's categories. Returns the path written."""
+    (:func:`mri_lens.render.html.check_link_url`: ``ValueError`` for a ``javascript:``-like URL). Returns the path
+    written.
+
+    Category differences on a labelled scan: ``categories=(a, b)`` contrasts those two (unknown names, a number
+    other than two, or categories of an unlabelled scan raise :class:`~mri_lens.errors.CategoryError` naming the
+    scan's categories); without it, a scan with two categories contrasts them, and a scan with more compares each
+    category against all the other documents (the ``max_categories`` largest with at least two documents, and two
+    others; the page says which were left out), never an arbitrary pair.
+    """
     if categories is not None:
         categories = _report_categories(scan, categories)
+    if isinstance(max_categories, bool) or not isinstance(max_categories, (int, np.integer)) or max_categories < 1:
+        raise ValueError(f"max_categories must be a positive integer, got {max_categories!r}")
     page = _Page(title, links)
-    parts, add = page.parts, page.figure
+    page.parts.append(_table(_scan_facts(scan), ["", ""]))
+    _layer_section(page, scan)
+    if categories is not None or (scan.labels is not None and len(scan.label_names) == 2):
+        a, b = categories or (scan.label_names[0], scan.label_names[1])
+        _pair_section(page, scan, a, b, top_neurons)
+    elif scan.labels is not None and len(scan.label_names) > 2:
+        _each_vs_rest_section(page, scan, top_neurons, max_categories)
+    return page.write(path, overwrite, assets)
+
+
+def _scan_facts(scan) -> list[tuple[str, Any]]:
     m = scan.meta
-    facts = [("model", m.get("model_id")), ("architecture", m.get("architecture")), ("documents", scan.n_docs),
-             ("tokens counted", scan.stats.count), ("layers", scan.layers), ("d_mlp", scan.d_mlp),
-             ("hook", m.get("hook_template")), ("prepend_bos", m.get("prepend_bos")),
-             ("BOS in statistics", not m.get("bos_excluded_from_stats")), ("padding side", m.get("padding_side")),
-             ("max_length", m.get("max_length")), ("texts truncated", m.get("n_truncated")),
-             ("labels", scan.label_names), ("scan seconds", m.get("seconds")), ("versions", m.get("versions"))]
-    parts.append(_table(facts, ["", ""]))
-    parts.append("<h2>Per-layer neuron statistics</h2>")
-    parts.append(add(scan.figure()))
+    return [("model", m.get("model_id")), ("architecture", m.get("architecture")), ("documents", scan.n_docs),
+            ("tokens counted", scan.stats.count), ("layers", scan.layers), ("d_mlp", scan.d_mlp),
+            ("hook", m.get("hook_template")), ("prepend_bos", m.get("prepend_bos")),
+            ("BOS in statistics", not m.get("bos_excluded_from_stats")), ("padding side", m.get("padding_side")),
+            ("max_length", m.get("max_length")), ("texts truncated", m.get("n_truncated")),
+            ("labels", scan.label_names), ("scan seconds", m.get("seconds")), ("versions", m.get("versions"))]
+
+
+def _layer_section(page: _Page, scan) -> None:
+    page.parts.append("<h2>Per-layer neuron statistics</h2>")
+    page.parts.append(page.figure(scan.figure()))
     layer_rows = [(l, f"{scan.stats.mean[i].mean():.4f}", f"{scan.stats.std[i].mean():.4f}",
                    f"{np.median(scan.stats.max[i]):.3f}", f"{scan.stats.frac_positive[i].mean():.3f}",
                    int((scan.stats.max[i] <= 0).sum()))
                   for i, l in enumerate(scan.layers)]
-    parts.append(_table(layer_rows, ["layer", "mean act", "mean std", "median neuron max",
-                                     "mean frac > 0", "never-positive neurons"]))
-    if scan.labels is not None and len(scan.label_names) >= 2:
-        a, b = categories or (scan.label_names[0], scan.label_names[1])
-        df = category_differences(scan, a, b)
-        parts.append(f"<h2>Category differences: {escape(a)} vs {escape(b)}</h2>")
-        parts.append(f"<p>Pooled mean activation per document; Welch's t-test per neuron, Benjamini-Hochberg over "
-                     f"all {len(df)} neurons. Documents: {escape(str(scan_label_counts(scan)))}.</p>")
-        parts.append(add(category_difference_figure(df, a, b)))
-        best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(top_neurons)
-        rows = []
-        for _, r in best.iterrows():
-            ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
-            toks = ", ".join(repr(t) for t in ex.max_tokens())
-            rows.append((int(r["layer"]), int(r["neuron"]), r[f"mean_{a}"], r[f"mean_{b}"], r["cohens_d"],
-                         r["q_value"], toks))
-        parts.append(_table(rows, ["layer", "neuron", f"mean {a}", f"mean {b}", "Cohen's d", "q", "top tokens"]))
-        parts.append("<h3>Top examples of the most different neurons</h3>")
-        for _, r in best.head(3).iterrows():
-            ex = scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)
-            parts.append(ex._repr_html_())
-    return page.write(path, overwrite, assets)
+    page.parts.append(_table(layer_rows, ["layer", "mean act", "mean std", "median neuron max",
+                                          "mean frac > 0", "never-positive neurons"]))
+
+
+def _top_tokens(scan, layer: int, neuron: int, k: int = 5) -> str:
+    return ", ".join(repr(t) for t in scan.top_examples(layer, neuron, k=k).max_tokens())
+
+
+def _pair_section(page: _Page, scan, a: str, b: str, top_neurons: int) -> None:
+    """Categories ``a`` and ``b`` contrasted: Welch's t-test per neuron, the most different neurons."""
+    parts = page.parts
+    df = category_differences(scan, a, b)
+    parts.append(f"<h2>Category differences: {escape(a)} vs {escape(b)}</h2>")
+    parts.append(f"<p>Pooled mean activation per document; Welch's t-test per neuron, Benjamini-Hochberg over "
+                 f"all {len(df)} neurons. Documents: {escape(str(scan_label_counts(scan)))}.</p>")
+    parts.append(page.figure(category_difference_figure(df, a, b)))
+    best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(top_neurons)
+    rows = [(int(r["layer"]), int(r["neuron"]), r[f"mean_{a}"], r[f"mean_{b}"], r["cohens_d"], r["q_value"],
+             _top_tokens(scan, int(r["layer"]), int(r["neuron"]))) for _, r in best.iterrows()]
+    parts.append(_table(rows, ["layer", "neuron", f"mean {a}", f"mean {b}", "Cohen's d", "q", "top tokens"]))
+    parts.append("<h3>Top examples of the most different neurons</h3>")
+    for _, r in best.head(3).iterrows():
+        parts.append(scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)._repr_html_())
+
+
+def _each_vs_rest_section(page: _Page, scan, top_neurons: int, max_categories: int) -> None:
+    """Every category (the largest ``max_categories`` that can be tested) against all other documents."""
+    counts = scan_label_counts(scan)
+    testable = [c for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= 2 and scan.n_docs - n >= 2]
+    shown, left = testable[:max_categories], [c for c in counts if c not in testable[:max_categories]]
+    parts = page.parts
+    parts.append("<h2>Category differences: each category against the rest</h2>")
+    parts.append(f"<p>The scan has {len(counts)} categories, so each is compared with all other documents "
+                 f"(pooled mean activation per document, Welch's t-test per neuron, Benjamini-Hochberg over all "
+                 f"neurons, per category). For two chosen categories, pass <code>categories=(a, b)</code> "
+                 f"(<code>--categories A B</code> on the command line). Documents: "
+                 f"{escape(str(counts))}.</p>")
+    if left:
+        parts.append(f"<p>Not compared ({len(left)}; fewer than two documents, or beyond the "
+                     f"{max_categories} largest): {escape(_names(left))}.</p>")
+    if not shown:
+        parts.append("<p>No category has two documents and two others: nothing to compare.</p>")
+        return
+    rows = []
+    per = max(1, min(top_neurons, 3))
+    for c in shown:
+        df = category_differences(scan, c)
+        best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(per)
+        rows += [(c, counts[c], int(r["layer"]), int(r["neuron"]), r[f"mean_{c}"], r["mean_rest"], r["cohens_d"],
+                  r["q_value"], _top_tokens(scan, int(r["layer"]), int(r["neuron"]))) for _, r in best.iterrows()]
+    parts.append(_table(rows, ["category", "documents", "layer", "neuron", "mean in it", "mean in the rest",
+                               "Cohen's d", "q", "top tokens"]))
 
 
 def scan_label_counts(scan) -> dict[str, int]:
@@ -145,10 +195,11 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
 
     Parameters
     ----------
-    maps: fitted :class:`~mri_lens.regions.RegionMaps`; graph: its :func:`~mri_lens.graph.coactivation_graph`.
+    maps: fitted :class:`~mri_lens.lenses.mri.regions.RegionMaps`; graph: its
+        :func:`~mri_lens.lenses.mri.coactivation.coactivation_graph`.
     categories: the categories to contrast (default: the first two label names); one category, or an
         unlabelled scan, gives the maps and the graph without the comparison.
-    probe: a :func:`~mri_lens.regions.separability` table (computed here when None and the scan is labelled).
+    probe: a :func:`~mri_lens.lenses.mri.probe.separability` table (computed here when None and the scan is labelled).
     timings: seconds per stage, shown in the facts table.
     links: ``(text, href)`` pairs listed at the top; relative or http(s)/file URLs only (:func:`mri_lens.render.html.check_link_url`).
     overwrite: replace a file at ``path`` that is not an mri_lens page (default: refuse, see
@@ -156,13 +207,22 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
     assets: a directory (the output directory of several pages): plotly.js is written there once as
         ``assets/plotly-<version>.min.js`` and referenced relatively; default: inlined into this page.
     """
-    from ..lenses.mri import compare_categories, graph_figure, graph_metrics, separability
-
     page = _Page(title, links)
-    parts, add = page.parts, page.figure
     names = list(maps.label_names or [])
     cats = list(categories) if categories is not None else names[:2]
     counts = scan_label_counts(scan)
+    page.parts.append(_table(_mri_facts(maps, graph, scan, counts, timings), ["", ""]))
+    _maps_section(page, maps, cats)
+    _graph_section(page, graph, cats)
+    if len(cats) >= 2:
+        _comparison_section(page, maps, graph, scan, cats, top_rows)
+    if maps.labels is not None and len(counts) >= 2:
+        _probe_section(page, maps, scan, probe)
+    return page.write(path, overwrite, assets)
+
+
+def _mri_facts(maps, graph, scan, counts: dict[str, int], timings: dict[str, float] | None) -> list[tuple[str, Any]]:
+    """The facts table of the MRI page: model, corpus, map parameters, graph size and trimming, timings."""
     facts = [("model", scan.meta.get("model_id")), ("documents", maps.n_docs), ("categories", counts or None),
              ("mode", f"{maps.mode} (points are {'neurons' if maps.mode == 'neurons' else 'documents'})"),
              ("grid", f"{maps.grid} x {maps.grid} = {maps.n_regions} regions per layer ({maps.binning} bins)"),
@@ -175,8 +235,12 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
                                    if k != "categories" and v is not None) + ")")]
     for k, v in (timings or {}).items():
         facts.append((f"{k} seconds", f"{v:.1f}"))
-    parts.append(_table(facts, ["", ""]))
+    return facts
 
+
+def _maps_section(page: _Page, maps, cats: list[str]) -> None:
+    """Region images of every layer, then the layer with the largest category contrast in detail."""
+    parts, add = page.parts, page.figure
     two = len(cats) >= 2
     parts.append("<h2>Region images, all layers</h2>")
     parts.append("<p>Each square is one layer's map cut into regions (rows and columns of the grid); a region is a "
@@ -197,12 +261,18 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
     parts.append(add(maps.figure(best, cats or None)))
     parts.append(add(maps.scatter(best, cats[0] if cats else None, cats[1] if two else None)))
 
+
+def _graph_section(page: _Page, graph, cats: list[str]) -> None:
+    """The co-activation graph's figure and metrics."""
+    from ..lenses.mri import graph_figure, graph_metrics
+
+    parts = page.parts
     parts.append("<h2>Co-activation graph</h2>")
     parts.append("<p>Nodes are regions (one column per layer, regions in grid order); an edge joins a region of one "
                  "layer to a region of the next, weighted by the number of documents activating both. Colours "
                  "mark edges and regions enriched for a category (one-vs-rest Fisher's exact test, "
                  "Benjamini-Hochberg q &lt; 0.05); widths are relative to the heaviest edge.</p>")
-    parts.append(add(graph_figure(graph, highlight=cats or None)))
+    parts.append(page.figure(graph_figure(graph, highlight=cats or None)))
     metrics = graph_metrics(graph)
     parts.append("<h3>Graph metrics</h3>")
     parts.append(_df_html(metrics.summary.reset_index()))
@@ -210,33 +280,43 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
     if metrics.category_pairs is not None and len(metrics.category_pairs):
         parts.append(_df_html(metrics.category_pairs))
 
-    if two:
-        cmp = compare_categories(maps, graph, cats[0], cats[1])
-        parts.append(f"<h2>{escape(cats[0])} vs {escape(cats[1])}: enriched regions and edges</h2>")
-        parts.append("<p>" + escape(", ".join(f"{k}: {_fmt(v)}" for k, v in cmp.summary.items())) + "</p>")
-        parts.append(add(cmp.figure()))
-        for name, df in (("regions", cmp.regions), ("edges", cmp.edges)):
-            col = "q_value" if "q_value" in df.columns else df.columns[-1]
-            parts.append(f"<h3>Most enriched {name}</h3>")
-            parts.append(_df_html(df.sort_values(col, kind="stable"), top_rows))
-        if maps.mode == "neurons":
-            parts.append("<h3>Neurons of the most enriched regions</h3>")
-            rows = []
-            for _, r in cmp.regions.sort_values("q_value", kind="stable").head(6).iterrows():
-                neurons = maps.region_neurons(int(r["layer"]), int(r["region"]))
-                li = scan.layer_index(int(r["layer"]))
-                strongest = neurons[np.argsort(-scan.stats.max[li, neurons], kind="stable")][:5]
-                toks = "; ".join(
-                    f"N{n}: " + ", ".join(repr(t) for t in scan.top_examples(int(r["layer"]), int(n), k=3).max_tokens())
-                    for n in strongest)
-                rows.append((int(r["layer"]), int(r["region"]), len(neurons), toks))
-            parts.append(_table(rows, ["layer", "region", "neurons", "strongest neurons: their top tokens"]))
 
-    if maps.labels is not None and len(counts) >= 2:
-        if probe is None:
-            probe = separability(maps, scan)
-        parts.append("<h2>How much the map keeps: separability probe</h2>")
-        parts.append("<p>Cross-validated logistic regression per layer (balanced accuracy, folds fitted inside the "
-                     "cross-validation) on the region activations against the same layer's raw pooled neurons.</p>")
-        parts.append(_df_html(probe))
-    return page.write(path, overwrite, assets)
+def _comparison_section(page: _Page, maps, graph, scan, cats: list[str], top_rows: int) -> None:
+    """The first two categories compared: enriched regions and edges, and the neurons of the most enriched
+    regions (neurons mode)."""
+    from ..lenses.mri import compare_categories
+
+    parts = page.parts
+    cmp = compare_categories(maps, graph, cats[0], cats[1])
+    parts.append(f"<h2>{escape(cats[0])} vs {escape(cats[1])}: enriched regions and edges</h2>")
+    parts.append("<p>" + escape(", ".join(f"{k}: {_fmt(v)}" for k, v in cmp.summary.items())) + "</p>")
+    parts.append(page.figure(cmp.figure()))
+    for name, df in (("regions", cmp.regions), ("edges", cmp.edges)):
+        col = "q_value" if "q_value" in df.columns else df.columns[-1]
+        parts.append(f"<h3>Most enriched {name}</h3>")
+        parts.append(_df_html(df.sort_values(col, kind="stable"), top_rows))
+    if maps.mode != "neurons":
+        return
+    parts.append("<h3>Neurons of the most enriched regions</h3>")
+    rows = []
+    for _, r in cmp.regions.sort_values("q_value", kind="stable").head(6).iterrows():
+        neurons = maps.region_neurons(int(r["layer"]), int(r["region"]))
+        li = scan.layer_index(int(r["layer"]))
+        strongest = neurons[np.argsort(-scan.stats.max[li, neurons], kind="stable")][:5]
+        toks = "; ".join(
+            f"N{n}: " + ", ".join(repr(t) for t in scan.top_examples(int(r["layer"]), int(n), k=3).max_tokens())
+            for n in strongest)
+        rows.append((int(r["layer"]), int(r["region"]), len(neurons), toks))
+    parts.append(_table(rows, ["layer", "region", "neurons", "strongest neurons: their top tokens"]))
+
+
+def _probe_section(page: _Page, maps, scan, probe) -> None:
+    """The separability probe (computed here when ``probe`` is None)."""
+    from ..lenses.mri import separability
+
+    if probe is None:
+        probe = separability(maps, scan)
+    page.parts.append("<h2>How much the map keeps: separability probe</h2>")
+    page.parts.append("<p>Cross-validated logistic regression per layer (balanced accuracy, folds fitted inside the "
+                      "cross-validation) on the region activations against the same layer's raw pooled neurons.</p>")
+    page.parts.append(_df_html(probe))

@@ -6,6 +6,7 @@ loading go through :mod:`mri_lens.storage`.
 
 from .parts import ScanPart
 from .pooled import PartDocs, SplitPooled
-from .scan import NeuronStats, Scan, TopExamples, TopK
+from .scan import Scan
+from .stats import NeuronStats, TopExamples, TopK
 
 __all__ = ["Scan", "NeuronStats", "TopK", "TopExamples", "ScanPart", "PartDocs", "SplitPooled"]

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.write import TENSORS, ResultWriter
-from ..storage.read import LoadedResult
 from ..errors import ScanFileError
+from ..storage.read import LoadedResult
+from ..storage.write import TENSORS, ResultWriter
 from .pooled import PART_DOCS, PART_FORMAT, PART_SCHEMA, PART_STATS, PartDocs, layer_file
-from .scan import TopK
+from .stats import TopK
 
 __all__ = ["PART_FORMAT", "ScanPart"]
 

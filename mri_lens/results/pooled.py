@@ -8,14 +8,19 @@ merge wrote the rows of documents split across parts).
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
-from collections.abc import Mapping
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..errors import ScanFileError
+from ..storage.files import RUN_RE, part_dir_name, part_index
+from ..storage.read import LoadedResult, load_result
+
 __all__ = ["PooledArrays", "InMemoryPooled", "LayerFilePooled", "PartDocs", "SplitPooled", "layer_file",
-           "PART_FORMAT", "PART_SCHEMA"]
+           "load_pooled", "PART_FORMAT", "PART_SCHEMA"]
 
 
 def layer_file(prefix: str, name: str, layer: int) -> str:
@@ -107,32 +112,47 @@ class LayerFilePooled(PooledArrays):
 
 class PartDocs:
     """The document index of a saved scan part (which documents it completed, which it saw in part), with its
-    pooled rows on disk: all a sharded scan's pooled values need of a part (its statistics are not read)."""
+    pooled rows on disk: all a sharded scan's pooled values need of a part (its statistics are not read).
 
-    def __init__(self, path: str, *, plan_hash: str | None = None):
-        from ..storage.read import load_result
-        from ..errors import ScanFileError
+    A part inside a run directory (``.../run-<hash>/part-<index>``) is read without following a symbolic link
+    for either directory, and must hold the shard its name says (``index``). ``version``: the data version it
+    was read from (a scan names the versions of its parts)."""
 
-        self.loaded = r = load_result(path, fmt=PART_FORMAT, schema=PART_SCHEMA, files=(PART_STATS,), lazy=LAZY_NAMES)
+    def __init__(self, path: str | os.PathLike, *, plan_hash: str | None = None):
+        self.path = path = os.fspath(path)
+        part_dir = os.path.normpath(path)
+        run_dir = os.path.dirname(part_dir)
+        self.index = part_index(os.path.basename(part_dir))
+        inside_run = self.index is not None and RUN_RE.match(os.path.basename(run_dir)) is not None
+        self.loaded = r = load_result(path, fmt=PART_FORMAT, schema=PART_SCHEMA, files=(PART_STATS,),
+                                      lazy=LAZY_NAMES,
+                                      under=(os.path.dirname(run_dir) or os.curdir) if inside_run else None)
+        self.version = r.version
         try:
-            if plan_hash is not None and r.meta.get("plan_hash") != plan_hash:
-                raise ValueError("it is a part of another scan plan")
-            self.layers = [int(x) for x in r.meta["layers"]]
-            self.poolings = [str(x) for x in r.meta["poolings"]]
-            for k in PART_DOCS:
-                setattr(self, k, np.asarray(r.arrays[k]))
-            expected = {layer_file(w, n, l) for w in ("pooled", "partial") for n in self.poolings
-                        for l in self.layers}
-            if {k for k, v in r.lazy.items() if v.lazy} != expected:
-                raise ValueError("its pooled files do not match its layers and poolings")
-            for w, docs in (("pooled", self.complete_docs), ("partial", self.partial_docs)):
-                for n in self.poolings:
-                    rows = len(self.window_docs) if (w, n) == ("partial", "mean") else len(docs)
-                    for l in self.layers:
-                        if r.lazy[layer_file(w, n, l)].shape[0] != rows:
-                            raise ValueError("its pooled files do not match its documents")
+            self._read_index(r, plan_hash)
         except Exception as e:  # noqa: BLE001 - a malformed part is a damaged file, whatever failed
             raise ScanFileError(f"{path} is not a consistent scan part: {type(e).__name__} {e}") from None
+
+    def _read_index(self, r: LoadedResult, plan_hash: str | None) -> None:
+        if plan_hash is not None and r.meta.get("plan_hash") != plan_hash:
+            raise ValueError("it is a part of another scan plan")
+        held = r.meta.get("index")
+        if self.index is not None and (not isinstance(held, int) or isinstance(held, bool) or held != self.index):
+            raise ValueError("it holds another shard than its name says (a part copied over "
+                             f"{part_dir_name(self.index)})")
+        self.layers = [int(x) for x in r.meta["layers"]]
+        self.poolings = [str(x) for x in r.meta["poolings"]]
+        for k in PART_DOCS:
+            setattr(self, k, np.asarray(r.arrays[k]))
+        expected = {layer_file(w, n, l) for w in ("pooled", "partial") for n in self.poolings for l in self.layers}
+        if {k for k, v in r.lazy.items() if v.lazy} != expected:
+            raise ValueError("its pooled files do not match its layers and poolings")
+        for w, docs in (("pooled", self.complete_docs), ("partial", self.partial_docs)):
+            for n in self.poolings:
+                rows = len(self.window_docs) if (w, n) == ("partial", "mean") else len(docs)
+                for l in self.layers:
+                    if r.lazy[layer_file(w, n, l)].shape[0] != rows:
+                        raise ValueError("its pooled files do not match its documents")
 
     def pooled_layer(self, name: str, li: int, which: str = "pooled") -> np.ndarray:
         return self.loaded.array(layer_file(which, name, self.layers[li]))
@@ -182,3 +202,87 @@ class SplitPooled(PooledArrays):
         for p in self.parts:
             if p.loaded is not None:
                 p.loaded.verify()
+
+
+# ----------------------------------------------------------------------------- the layouts of a saved scan
+def _bad(path: str, why: str) -> ScanFileError:
+    return ScanFileError(f"{path} is not a consistent saved scan: {why}")
+
+
+def _dtype(layout: dict, path: str) -> str:
+    dtype = layout.get("dtype")
+    if dtype not in ("float16", "float32", "float64"):
+        raise _bad(path, "its manifest names no valid dtype of the pooled values")
+    return dtype
+
+
+def pooled_in_arrays(path: str, arrays: dict[str, np.ndarray], poolings: list[str]) -> dict[str, np.ndarray]:
+    """Schemas 1 and 2: every pooling's ``[n_docs, n_layers, d_mlp]`` inside ``arrays.safetensors``."""
+    missing = [p for p in poolings if f"pooled.{p}" not in arrays]
+    if missing:
+        raise _bad(path, f"it holds no pooled values of {missing[0]!r}")
+    return {p: arrays[f"pooled.{p}"] for p in poolings}
+
+
+def pooled_in_layer_files(path: str, loaded: LoadedResult, layout: dict, poolings: list[str], layers: list[int],
+                          n_docs: int, d_mlp: int) -> LayerFilePooled:
+    """Schema 3, a scan saved whole: one file per pooling and layer, ``[n_docs, d_mlp]`` each."""
+    expected = {layer_file("pooled", p, l) for p in poolings for l in layers}
+    if {k for k, v in loaded.lazy.items() if v.lazy} != expected:
+        raise _bad(path, "its pooled files do not match its layers and poolings")
+    if any(loaded.lazy[f].shape != [n_docs, d_mlp] for f in expected):
+        raise _bad(path, "a pooled file does not match the documents")
+    return LayerFilePooled(loaded, poolings, layers, n_docs, d_mlp, _dtype(layout, path))
+
+
+def _part_ids(path: str, layout: dict) -> tuple[str, list[int], list[str] | None]:
+    run, ids, versions = layout.get("run"), layout.get("parts"), layout.get("versions")
+    if not isinstance(run, str) or not RUN_RE.match(run):
+        raise _bad(path, "its manifest names no valid run directory")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                       for i in ids) or len(set(ids)) != len(ids):
+        raise _bad(path, "its manifest names no valid list of parts")
+    if versions is not None and (not isinstance(versions, list) or len(versions) != len(ids)
+                                 or not all(isinstance(v, str) for v in versions)):
+        raise _bad(path, "its manifest names the versions of its parts wrongly")
+    return run, ids, versions
+
+
+def pooled_in_parts(path: str, layout: dict, plan_hash: Any, poolings: list[str], layers: list[int], n_docs: int,
+                    d_mlp: int, doc_tokens: np.ndarray) -> SplitPooled:
+    """Schema 3, a sharded scan: the pooled rows stay in the parts of its run directory (inside ``path``), each
+    part the version the scan names (scans saved before parts were bound name none)."""
+    run, ids, versions = _part_ids(path, layout)
+    if np.shape(doc_tokens) != (n_docs,):
+        raise _bad(path, "doc_token_counts does not match the documents")
+    plan_hash = plan_hash if isinstance(plan_hash, str) else None
+    parts = [PartDocs(os.path.join(path, run, part_dir_name(i)), plan_hash=plan_hash) for i in ids]
+    for part, version in zip(parts, versions or [None] * len(parts)):
+        if version is not None and part.version != version:
+            raise ScanFileError(f"{part.path} was written again after the scan {path} was saved (it is another "
+                                f"version of that part): scan again into {path} to merge the parts as they are now")
+    if any(p.layers != layers or p.poolings != poolings for p in parts):
+        raise _bad(path, "a part holds other layers or poolings than the scan")
+    covered = np.concatenate([p.complete_docs for p in parts]
+                             + [np.unique(np.concatenate([p.partial_docs for p in parts]))])
+    if not np.array_equal(np.sort(covered), np.arange(n_docs)):
+        raise _bad(path, "its parts do not cover its documents exactly once")
+    return SplitPooled(parts, n_docs, d_mlp, doc_tokens, _dtype(layout, path))
+
+
+def load_pooled(path: str, loaded: LoadedResult, poolings: list[str], layers: list[int], n_docs: int, d_mlp: int,
+                doc_tokens: np.ndarray) -> dict[str, np.ndarray] | PooledArrays:
+    """The pooled values of the saved scan ``loaded`` (at ``path``) in whichever layout its manifest names."""
+    meta = loaded.meta
+    layout = meta.get("pooled") or {"layout": "arrays"}
+    if not isinstance(layout, dict):
+        raise _bad(path, "its manifest names no valid layout of the pooled values")
+    kind = layout.get("layout")
+    if kind == "arrays":
+        return pooled_in_arrays(path, loaded.arrays, poolings)
+    if kind == "layers":
+        return pooled_in_layer_files(path, loaded, layout, poolings, layers, n_docs, d_mlp)
+    if kind == "parts":
+        scan_meta = meta.get("scan") if isinstance(meta.get("scan"), dict) else {}
+        return pooled_in_parts(path, layout, scan_meta.get("plan_hash"), poolings, layers, n_docs, d_mlp, doc_tokens)
+    raise _bad(path, "its manifest names an unknown layout of the pooled values")

@@ -1,22 +1,28 @@
-"""Scan results: plain dataclasses with save/load (safetensors + JSON), figures and notebook views.
+"""Scan results: the :class:`Scan` dataclass with save/load (safetensors + JSON), figures and notebook views.
 
-This is the public API every lens consumes; none of them touches capture internals.
+This is the public API every lens consumes; none of them touches capture internals. Its per-neuron parts
+(:class:`NeuronStats`, :class:`TopK`, :class:`TopExamples`) are in :mod:`mri_lens.results.stats`, where the pooled
+values live (memory, per-layer files, a sharded run's parts) in :mod:`mri_lens.results.pooled`.
 """
 
 from __future__ import annotations
 
 import html
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..storage.write import TENSORS, ResultWriter
-from ..storage.read import load_result
 from ..errors import ScanError, ScanFileError
-from .pooled import LAZY_NAMES, LayerFilePooled, PartDocs, PooledArrays, SplitPooled, layer_file
 from ..model.tokens import display_tokens
+from ..storage.files import part_index
+from ..storage.read import load_result
+from ..storage.write import TENSORS, ResultWriter
+from .pooled import LAZY_NAMES, PooledArrays, SplitPooled, layer_file, load_pooled
+from .stats import NeuronStats, TopExamples, TopK, category_selectivity, max_token_ids, token_mode
 
 __all__ = ["Scan", "NeuronStats", "TopK", "TopExamples"]
 
@@ -35,151 +41,29 @@ def _parse_tokenizer(text: str):
     return Tokenizer.from_str(text)
 
 
-@dataclass
-class NeuronStats:
-    """Per-neuron statistics over every counted token of the corpus (pads never, BOS only if asked).
-
-    Attributes: ``count`` tokens; ``mean``, ``std``, ``min``, ``max``, ``frac_positive`` of shape
-    ``[n_layers, d_mlp]``; ``hist_counts`` of shape ``[n_layers, d_mlp, len(hist_edges) + 1]`` whose first and last
-    bins are open-ended (below the first edge, at or above the last), so each neuron's counts sum to ``count``.
-    """
-
-    count: int
-    mean: np.ndarray
-    std: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    frac_positive: np.ndarray
-    hist_counts: np.ndarray
-    hist_edges: np.ndarray
-    n_positive: np.ndarray | None = None  # [n_layers, d_mlp] int64 counts behind frac_positive (exact merges)
-
-    _ARRAYS = ("mean", "std", "min", "max", "frac_positive", "hist_counts", "hist_edges")
-
-    def quantile(self, q: float | np.ndarray) -> np.ndarray:
-        """Approximate per-neuron quantile(s) from the histograms (linear inside a bin; open bins clamp to min/max).
-
-        Returns shape ``[n_layers, d_mlp]`` (or ``[len(q), n_layers, d_mlp]`` for an array of q). ``q`` must lie in
-        [0, 1] (``ValueError`` otherwise, NaN included).
-        """
-        try:
-            q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
-        except (TypeError, ValueError):
-            raise ValueError(f"q must be a number or an array of numbers in [0, 1], got {q!r:.60}") from None
-        bad = ~((q_arr >= 0.0) & (q_arr <= 1.0))  # NaN fails both comparisons
-        if bad.any():
-            raise ValueError(f"q must be in [0, 1], got {float(q_arr[bad][0])} (a quantile such as 0.99, "
-                             "not a percentile)")
-        cum = np.cumsum(self.hist_counts, axis=-1)  # [L, d, nb]
-        lo = np.concatenate([self.min[..., None], np.broadcast_to(self.hist_edges, self.min.shape + self.hist_edges.shape)], -1)
-        hi = np.concatenate([np.broadcast_to(self.hist_edges, self.max.shape + self.hist_edges.shape), self.max[..., None]], -1)
-        lo = np.clip(lo, self.min[..., None], self.max[..., None])
-        hi = np.clip(hi, self.min[..., None], self.max[..., None])
-        out = []
-        for qq in q_arr:
-            target = qq * self.count
-            b = np.minimum((cum < target).sum(-1), cum.shape[-1] - 1)  # first bin reaching the target
-            prev = np.where(b > 0, np.take_along_axis(cum, np.maximum(b - 1, 0)[..., None], -1)[..., 0], 0)
-            inbin = np.take_along_axis(self.hist_counts, b[..., None], -1)[..., 0]
-            frac = np.where(inbin > 0, (target - prev) / np.maximum(inbin, 1), 0.0)
-            l_ = np.take_along_axis(lo, b[..., None], -1)[..., 0]
-            h_ = np.take_along_axis(hi, b[..., None], -1)[..., 0]
-            out.append(l_ + np.clip(frac, 0, 1) * (h_ - l_))
-        res = np.stack(out)
-        return res[0] if np.ndim(q) == 0 else res
-
-    def layer_quantile(self, q: float | np.ndarray, li: int) -> float | np.ndarray:
-        """Approximate quantile(s) of all of one layer's activations pooled over its neurons: :meth:`quantile` of
-        the layer's summed histogram. ``li`` is the layer's position in the scan (``Scan.layer_index``). Returns a
-        float (``[len(q)]`` for an array of q)."""
-        counts = self.hist_counts[li].sum(0)  # [n_bins]
-        mean = self.mean[li].astype(np.float64)
-        var = float(np.mean(self.std[li].astype(np.float64) ** 2 + mean ** 2) - mean.mean() ** 2)
-        one = lambda v: np.full((1, 1), v, dtype=np.float64)  # [1 layer, 1 neuron]
-        pooled = NeuronStats(count=int(counts.sum()), mean=one(mean.mean()), std=one(np.sqrt(max(var, 0.0))),
-                             min=one(self.min[li].min()), max=one(self.max[li].max()),
-                             frac_positive=one(self.frac_positive[li].mean()), hist_counts=counts[None, None],
-                             hist_edges=self.hist_edges)
-        res = pooled.quantile(q)[..., 0, 0]
-        return float(res) if np.ndim(q) == 0 else res
+def _bad(path, why: str) -> ScanFileError:
+    return ScanFileError(f"{path} is not a consistent saved scan: {why}")
 
 
-@dataclass
-class TopK:
-    """Per-neuron ranked examples: ``values``, ``docs`` and ``positions`` of shape ``[n_layers, d_mlp, k]``.
-
-    ``docs == -1`` marks an empty slot (fewer documents than k). Ties are ordered by document index.
-    """
-
-    values: np.ndarray
-    docs: np.ndarray
-    positions: np.ndarray
+def _unique_list(v: Any, ok) -> bool:
+    return isinstance(v, list) and all(ok(x) for x in v) and len(set(v)) == len(v)
 
 
-@dataclass
-class TopExamples:
-    """The top (or bottom) examples of one neuron, Neuroscope's protocol: one example per document, ranked by the
-    neuron's max (or min) over the document's tokens.
-
-    Attributes: ``docs``, ``values``, ``positions`` (index of the max token in the document's tokens) of shape
-    ``[k]``; ``tokens`` token-id arrays; ``str_tokens`` decoded tokens (when the scan stored its tokenizer).
-    """
-
-    layer: int
-    neuron: int
-    which: str
-    docs: np.ndarray
-    values: np.ndarray
-    positions: np.ndarray
-    tokens: list[np.ndarray]
-    str_tokens: list[list[str]] | None = None
-    labels: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.docs)
-
-    def __iter__(self) -> Iterator[tuple[int, float, int]]:
-        return iter(zip(self.docs.tolist(), self.values.tolist(), self.positions.tolist()))
-
-    def snippet(self, i: int, before: int = 50, after: int = 10) -> tuple[list[str], int]:
-        """Tokens around example i's max token: ``(tokens, index of the max token within them)``."""
-        toks = self.str_tokens[i] if self.str_tokens is not None else [str(t) for t in self.tokens[i]]
-        p = int(self.positions[i])
-        start = max(0, p - before)
-        return toks[start:p + after + 1], p - start
-
-    def max_tokens(self) -> list[str]:
-        """The token at each example's max position."""
-        return [self.snippet(i, 0, 0)[0][0] for i in range(len(self))]
-
-    def to_pandas(self):
-        import pandas as pd
-
-        return pd.DataFrame({
-            "doc": self.docs, "value": self.values, "position": self.positions,
-            "token": self.max_tokens(),
-            "label": self.labels if self.labels is not None else [None] * len(self),
-            "snippet": ["".join(self.snippet(i, 20, 5)[0]) for i in range(len(self))],
-        })
-
-    def __repr__(self) -> str:
-        return f"TopExamples(layer={self.layer}, neuron={self.neuron}, which={self.which!r}, k={len(self)})"
-
-    def _repr_html_(self) -> str:
-        vmax = float(np.max(np.abs(self.values))) if len(self) else 1.0
-        rows = []
-        for i in range(len(self)):
-            toks, at = self.snippet(i)
-            cells = []
-            for j, t in enumerate(toks):
-                style = "background:#f4a582;font-weight:bold" if j == at else ""
-                cells.append(f'<span style="{style}">{html.escape(t)}</span>')
-            lab = html.escape(self.labels[i]) if self.labels else ""
-            rows.append(f"<tr><td>{i}</td><td>{int(self.docs[i])}</td><td>{self.values[i]:.3f}</td><td>{lab}</td>"
-                        f"<td style='text-align:left;white-space:pre-wrap'>{''.join(cells)}</td></tr>")
-        return (f"<div><b>L{self.layer} N{self.neuron}: {self.which} {len(self)} examples</b> (max |value| "
-                f"{vmax:.3f})<table><tr><th>#</th><th>doc</th><th>value</th><th>label</th><th>snippet</th></tr>"
-                f"{''.join(rows)}</table></div>")
+def _read_header(meta: dict, path) -> tuple[list[int], list[str], list[str] | None, int, dict]:
+    """The saved scan's layers, poolings, label names, token count and scan metadata, each checked."""
+    layers, poolings, label_names = meta.get("layers"), meta.get("poolings"), meta.get("label_names")
+    count, scan_meta = meta.get("stats_count"), meta.get("scan", {})
+    if not _unique_list(layers, lambda l: _is_int(l) and l >= 0):
+        raise _bad(path, "its manifest names no valid list of layers")
+    if not poolings or not _unique_list(poolings, lambda x: isinstance(x, str)):
+        raise _bad(path, "its manifest names no valid list of poolings")
+    if label_names is not None and not _unique_list(label_names, lambda x: isinstance(x, str)):
+        raise _bad(path, "its manifest names no valid list of label names")
+    if not _is_int(count) or count < 0:
+        raise _bad(path, "its manifest names no valid token count")
+    if not isinstance(scan_meta, dict):
+        raise _bad(path, "its scan metadata is not an object")
+    return [int(l) for l in layers], poolings, label_names, count, scan_meta
 
 
 @dataclass
@@ -258,7 +142,8 @@ class Scan:
 
     def verify(self) -> None:
         """Check the SHA-256 of every pooled file of a loaded scan (reads them all; loading checks their sizes and
-        the checksums of everything else). Raises :class:`~mri_lens.errors.ScanFileError` for a damaged file."""
+        bindings and the checksums of everything else). Raises :class:`~mri_lens.errors.ScanFileError` for a
+        damaged file, a file of another result, or a scan replaced by a newer save since it was loaded."""
         check = getattr(self.pooled_, "verify", None)
         if check is not None:
             check()
@@ -274,8 +159,9 @@ class Scan:
         return None if self.tokenizer_json is None else _parse_tokenizer(self.tokenizer_json)
 
     def str_tokens(self, doc: int) -> list[str]:
-        """Decoded tokens of document ``doc`` (one string per token, joining them gives the text back);
-        ids as strings if no tokenizer was stored."""
+        """Decoded tokens of document ``doc``, one string per token, byte-correct: joining them gives the text back,
+        except that a token in which no character ends (a split character's first bytes) shows those bytes as
+        ``<0xNN>`` (see :mod:`mri_lens.model.tokens`); ids as strings if no tokenizer was stored."""
         ids = self.tokens(doc).tolist()
         tok = self._tokenizer
         if tok is None:
@@ -319,16 +205,82 @@ class Scan:
 
         return scan_token_activations(model, self, docs, layer)
 
-    def neuron_table(self, layer: int):
-        """Per-neuron statistics of one layer as a pandas DataFrame (one row per neuron)."""
+    def max_token_ids(self, layer: int | None = None, which: str = "top") -> np.ndarray:
+        """The token id at each kept example's max (``which="bottom"``: min) position, from the stored tokens:
+        ``[n_layers, d_mlp, k]``, or ``[d_mlp, k]`` for one model layer; ``-1`` for an empty slot."""
+        if which not in ("top", "bottom"):
+            raise ValueError("which must be 'top' or 'bottom'")
+        tk = self.top if which == "top" else self.bottom
+        if layer is not None:
+            li = self.layer_index(layer)
+            tk = TopK(tk.values[li], tk.docs[li], tk.positions[li])
+        return max_token_ids(tk, self.token_ids, self.token_offsets)
+
+    def token_id(self, token: str | int) -> int:
+        """The vocabulary id of ``token``: an id, or a string the stored tokenizer encodes as exactly one token
+        (``" except"``, with its leading space, as :meth:`str_tokens` shows it). :class:`~mri_lens.errors.ScanError`
+        when it is several tokens or none, or a string and the scan stored no tokenizer."""
+        if isinstance(token, (int, np.integer)) and not isinstance(token, (bool, np.bool_)):
+            if token < 0:
+                raise ScanError(f"a token id is >= 0, got {token}")
+            return int(token)
+        if not isinstance(token, str):
+            raise ScanError(f"a token is a string or an id, got {token!r:.60}")
+        if self._tokenizer is None:
+            raise ScanError("the scan stored no tokenizer: give token ids, not strings")
+        ids = self._tokenizer.encode(token, add_special_tokens=False).ids
+        if len(ids) != 1:
+            pieces = display_tokens(self._tokenizer, ids) if ids else []
+            raise ScanError(f"{token!r} is {len(ids)} tokens {pieces}, not one: give a single token (leading space "
+                            "included, as the decoded tokens show it)")
+        return int(ids[0])
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """Display strings of vocabulary ids, each shown alone (``display_tokens(..., sequence=False)``); ids as
+        strings if no tokenizer was stored; ``""`` for ``-1`` (no token)."""
+        tok = self._tokenizer
+        ids = [int(i) for i in ids]
+        shown = {i: (str(i) if tok is None else display_tokens(tok, [i], sequence=False)[0])
+                 for i in set(ids) if i >= 0}
+        return [shown.get(i, "") for i in ids]
+
+    def selectivity(self, layer: int, pooling: str = "mean", min_docs: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Category selectivity of one layer's neurons (labelled scans): ``(selectivity [d_mlp] float64, category
+        [d_mlp] int64)``, the largest standardised difference of one category's pooled mean from the rest's
+        (Cohen's d with the pooled standard deviation, :func:`mri_lens.results.stats.category_selectivity`) and that
+        category's code (``-1`` and NaN when no category has ``min_docs`` documents and ``min_docs`` others)."""
+        if self.labels is None:
+            raise ScanError("selectivity needs a labelled scan (scan a corpus with labels)")
+        d = category_selectivity(self.pooled(pooling, layer), self.labels, len(self.label_names), min_docs)
+        some = ~np.all(np.isnan(d), axis=0)
+        best = np.where(some, np.argmax(np.where(np.isnan(d), -np.inf, d), axis=0), -1)
+        return np.where(some, d.max(0, initial=-np.inf, where=~np.isnan(d)), np.nan), best
+
+    def neuron_table(self, layer: int, *, pooling: str = "mean", min_docs: int = 5):
+        """Per-neuron statistics of one layer as a pandas DataFrame (one row per neuron): ``mean``, ``std``, ``min``,
+        ``max``; ``density`` (fraction of counted tokens where the neuron is > 0); the top example's value and
+        document; ``top_token`` (the most frequent max token of its top examples) with ``top_token_share`` (the
+        share of its kept top examples whose max token it is); on a labelled scan ``selectivity`` and
+        ``selective_for`` (:meth:`selectivity` on ``pooling``; NaN / None otherwise)."""
         import pandas as pd
 
         li = self.layer_index(layer)
         s = self.stats
+        ids = self.max_token_ids(layer)
+        mode, count = token_mode(ids)
+        kept = (ids >= 0).sum(-1)
+        if self.labels is not None:
+            sel, cat = self.selectivity(layer, pooling, min_docs)
+            names = [self.label_names[c] if c >= 0 else None for c in cat.tolist()]
+        else:
+            sel, names = np.full(self.d_mlp, np.nan), [None] * self.d_mlp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(kept > 0, count / kept, np.nan)
         return pd.DataFrame({
             "neuron": np.arange(self.d_mlp), "mean": s.mean[li], "std": s.std[li], "min": s.min[li],
-            "max": s.max[li], "frac_positive": s.frac_positive[li], "top_value": self.top.values[li, :, 0],
-            "top_doc": self.top.docs[li, :, 0],
+            "max": s.max[li], "density": s.frac_positive[li], "top_value": self.top.values[li, :, 0],
+            "top_doc": self.top.docs[li, :, 0], "top_token": self.token_strings(mode), "top_token_share": share,
+            "selectivity": sel, "selective_for": names,
         })
 
     def category_means(self, pooling: str = "mean") -> tuple[list[str], np.ndarray]:
@@ -396,13 +348,13 @@ class Scan:
 
         Statistics, top-k, tokens and labels go into one file read at every load; pooled values into one file per
         pooling and layer (``pooled.<name>.L<layer>.safetensors``), memory-mapped when used. A scan whose pooled
-        values live in the parts of a sharded run in this same directory keeps them there (nothing is copied).
-        Replaces only a saved scan: a directory holding anything else (or a file) is refused with
-        :class:`~mri_lens.errors.ScanFileError` unless ``overwrite=True``, which writes beside foreign files and
-        never removes them (see :mod:`mri_lens.storage.write`). A kill at any instant leaves the old or the new scan.
+        values live in the parts of a sharded run in this same directory keeps them there (nothing is copied;
+        the manifest names each part's version). Replaces only a saved scan: a directory holding anything else (or
+        a file) is refused with :class:`~mri_lens.errors.ScanFileError` unless ``overwrite=True``, which writes
+        beside foreign files and never removes them (see :mod:`mri_lens.storage.write`). A kill at any instant
+        leaves the old or the new scan.
         """
         import json
-        import os
 
         meta = {"scan": self.meta, "layers": self.layers, "label_names": self.label_names,
                 "stats_count": int(self.stats.count), "poolings": self.poolings,
@@ -416,13 +368,14 @@ class Scan:
             if self.tokenizer_json is not None:
                 w.write_text(_TOKENIZER_FILE, self.tokenizer_json)
             if run:
-                parts = [int(os.path.basename(p.loaded.path)[len("part-"):]) for p in self.pooled_.parts]
-                meta["pooled"] = {"layout": "parts", "run": run, "parts": parts, "d_mlp": self.d_mlp,
-                                  "dtype": str(self.pooled_.dtype)}
+                loaded = [p.loaded for p in self.pooled_.parts]
+                meta["pooled"] = {"layout": "parts", "run": run, "d_mlp": self.d_mlp, "dtype": str(self.pooled_.dtype),
+                                  "parts": [part_index(os.path.basename(os.path.normpath(r.path))) for r in loaded],
+                                  "versions": [r.version for r in loaded]}
             else:
                 dtype = None
                 for name in self.poolings:
-                    for li, layer in enumerate(self.layers):
+                    for layer in self.layers:
                         values = np.asarray(self.pooled(name, layer))
                         dtype = str(values.dtype)
                         w.write_arrays(layer_file("pooled", name, layer), {"values": values}, lazy=True)
@@ -430,93 +383,43 @@ class Scan:
             return w.commit(meta)
 
     @classmethod
-    def load(cls, path) -> "Scan":
+    def load(cls, path) -> Scan:
         """Read a directory written by :meth:`save` (pooled values stay on disk until a layer is used); raises
         :class:`~mri_lens.errors.ScanFileError` when it is missing, truncated, corrupted, foreign or inconsistent.
-        File sizes and the checksums of everything but the pooled values are checked now; :meth:`verify` checks
-        the pooled values' checksums too."""
-        import os
-        import re
-
+        File sizes, bindings and the checksums of everything but the pooled values are checked now; :meth:`verify`
+        checks the pooled values' checksums too."""
         r = load_result(path, fmt=SCAN_FORMAT, schema=SCAN_SCHEMA, files=(_TOKENIZER_FILE,), lazy=LAZY_NAMES)
-        arrays, meta, extras = r.arrays, r.meta, r.extras
+        layers, poolings, label_names, count, scan_meta = _read_header(r.meta, path)
+        a = r.arrays
         try:
-            layers = meta["layers"]
-            poolings = meta["poolings"]
-            label_names = meta.get("label_names")
-            if not isinstance(layers, list) or not all(_is_int(l) and l >= 0 for l in layers) \
-                    or len(set(layers)) != len(layers):
-                raise ValueError("layers")
-            if not isinstance(poolings, list) or not poolings or not all(isinstance(x, str) for x in poolings) \
-                    or len(set(poolings)) != len(poolings):
-                raise ValueError("poolings")
-            if label_names is not None and (not isinstance(label_names, list)
-                                            or not all(isinstance(x, str) for x in label_names)
-                                            or len(set(label_names)) != len(label_names)):
-                raise ValueError("label_names")
-            if not _is_int(meta["stats_count"]) or meta["stats_count"] < 0 or not isinstance(meta.get("scan", {}),
-                                                                                            dict):
-                raise ValueError("stats_count")
-            layers = [int(l) for l in layers]
-            n_docs = len(arrays["token_offsets"]) - 1
-            d_mlp = int(arrays["stats.mean"].shape[-1])
-            layout = meta.get("pooled") or {"layout": "arrays"}
-            if not isinstance(layout, dict):
-                raise ValueError("pooled")
-            if layout["layout"] == "arrays":  # schema 1-2: pooled values inside arrays.safetensors
-                pooled = {p: arrays[f"pooled.{p}"] for p in poolings}
-            elif layout["layout"] == "layers":
-                expected = {layer_file("pooled", p, l) for p in poolings for l in layers}
-                if {k for k, v in r.lazy.items() if v.lazy} != expected:
-                    raise ValueError("its pooled files do not match its layers and poolings")
-                if any(r.lazy[f].shape != [n_docs, d_mlp] for f in expected):
-                    raise ValueError("a pooled file does not match the documents")
-                pooled = LayerFilePooled(r, poolings, layers, n_docs, d_mlp, layout["dtype"])
-            elif layout["layout"] == "parts":
-                run = layout["run"]
-                if not isinstance(run, str) or not re.fullmatch(r"run-[0-9a-f]{16}", run):
-                    raise ValueError("run")
-                ids = layout["parts"]
-                if not isinstance(ids, list) or not ids or not all(_is_int(i) and 0 <= i < 10 ** 5 for i in ids):
-                    raise ValueError("parts")
-                plan_hash = meta.get("scan", {}).get("plan_hash")
-                parts = [PartDocs(os.path.join(os.fspath(path), run, f"part-{i:05d}"), plan_hash=plan_hash)
-                         for i in ids]
-                if any(p.layers != layers or p.poolings != poolings for p in parts):
-                    raise ValueError("a part of other layers or poolings")
-                covered = np.concatenate([p.complete_docs for p in parts] + [np.unique(np.concatenate(
-                    [p.partial_docs for p in parts]))])
-                if not np.array_equal(np.sort(covered), np.arange(n_docs)):
-                    raise ValueError("the parts do not cover the documents exactly once")
-                pooled = SplitPooled(parts, n_docs, d_mlp, arrays["doc_token_counts"], layout["dtype"])
-            else:
-                raise ValueError("pooled layout")
-            stats = NeuronStats(count=int(meta["stats_count"]),
-                                **{k: arrays[f"stats.{k}"] for k in NeuronStats._ARRAYS},
-                                n_positive=arrays.get("stats.n_positive"))
-            top = TopK(arrays["top.values"], arrays["top.docs"], arrays["top.positions"])
-            bottom = TopK(arrays["bottom.values"], arrays["bottom.docs"], arrays["bottom.positions"])
-            scan = cls(layers=layers, pooled_=pooled, stats=stats, top=top, bottom=bottom,
-                       token_ids=arrays["token_ids"], token_offsets=arrays["token_offsets"],
-                       doc_token_counts=arrays["doc_token_counts"], labels=arrays.get("labels"),
-                       label_names=label_names, meta=meta.get("scan", {}),
-                       tokenizer_json=extras.get(_TOKENIZER_FILE))
-        except ScanFileError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-            raise ScanFileError(f"{path} is not a consistent saved scan: missing or malformed {e}") from None
+            stats = NeuronStats(count=count, **{k: a[f"stats.{k}"] for k in NeuronStats._ARRAYS},
+                                n_positive=a.get("stats.n_positive"))
+            top = TopK(a["top.values"], a["top.docs"], a["top.positions"])
+            bottom = TopK(a["bottom.values"], a["bottom.docs"], a["bottom.positions"])
+            tokens = (a["token_ids"], a["token_offsets"], a["doc_token_counts"])
+        except KeyError as e:
+            raise _bad(path, f"{TENSORS} holds no array {e}") from None
+        if tokens[1].ndim != 1 or len(tokens[1]) < 1 or stats.mean.ndim != 2:
+            raise _bad(path, "token offsets or statistics have the wrong shape")
+        pooled = load_pooled(os.fspath(path), r, poolings, layers, len(tokens[1]) - 1, int(stats.mean.shape[-1]),
+                             tokens[2])
+        scan = cls(layers=layers, pooled_=pooled, stats=stats, top=top, bottom=bottom, token_ids=tokens[0],
+                   token_offsets=tokens[1], doc_token_counts=tokens[2], labels=a.get("labels"),
+                   label_names=label_names, meta=scan_meta, tokenizer_json=r.extras.get(_TOKENIZER_FILE))
         scan._validate(path)
         scan.source_path = os.path.abspath(os.fspath(path))  # where it was read from (workers can read it too)
-        if meta.get("has_tokenizer", scan.tokenizer_json is not None) is not (scan.tokenizer_json is not None):
-            raise ScanFileError(f"{path} is not a consistent saved scan: its {_TOKENIZER_FILE} is "
-                                + ("missing from the manifest" if scan.tokenizer_json is None else "unexpected"))
-        if scan.tokenizer_json is not None:
-            try:  # parsed now, so a damaged tokenizer is a load error, not a surprise in a later view
-                scan.__dict__["_tokenizer"] = _parse_tokenizer(scan.tokenizer_json)
-            except Exception:  # noqa: BLE001 - the tokenizers library raises bare Exceptions
-                raise ScanFileError(f"{path} is not a consistent saved scan: {_TOKENIZER_FILE} is not a valid "
-                                    "tokenizer") from None
+        scan._check_tokenizer(path, r.meta.get("has_tokenizer", scan.tokenizer_json is not None))
         return scan
+
+    def _check_tokenizer(self, path, expected: Any) -> None:
+        if expected is not (self.tokenizer_json is not None):
+            raise _bad(path, f"its {_TOKENIZER_FILE} is "
+                       + ("missing from the manifest" if self.tokenizer_json is None else "unexpected"))
+        if self.tokenizer_json is not None:
+            try:  # parsed now, so a damaged tokenizer is a load error, not a surprise in a later view
+                self.__dict__["_tokenizer"] = _parse_tokenizer(self.tokenizer_json)
+            except Exception:  # noqa: BLE001 - the tokenizers library raises bare Exceptions
+                raise _bad(path, f"{_TOKENIZER_FILE} is not a valid tokenizer") from None
 
     def _validate(self, path) -> None:
         n, L = self.n_docs, self.n_layers
@@ -569,17 +472,14 @@ class Scan:
 
 def _run_of(pooled: Any, target: str) -> str | None:
     """The sharded run directory (``run-<hash>`` inside ``target``) that holds these pooled values, if any."""
-    import os
-
     if not isinstance(pooled, SplitPooled) or not pooled.parts:
         return None
     dirs = set()
     for p in pooled.parts:
         loaded = getattr(p, "loaded", None)
-        if loaded is None:
+        if loaded is None or part_index(os.path.basename(os.path.normpath(loaded.path))) is None:
             return None
-        part_dir = os.path.abspath(loaded.path)
-        dirs.add(os.path.dirname(part_dir))
+        dirs.add(os.path.dirname(os.path.abspath(loaded.path)))
     if len(dirs) != 1:
         return None
     run_dir = dirs.pop()

@@ -2,8 +2,8 @@
 
 One pass over a batch's activations computes, for every (document row, neuron): the sum, max/argmax and
 min/argmin over the row's counted positions, and for every neuron the shifted sum of squares, the count of
-positive values and the histogram. The torch path in ``scan.py`` needs ~15 memory passes for the same numbers;
-on the tiny LM this kernel is what keeps the scan within a few percent of a bare forward (bench/RESULTS.md).
+positive values and the histogram. The torch path (``shard._Accumulator._fold_torch``) makes a memory pass per
+statistic for the same numbers; this kernel keeps a CPU scan close to a bare forward (bench/RESULTS.md).
 Neurons are split into blocks, one per thread, so no two threads write the same accumulator: results are
 deterministic.
 """
@@ -25,8 +25,7 @@ def _build():
     from numba import njit, prange
 
     # Explicit loops instead of slice expressions inside the prange body: numba turns each slice expression into
-    # a nested parallel loop of its own, which cost ~5 s of extra compilation on the first scan (12 s -> 7 s,
-    # measured in a fresh environment) for no speed.
+    # a nested parallel loop of its own, which only adds compilation time to the first scan (bench/RESULTS.md).
     @njit(parallel=True, cache=True, nogil=True)
     def fold(X, Xbits, starts, ends, shift, bit_shift, code_mask, first, n_mag, edges, use_lut,
              sums, mx, amx, mn, amn, sq, npos, hist, block):
@@ -70,10 +69,10 @@ def _build():
                             lmn[j] = x
                             lamn[j] = pos
                     # Bins first (a gather the compiler can pipeline), then the scatter into the block's own
-                    # int32 histogram: half the bytes of the int64 total, so it stays in cache (~1.3x faster).
+                    # int32 histogram: half the bytes of the int64 total, so it stays in cache.
                     if use_lut:
                         bits = Xbits[r, pos, n0:n0 + w]
-                        for j in range(w):  # the lookup table's formula (histogram._log2_lut), ~15% faster
+                        for j in range(w):  # the lookup table's formula (histogram._log2_lut), not a lookup
                             c = (bits[j] >> bit_shift) & code_mask
                             neg = c >= half
                             i = min(max((c - half if neg else c) - first, -1), n_mag)
@@ -125,8 +124,8 @@ def fold_batch(X: np.ndarray, starts: np.ndarray, ends: np.ndarray, shift: np.nd
         use = True
     else:
         bit_shift, code_mask, first, n_mag, use = 0, 0, 0, 0, False
-    # One block of neurons per thread: wide blocks vectorise best (256 neurons: 1.5 ns per activation against
-    # 3.1 ns for 64 on this CPU), and blocks never share an accumulator.
+    # One block of neurons per thread: wide blocks vectorise best (bench/RESULTS.md), and blocks never share an
+    # accumulator.
     import numba
 
     block = min(1024, max(64, -(-d // numba.get_num_threads())))

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from .batching import plan_batches
+from .options import POOLINGS
+from ..model.fingerprint import weights_fingerprint
 from ..errors import ScanError
 
-__all__ = ["POOLINGS", "ScanPlan", "ShardSpec", "make_plan", "model_identity"]
+__all__ = ["POOLINGS", "ScanPlan", "ShardSpec", "make_plan", "plan_scan", "model_identity", "model_facts"]
 
-POOLINGS = ("mean", "max", "min", "last")
 PLAN_FORMAT = "mri_lens.scan_plan"
 PLAN_SCHEMA = 1
 
@@ -30,32 +31,9 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-def weights_fingerprint(model: Any, max_tensors: int = 8, max_bytes: int = 1 << 16) -> str | None:
-    """SHA-256 over the first bytes of a few parameter tensors (first and last ones): tells two different weight
-    sets apart without reading gigabytes. None when the model has no parameters to read."""
-    import torch
-
-    try:
-        params = [p for _, p in model.named_parameters()] if hasattr(model, "named_parameters") else \
-            list(model.parameters())
-    except (AttributeError, TypeError):
-        return None
-    if not params:
-        return None
-    chosen = params[: max_tensors // 2] + params[-(max_tensors // 2):]
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for p in chosen:
-            if p.device.type == "meta":
-                return None
-            flat = p.detach().reshape(-1)[: max_bytes // max(p.element_size(), 1)]
-            h.update(str((tuple(p.shape), str(p.dtype))).encode())
-            h.update(flat.to(torch.float32).cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 def model_identity(adapter: Any) -> dict[str, Any]:
-    """What identifies the scanned model in a plan: its facts, its tokenizer and a fingerprint of its weights."""
+    """What identifies the scanned model in a plan: its facts, its tokenizer and a fingerprint of every weight
+    (:func:`mri_lens.model.fingerprint.weights_fingerprint`: SHA-256 of every byte of every parameter)."""
     facts = adapter.describe()
     tok = adapter.tokenizer_json()
     dtype = None
@@ -188,16 +166,30 @@ class ScanPlan:
                          n_layers=len(self.layers), d_mlp=self.d_mlp, n_skip=self.n_skip)
 
 
-def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str, Any],
-              shard_tokens: int | None = None, shard_bytes: int | None = None) -> ScanPlan:
-    """Tokenise ``corpus``, plan its batches and cut them into shards of at most ``shard_tokens`` counted tokens
-    and ``shard_bytes`` of pooled values in memory (float32 rows of its documents: what a worker holds while it
-    computes a shard; None: no limit; both None: one shard). A shard holds at least one batch. ``options``: the
-    scan's resolved options (JSON-able; ``batch_size``, ``max_batch_tokens``, ``max_length``, ``overflow``,
-    ``include_bos``...), recorded in the plan and its hash."""
+def model_facts(adapter: Any, cap: Any) -> dict[str, Any]:
+    """What a scan records about its model and capture besides the plan's identity (no weights): the adapter's
+    facts, the capture backend's name and description, the tokenizer's JSON."""
+    return {"describe": adapter.describe(), "backend": cap.name, "capture": cap.describe(),
+            "tokenizer_json": adapter.tokenizer_json()}
+
+
+def plan_scan(adapter: Any, corpus: Any, options: Any, backend: str) -> ScanPlan:
+    """The plan of a scan of ``corpus`` with :class:`~mri_lens.scanning.options.ScanOptions` ``options`` through
+    ``adapter``'s model captured by backend ``backend`` (its name): the options resolved against the model (its
+    layers, its context) as the plan records them. The same call on any copy of the model gives the same plan."""
+    layers = adapter.check_layers(None if options.layers is None else list(options.layers))
+    resolved = {"layers": layers, "batch_size": options.batch_size, "max_batch_tokens": options.max_batch_tokens,
+                "max_length": adapter.max_length(options.max_length), "overflow": options.overflow,
+                "pooling": list(options.pooling), "top_k": options.top_k, "dtype": options.dtype,
+                "include_bos": options.include_bos, "backend": backend,
+                "histogram_edges": [float(x) for x in options.edges()]}
+    return make_plan(adapter, corpus, layers=layers, options=resolved, shard_tokens=options.shard_tokens,
+                     shard_bytes=options.shard_bytes)
+
+
+def _sequences(adapter: Any, corpus: Any, options: dict[str, Any], n_skip: int):
+    """Every input sequence of the corpus, in document order: ``(sequences, doc, offset, is_last, n_truncated)``."""
     segments, n_over = adapter.encode(corpus.texts, max_length=options["max_length"], overflow=options["overflow"])
-    skip_bos = adapter.is_causal and adapter.prepend_bos and not options["include_bos"]
-    n_skip = adapter.n_special_prefix if skip_bos else 0
     seqs, seq_doc, seq_offset, seq_is_last = [], [], [], []
     for d, segs in enumerate(segments):
         off = 0
@@ -209,36 +201,57 @@ def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str
             seq_offset.append(off)
             seq_is_last.append(j == len(segs) - 1)
             off += len(s)
+    return seqs, np.asarray(seq_doc, dtype=np.int64), np.asarray(seq_offset, dtype=np.int64), \
+        np.asarray(seq_is_last, bool), int(n_over)
+
+
+def _shard_bounds(batches: list[np.ndarray], counted: list[int], seq_doc: np.ndarray, row_bytes: int,
+                  shard_tokens: int | None, shard_bytes: int | None) -> list[int]:
+    """Batch indices where shards start (and the end): consecutive batches, each shard at most ``shard_tokens``
+    counted tokens and ``shard_bytes`` of pooled rows (``row_bytes`` per document), at least one batch."""
+    bounds = [0]
+    if shard_tokens is not None or shard_bytes is not None:
+        max_docs = None if shard_bytes is None else max(1, shard_bytes // row_bytes)
+        tokens, docs = 0, set()
+        for i, (c, b) in enumerate(zip(counted, batches)):
+            new_docs = set(seq_doc[b].tolist()) - docs
+            if (tokens or docs) and ((shard_tokens is not None and tokens + c > shard_tokens)
+                                     or (max_docs is not None and len(docs) + len(new_docs) > max_docs)):
+                bounds.append(i)
+                tokens, docs = 0, set()
+                new_docs = set(seq_doc[b].tolist())
+            tokens += c
+            docs |= new_docs
+    bounds.append(len(batches))
+    return bounds
+
+
+def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str, Any],
+              shard_tokens: int | None = None, shard_bytes: int | None = None) -> ScanPlan:
+    """Tokenise ``corpus``, plan its batches and cut them into shards of at most ``shard_tokens`` counted tokens
+    and ``shard_bytes`` of pooled values in memory (float32 rows of its documents: what a worker holds while it
+    computes a shard; None: no limit; both None: one shard). A shard holds at least one batch. ``options``: the
+    scan's resolved options (JSON-able; ``batch_size``, ``max_batch_tokens``, ``max_length``, ``overflow``,
+    ``top_k``, ``include_bos``...), recorded in the plan and its hash; ``top_k`` is capped at the number of
+    documents (a list never holds more)."""
+    for name, v in (("shard_tokens", shard_tokens), ("shard_bytes", shard_bytes)):
+        if v is not None and v < 1:
+            raise ValueError(f"{name} must be positive, got {v}")
+    skip_bos = adapter.is_causal and adapter.prepend_bos and not options["include_bos"]
+    n_skip = adapter.n_special_prefix if skip_bos else 0
+    seqs, seq_doc, seq_offset, seq_is_last, n_over = _sequences(adapter, corpus, options, n_skip)
     # top-k lists keep one entry per document; with windows a document may appear in several rows of a batch
-    options = {**options, "dedup": len(seqs) > len(segments)}
+    options = {**options, "dedup": len(seqs) > len(corpus), "top_k": min(int(options["top_k"]), len(corpus))}
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     starts = np.zeros(len(seqs) + 1, dtype=np.int64)
     starts[1:] = np.cumsum(lengths)
     batches = plan_batches(lengths, options["batch_size"], options["max_batch_tokens"])
     counted = [int(lengths[b].sum()) - n_skip * len(b) for b in batches]
-    bounds = [0]
-    for name, v in (("shard_tokens", shard_tokens), ("shard_bytes", shard_bytes)):
-        if v is not None and v < 1:
-            raise ValueError(f"{name} must be positive, got {v}")
-    if shard_tokens is not None or shard_bytes is not None:
-        row_bytes = len(layers) * int(adapter.d_mlp) * len(options["pooling"]) * 4  # one document's pooled rows
-        max_docs = None if shard_bytes is None else max(1, shard_bytes // row_bytes)
-        seq_doc_arr = np.asarray(seq_doc, dtype=np.int64)
-        tokens, docs = 0, set()
-        for i, (c, b) in enumerate(zip(counted, batches)):
-            new_docs = set(seq_doc_arr[b].tolist()) - docs
-            if (tokens or docs) and ((shard_tokens is not None and tokens + c > shard_tokens)
-                                     or (max_docs is not None and len(docs) + len(new_docs) > max_docs)):
-                bounds.append(i)
-                tokens, docs = 0, set()
-                new_docs = set(seq_doc_arr[b].tolist())
-            tokens += c
-            docs |= new_docs
-    bounds.append(len(batches))
+    row_bytes = len(layers) * int(adapter.d_mlp) * len(options["pooling"]) * 4  # one document's pooled rows
+    bounds = _shard_bounds(batches, counted, seq_doc, row_bytes, shard_tokens, shard_bytes)
     return ScanPlan(options=options, model=model_identity(adapter), corpus_fingerprint=corpus.fingerprint(),
-                    n_docs=len(corpus), n_truncated=int(n_over), n_skip=n_skip,
+                    n_docs=len(corpus), n_truncated=n_over, n_skip=n_skip,
                     seq_tokens=np.concatenate(seqs).astype(np.int32) if seqs else np.zeros(0, np.int32),
-                    seq_starts=starts, seq_doc=np.asarray(seq_doc, dtype=np.int64),
-                    seq_offset=np.asarray(seq_offset, dtype=np.int64), seq_is_last=np.asarray(seq_is_last, bool),
+                    seq_starts=starts, seq_doc=seq_doc, seq_offset=seq_offset, seq_is_last=seq_is_last,
                     batches=batches, shard_bounds=np.asarray(bounds, dtype=np.int64), layers=list(layers),
                     d_mlp=int(adapter.d_mlp), labels=corpus.labels, label_names=corpus.label_names)

@@ -1,9 +1,10 @@
 """The shard function: one shard of a scan plan through the model, folded batch by batch into a partial scan.
 
 Every engine runs this one function, a single process for all of a plan's shards or a Ray actor for some of them;
-the merge (:mod:`mri_lens.scanning.merge`) combines the partial scans. Memory holds one batch of per-token activations at a
-time: per-document pooled values, running per-neuron moments, histograms and top-k/bottom-k lists are updated
-batch by batch, then the batch is dropped.
+the merge (:mod:`mri_lens.scanning.merge`) combines the partial scans. Memory holds one batch of per-token
+activations at a time: per-document pooled values, running per-neuron moments, histograms and top-k/bottom-k lists
+are updated batch by batch, then the batch is dropped. The per-batch statistics come from the fused numba kernel
+(:mod:`mri_lens.scanning.kernels`, CPU) or from torch (any device), chosen by ``run_shard(..., stats=...)``.
 """
 
 from __future__ import annotations
@@ -17,22 +18,25 @@ import numpy as np
 from ..errors import ScanError
 from .histogram import _log2_lut
 from .plan import ShardSpec
-from ..results.parts import ScanPart
-from ..results.scan import TopK
+from ..results import ScanPart, TopK
 
-__all__ = ["run_shard"]
-
-
-STATS_IMPL = "auto"  # "auto": fused numba kernel on CPU when numba imports, else torch; or "torch" / "numba"
+__all__ = ["run_shard", "STATS_IMPLS"]
 
 
-def _use_kernel(device) -> bool:
+STATS_IMPLS = ("auto", "numba", "torch")
+
+
+def _use_kernel(device, stats: str) -> bool:
+    """Whether the fused numba kernel computes the statistics: ``stats="auto"`` on a CPU model when numba is
+    installed, ``"numba"`` (refused elsewhere), never with ``"torch"``."""
     from . import kernels as _kernels
 
-    if STATS_IMPL == "torch":
+    if stats not in STATS_IMPLS:
+        raise ValueError(f"stats must be one of {STATS_IMPLS}, got {stats!r}")
+    if stats == "torch":
         return False
     ok = str(device).startswith("cpu") and _kernels.available()
-    if STATS_IMPL == "numba" and not ok:
+    if stats == "numba" and not ok:
         raise ScanError("the numba statistics kernel needs a CPU model and numba installed")
     return ok
 
@@ -57,7 +61,7 @@ def _merge_topk(vals, docs, pos, k: int, largest: bool, dedup: bool):
         dup[:, 1:] = (docs[:, 1:] == docs[:, :-1]) & (docs[:, 1:] >= 0)
         vals = vals.masked_fill(dup, -math.inf if largest else math.inf)
         docs = docs.masked_fill(dup, -1)
-    # One topk on a float64 key instead of two stable sorts (measured ~5x faster on CPU). The key moves each
+    # One topk on a float64 key instead of two stable sorts (faster on CPU, bench/RESULTS.md). The key moves each
     # float32 value by doc * (its float64 spacing): float32 neighbours are 2**29 float64 spacings apart, so
     # distinct values keep their order and equal values are ordered by document index (exact for < 2**28 docs).
     key = vals.double()
@@ -72,7 +76,7 @@ class _Accumulator:
     """Streaming per-layer state (on the model's device) plus pooled per-document buffers (CPU)."""
 
     def __init__(self, n_docs: int, n_layers: int, d_mlp: int, pooling: Sequence[str], top_k: int,
-                 edges: np.ndarray, device, dedup: bool):
+                 edges: np.ndarray, device, dedup: bool, stats: str = "auto"):
         import torch
 
         L, d = n_layers, d_mlp
@@ -84,15 +88,15 @@ class _Accumulator:
         self.sum_shifted = torch.zeros(L, d, **f64)
         self.sq = torch.zeros(L, d, **f64)
         self.chunk_tokens = 2048
-        self.use_kernel = _use_kernel(device)
+        self.use_kernel = _use_kernel(device, stats)
         self._ones_cache = None
         self.vmin = torch.full((L, d), math.inf, device=device)
         self.vmax = torch.full((L, d), -math.inf, device=device)
         self.npos = torch.zeros(L, d, dtype=torch.long, device=device)
         self.edges = torch.as_tensor(edges, dtype=torch.float32, device=device)
         self.nb = len(edges) + 1
-        # Default edges follow float32's own binary layout: the bin is read off the bits (~8x cheaper than the
-        # binary search of torch.bucketize over every activation, measured on CPU).
+        # Default edges follow float32's own binary layout: the bin is read off the bits (cheaper than the binary
+        # search of torch.bucketize over every activation, bench/RESULTS.md).
         self.fast_bins = _log2_lut(edges)
         if self.fast_bins is not None:
             self.fast_bins = (*self.fast_bins[:2], self.fast_bins[2].to(device), *self.fast_bins[3:])
@@ -226,7 +230,7 @@ class _Accumulator:
         amx = torch.empty(b, d, dtype=torch.long, device=X.device)
         amn = torch.empty_like(amx)
         # Row chunks of ~chunk_tokens tokens: every pass below then works on cache-sized blocks and temporaries
-        # stay small enough for the allocator to reuse (MiniLM-L6 scan/bare forward: 0.89 chunked, 0.83 whole).
+        # stay small enough for the allocator to reuse (bench/RESULTS.md).
         step = max(1, self.chunk_tokens // p)
         for r0 in range(0, b, step):
             r1 = min(b, r0 + step)
@@ -294,13 +298,15 @@ class _Accumulator:
 
 
 def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *, edges: np.ndarray,
-              progress: Any = None) -> ScanPart:
+              progress: Any = None, stats: str = "auto") -> ScanPart:
     """Run shard ``spec`` of a plan through ``adapter``'s model with capture backend ``cap``.
 
-    Returns the partial scan (:class:`~mri_lens.results.scan.ScanPart`): statistics over the shard's counted tokens,
+    Returns the partial scan (:class:`~mri_lens.results.parts.ScanPart`): statistics over the shard's counted tokens,
     top/bottom-k with global document ids, pooled values of the documents complete in this shard (final: mean
     divided, cast to the scan's dtype) and partial aggregates (float32 sums / maxima / minima / last values) of
     the documents whose windows reach into other shards. ``progress``: a tqdm bar updated with counted tokens.
+    ``stats``: the statistics implementation, ``"auto"`` (the fused numba kernel on CPU when numba is installed,
+    else torch), ``"numba"`` or ``"torch"`` (:meth:`_Accumulator._fold_torch`, what every CUDA scan runs).
     """
     import torch
 
@@ -317,7 +323,7 @@ def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *,
     d_mlp = int(adapter.d_mlp)
     with torch.inference_mode():
         acc = _Accumulator(len(touched), len(layers), d_mlp, pooling, int(opts["top_k"]), edges, dev,
-                           dedup=opts["dedup"])
+                           dedup=opts["dedup"], stats=stats)
     n_skip = spec.n_skip
     lengths = np.diff(spec.starts)
     with torch.inference_mode():

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import operator
 import os
 import re
 import stat
@@ -18,6 +19,7 @@ import time
 from typing import Any, Iterable
 
 from ..errors import ScanFileError
+from .integrity import check_seal
 
 MANIFEST = "manifest.json"
 TENSORS = "arrays.safetensors"
@@ -27,7 +29,9 @@ _VERSION_TMP = TMP_PREFIX + "v-"
 _PROBE_TMP = TMP_PREFIX + "probe-"
 _VERSION_RE = re.compile(r"v-[0-9a-f]{16}-[0-9a-f]{8}\Z")
 RUN_RE = re.compile(r"run-[0-9a-f]{16}\Z")  # a sharded scan's work directory (its plan and its parts)
-PART_RE = re.compile(r"part-[0-9]{5}\Z")  # one finished shard inside a run directory
+# One finished shard inside a run directory: at least five digits (zero-padded), more without a leading zero, so
+# every index has exactly one name and no index is too large to have one.
+PART_RE = re.compile(r"part-(?:[0-9]{5}|[1-9][0-9]{5,})\Z")
 
 
 def run_dir_name(plan_hash: str) -> str:
@@ -36,8 +40,21 @@ def run_dir_name(plan_hash: str) -> str:
 
 
 def part_dir_name(index: int) -> str:
-    """The name of shard ``index``'s directory inside a run directory."""
-    return f"part-{index:05d}"
+    """The name of shard ``index``'s directory inside a run directory (``part-00007``, ``part-123456``)."""
+    try:
+        i = operator.index(index)  # an int or a numpy integer
+    except TypeError:
+        i = -1
+    if isinstance(index, bool) or i < 0:
+        raise ValueError(f"a part index is a non-negative integer, got {index!r}")
+    return f"part-{i:05d}"
+
+
+def part_index(name: str) -> int | None:
+    """The shard index a part directory's name stands for (the inverse of :func:`part_dir_name`), else None."""
+    return int(name[len("part-"):]) if isinstance(name, str) and PART_RE.match(name) else None
+
+
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _SHA_RE = re.compile(r"[0-9a-f]{64}\Z")
 _MARKER_RE = re.compile(rb"mri_lens-kind: ([a-z0-9_.]{1,64})")
@@ -55,17 +72,14 @@ _HAS_DIR_FD = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
 PAGE_KIND = "mri_lens.page"
 
 
-
 def marker(kind: str) -> str:
     """The comment that identifies a text file mri_lens wrote (HTML, GraphML, GEXF): ``mri_lens-kind: <kind>``."""
     return f"mri_lens-kind: {kind}"
 
 
-
 def page_marker() -> str:
     """The HTML comment every generated page carries right after its doctype (see :func:`marker`)."""
     return f"<!-- {marker(PAGE_KIND)} -->"
-
 
 
 def _umask() -> int:
@@ -81,7 +95,6 @@ def _umask() -> int:
     return mask
 
 
-
 def _fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | _FLAG_DIRECTORY)
@@ -95,15 +108,12 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-
 def _sha256_bytes(data) -> str:
     return hashlib.sha256(data).hexdigest()
-
 
 
 def check_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -122,14 +132,14 @@ def check_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return True
 
 
-
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed in a saved result")
 
 
+def parse_json(data: bytes, source: str, what: str, *, sealed: bool = True) -> Any:
+    """Decode JSON bytes of a saved ``what``; every problem is a :class:`ScanFileError` naming ``source``.
 
-def parse_json(data: bytes, source: str, what: str) -> Any:
-    """Decode JSON bytes of a saved ``what``; every problem is a :class:`ScanFileError` naming ``source``."""
+    A seal (:mod:`mri_lens.storage.integrity`) is checked and removed (``sealed=False``: left as it is)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -145,8 +155,7 @@ def parse_json(data: bytes, source: str, what: str) -> Any:
         raise ScanFileError(f"{source} is not a saved {what} ({e})") from None
     if not check_depth(obj):
         raise ScanFileError(f"{source} is not a saved {what} (JSON nested deeper than {MAX_JSON_DEPTH} levels)")
-    return obj
-
+    return check_seal(obj, source, what) if sealed else obj
 
 
 def _open_regular(name: str, dir_fd: int | None, source: str, *, follow: bool = False) -> tuple[int, os.stat_result]:
@@ -176,7 +185,6 @@ def _open_regular(name: str, dir_fd: int | None, source: str, *, follow: bool = 
     return fd, st
 
 
-
 def _read_fd(fd: int, size: int) -> bytes:
     chunks, left = [], size
     while left > 0:
@@ -186,7 +194,6 @@ def _read_fd(fd: int, size: int) -> bytes:
         chunks.append(b)
         left -= len(b)
     return b"".join(chunks)
-
 
 
 def read_bytes(name: str, dir_fd: int | None, source: str, *, max_bytes: int, size: int | None = None,
@@ -206,7 +213,6 @@ def read_bytes(name: str, dir_fd: int | None, source: str, *, max_bytes: int, si
         os.close(fd)
 
 
-
 def read_json(path: str | os.PathLike, what: str, *, max_bytes: int = MAX_JSON_BYTES, follow: bool = True) -> Any:
     """Parse a JSON file written by mri_lens (a regular file, size bounded). ``follow=False`` for files found
     inside a result directory (never through a symbolic link); the path a caller names may be one.
@@ -223,7 +229,6 @@ def read_json(path: str | os.PathLike, what: str, *, max_bytes: int = MAX_JSON_B
     return parse_json(data, path, what)
 
 
-
 def read_json_in(dir_fd: int | None, directory: str, name: str, what: str, *,
                  max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse the JSON file ``name`` (a name the format defines) inside an open directory, confined to it."""
@@ -236,6 +241,24 @@ def read_json_in(dir_fd: int | None, directory: str, name: str, what: str, *,
     return parse_json(data, source, what)
 
 
+def write_error(path: str, e: OSError, doing: str = "write") -> ScanFileError:
+    """The :class:`ScanFileError` for an ``OSError`` met while writing ``path``: it names the path and says what
+    happened in words (a full disk, an exceeded quota, a read-only file system...)."""
+    if isinstance(e, ScanFileError):
+        return e
+    code = e.errno
+    if code == errno.ENOSPC:
+        why = "the disk is full (no space left on the device); free some space or choose another path"
+    elif code == getattr(errno, "EDQUOT", -1):
+        why = "the disk quota is exceeded; free some space or choose another path"
+    elif code == errno.EROFS:
+        why = "the file system is read-only"
+    elif code in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+    else:
+        why = os.strerror(code) if code else str(e)
+    return ScanFileError(f"cannot {doing} {path}: {why}")
+
 
 def _check_name(name: Any, directory: str, allowed: Iterable[str] | None = None) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name) or (allowed is not None and name not in allowed):
@@ -243,26 +266,61 @@ def _check_name(name: Any, directory: str, allowed: Iterable[str] | None = None)
     return name
 
 
+def _open_below(fd: int, rel: str, top: str) -> int:
+    """An fd of directory ``rel`` below the open directory ``fd`` (of ``top``), opened one component at a time
+    without following a symbolic link. Closes ``fd``."""
+    for part in [x for x in rel.split(os.sep) if x and x != "."]:
+        try:
+            nxt = os.open(part, os.O_RDONLY | _FLAG_DIRECTORY | _FLAG_NOFOLLOW | _FLAG_CLOEXEC, dir_fd=fd)
+        except FileNotFoundError:
+            os.close(fd)
+            raise
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                raise ScanFileError(f"{top}: {part} is a symbolic link or not a directory; a saved result's "
+                                    "directories are plain directories") from None
+            raise ScanFileError(f"{top}: {part} cannot be opened ({os.strerror(e.errno) if e.errno else e})") from None
+        os.close(fd)
+        fd = nxt
+    return fd
+
 
 @contextlib.contextmanager
-def open_dir(path: str):
-    """An fd of directory ``path`` for confined reads (None where the platform has no directory fds)."""
+def open_dir(path: str, *, under: str | None = None):
+    """An fd of directory ``path`` for confined reads (None where the platform has no directory fds).
+
+    ``under``: a directory above ``path``; the components of ``path`` below it are opened without following
+    symbolic links (a result's run and part directories), ``under`` itself may be one."""
+    rel = None
+    if under is not None:
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(under))
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+            raise ValueError(f"{path} is not below {under}")
     if not _HAS_DIR_FD:
+        if rel is not None:
+            cur = under
+            for part in [x for x in rel.split(os.sep) if x and x != "."]:
+                cur = os.path.join(cur, part)
+                if os.path.islink(cur):
+                    raise ScanFileError(f"{under}: {part} is a symbolic link; a saved result's directories are "
+                                        "plain directories")
         yield None
         return
     try:
-        fd = os.open(path, os.O_RDONLY | _FLAG_DIRECTORY | _FLAG_CLOEXEC)
+        fd = os.open(under if rel is not None else path, os.O_RDONLY | _FLAG_DIRECTORY | _FLAG_CLOEXEC)
     except FileNotFoundError:
         raise
     except NotADirectoryError:
         raise ScanFileError(f"{path} is not a directory") from None
     except OSError as e:
         raise ScanFileError(f"{path} cannot be opened ({os.strerror(e.errno) if e.errno else e})") from None
+    if rel is not None:
+        fd = _open_below(fd, rel, under)
     try:
         yield fd
     finally:
         os.close(fd)
-
 
 
 def _open_subdir(name: str, dir_fd: int | None, parent: str) -> int | None:
@@ -280,37 +338,6 @@ def _open_subdir(name: str, dir_fd: int | None, parent: str) -> int | None:
         raise
     except OSError:
         raise ScanFileError(f"{parent}: the version directory is not a plain directory") from None
-
-
-
-def file_kind(path: str) -> str | None:
-    """The mri_lens kind of the file at ``path`` (a marker near the top, or a JSON format field), else None."""
-    try:
-        fd, st = _open_regular(path, None, path, follow=False)
-    except (OSError, ScanFileError):
-        return None
-    try:
-        head = os.read(fd, 4096)
-        m = _MARKER_RE.search(head)
-        if m:
-            return m.group(1).decode("ascii")
-        if not head.lstrip().startswith(b"{") or st.st_size > MAX_JSON_BYTES:
-            return None
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = _read_fd(fd, st.st_size)
-    finally:
-        os.close(fd)
-    try:
-        obj = parse_json(data, path, "result")
-    except ScanFileError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    kind = obj.get("format")
-    if kind is None and isinstance(obj.get("graph"), dict):
-        kind = obj["graph"].get("kind")
-    return kind if isinstance(kind, str) else None
-
 
 
 # A new file's data (and the size needed to read it back) must be on disk before the manifest naming it is
@@ -332,7 +359,6 @@ def _write_new_file(path: str, data, mode: int) -> None:
         _sync_data(fd)
     finally:
         os.close(fd)
-
 
 
 def _clean_stale_tmp_files(parent: str, base: str, min_age_s: float = 30.0) -> None:
@@ -368,15 +394,18 @@ def _clean_stale_tmp_files(parent: str, base: str, min_age_s: float = 30.0) -> N
             os.close(fd)
 
 
-
 def write_file_atomic(path: str | os.PathLike, data: bytes) -> str:
     """Write ``data`` to ``path`` through a locked temporary sibling and an atomic rename (no ownership check:
-    for files inside a directory mri_lens owns, or after :func:`check_save_target`). Returns the absolute path."""
+    for files inside a directory mri_lens owns, or after :func:`check_save_target`). Returns the absolute path.
+    A failure (a full disk...) is a :class:`ScanFileError` naming ``path``; ``path`` is then as it was."""
     path = os.path.abspath(os.fspath(path))
     parent, base = os.path.split(path)
-    os.makedirs(parent, exist_ok=True)
-    _clean_stale_tmp_files(parent, base)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{base}-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        _clean_stale_tmp_files(parent, base)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{base}-", dir=parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         try:
             import fcntl
@@ -393,6 +422,8 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> str:
         os.fsync(fd)
         os.replace(tmp, path)
         tmp = None
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         os.close(fd)
         if tmp is not None:
@@ -402,11 +433,9 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> str:
     return path
 
 
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> str:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`write_file_atomic`). Returns the absolute path."""
     return write_file_atomic(path, text.encode("utf-8"))
-
 
 
 def check_format(obj: Any, fmt: str, schema: int, source: str, *, header: Any = None, what: str | None = None,
@@ -426,25 +455,3 @@ def check_format(obj: Any, fmt: str, schema: int, source: str, *, header: Any = 
         raise ScanFileError(f"{source} has schema version {shown!r}; this mri_lens reads versions 1 to {schema}"
                             + (" (upgrade mri_lens)" if _is_int(version) and version > schema else ""))
     return version
-
-
-
-@contextlib.contextmanager
-def interprocess_lock(name: str):
-    """An exclusive lock shared by this user's processes (a no-op where ``fcntl`` is unavailable).
-
-    Used around one-time JIT compilations, so that parallel processes of a fresh environment compile (and cache)
-    the same code once instead of side by side.
-    """
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    path = os.path.join(tempfile.gettempdir(), f"mri_lens-{name}-{os.getuid()}.lock")
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

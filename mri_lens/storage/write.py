@@ -21,6 +21,18 @@ only the version it names; a reader that loses a race with a writer's clean-up r
 over temporary directories and unreferenced versions (a killed save) are removed by the next save, under the lock.
 Schema-1 results (files directly beside the manifest) still load and are replaced the same way.
 
+**Writers take turns from the first byte.** The checks made before any work (:func:`check_save_target`) create
+and remove nothing a writer uses: where the path is missing they only show, with a uniquely named temporary
+entry in the nearest existing directory, that it can be created. A writer creates the result directory (with its
+missing parents; creating one that another writer has just created is no error), takes its ``.lock``, and only
+then looks at, writes or removes anything in it. So any number of concurrent saves into one new path succeed one
+after the other. Every write failure is a :class:`~mri_lens.errors.ScanFileError` naming the path (a full disk
+says so).
+
+**Seals and bindings** (:mod:`mri_lens.storage.integrity`): every manifest and single-file JSON result carries a
+checksum of its content, and every safetensors file of a directory result names the data version it belongs to,
+so a damaged manifest or a data file copied in from another result is refused at load.
+
 **Loads are confined**: only the file names the format defines are opened (never a name taken from a manifest
 unchecked: no separators, no ``..``, no absolute paths), relative to the directory, regular files only (no
 symlinks, FIFOs or devices), each size checked against the manifest before reading and every file checksummed (a
@@ -45,17 +57,19 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .files import (LOCK, MANIFEST, MAX_MANIFEST_BYTES, PAGE_KIND, TENSORS, TMP_PREFIX, _FLAG_CLOEXEC,
-                  _FLAG_NOFOLLOW, _PROBE_TMP, RUN_RE, _VERSION_RE, _VERSION_TMP, _check_name, _fsync_dir,
-                  _umask, _write_new_file, check_format, file_kind, interprocess_lock, marker, page_marker,
-                  read_json, read_json_in, write_file_atomic, write_text_atomic)
+from .files import (LOCK, MANIFEST, MAX_JSON_BYTES, MAX_MANIFEST_BYTES, PAGE_KIND, TENSORS, TMP_PREFIX,
+                    _FLAG_CLOEXEC, _FLAG_NOFOLLOW, _MARKER_RE, _PROBE_TMP, RUN_RE, _VERSION_RE, _VERSION_TMP,
+                    _check_name, _fsync_dir, _open_regular, _read_fd, _umask, _write_new_file, check_format, marker,
+                    page_marker, parse_json, read_json, read_json_in, write_error, write_file_atomic,
+                    write_text_atomic)
+from .integrity import binding, seal, seal_text
 from .read import load_dir
-from .._version import __version__
+from ..version import __version__
 from ..errors import ScanFileError
 
-__all__ = ["ResultWriter", "TENSORS", "DIR_KINDS", "FILE_KINDS", "PAGE_KIND", "check_save_target", "claim_dir", "save_text", "save_dir",
-           "load_dir", "read_json", "write_text_atomic", "write_file_atomic", "marker", "page_marker",
-           "check_format", "interprocess_lock"]
+__all__ = ["ResultWriter", "TENSORS", "DIR_KINDS", "FILE_KINDS", "PAGE_KIND", "check_save_target", "claim_dir",
+           "save_text", "save_dir", "file_kind", "load_dir", "read_json", "write_text_atomic", "write_file_atomic",
+           "marker", "page_marker", "check_format", "interprocess_lock"]
 
 
 DIR_KINDS = {
@@ -74,6 +88,56 @@ FILE_KINDS = {
     "mri_lens.n2g.index": "N2G neuron index",
     "mri_lens.page": "mri_lens HTML page",
 }
+
+
+def file_kind(path: str) -> str | None:
+    """The mri_lens kind of the file at ``path`` (a marker near the top, or a JSON format field), else None."""
+    try:
+        fd, st = _open_regular(path, None, path, follow=False)
+    except (OSError, ScanFileError):
+        return None
+    try:
+        head = os.read(fd, 4096)
+        m = _MARKER_RE.search(head)
+        if m:
+            return m.group(1).decode("ascii")
+        if not head.lstrip().startswith(b"{") or st.st_size > MAX_JSON_BYTES:
+            return None
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = _read_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+    try:
+        obj = parse_json(data, path, "result", sealed=False)  # what it claims to be, damaged or not
+    except ScanFileError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    kind = obj.get("format")
+    if kind is None and isinstance(obj.get("graph"), dict):
+        kind = obj["graph"].get("kind")
+    return kind if isinstance(kind, str) else None
+
+
+@contextlib.contextmanager
+def interprocess_lock(name: str):
+    """An exclusive lock shared by this user's processes (a no-op where ``fcntl`` is unavailable).
+
+    Used around one-time JIT compilations, so that parallel processes of a fresh environment compile (and cache)
+    the same code once instead of side by side.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), f"mri_lens-{name}-{os.getuid()}.lock")
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class _DirState:
@@ -130,42 +194,29 @@ def _refuse_dir(state: _DirState, kind: str, overwrite: bool) -> None:
 
 
 def _probe_writable(path: str, *, file_name: str | None = None) -> None:
-    """Show that ``path`` (a directory, to hold ``file_name`` when given) can be written, leaving nothing behind.
-
-    Missing directories are created and removed again; in an existing one a temporary entry is created and
-    removed (the name a cleaner of that kind of save removes, should a kill come in between).
-    """
-    missing = []
+    """Show that ``path`` (a directory, to hold ``file_name`` when given) can be written, leaving nothing behind
+    and touching nothing another writer uses: a uniquely named temporary entry is created and removed in ``path``
+    or, where ``path`` is missing, in its nearest existing ancestor (the missing directories are never created
+    here: a writer creates them, then locks)."""
     probe_in = path
     while not os.path.isdir(probe_in):
-        if os.path.lexists(probe_in):
+        if os.path.lexists(probe_in) and not os.path.isdir(probe_in):  # again: another writer may just have made it
             raise ScanFileError(f"cannot write {path}: {probe_in} exists and is not a directory")
-        missing.append(probe_in)
         parent = os.path.dirname(probe_in)
         if parent == probe_in:
             break
         probe_in = parent
     try:
-        if missing:
-            created = []
-            try:
-                for d in reversed(missing):
-                    os.mkdir(d)
-                    created.append(d)
-            finally:
-                for d in reversed(created):
-                    with contextlib.suppress(OSError):
-                        os.rmdir(d)
-        elif file_name is not None:
+        if file_name is not None and probe_in == path:  # the name a cleaner of that kind of save removes
             fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{file_name}-", dir=path)
             os.close(fd)
             os.unlink(tmp)
         else:
-            d = tempfile.mkdtemp(prefix=_PROBE_TMP, dir=path)
-            with contextlib.suppress(FileNotFoundError):
+            d = tempfile.mkdtemp(prefix=_PROBE_TMP, dir=probe_in)
+            with contextlib.suppress(FileNotFoundError):  # a writer's clean-up in ``path`` may have been first
                 os.rmdir(d)
     except OSError as e:
-        raise ScanFileError(f"cannot write {path}: {os.strerror(e.errno) if e.errno else e}") from None
+        raise write_error(path, e) from None
 
 
 def check_save_target(path: str | os.PathLike, kind: str, *, overwrite: bool = False) -> str:
@@ -201,16 +252,24 @@ def check_save_target(path: str | os.PathLike, kind: str, *, overwrite: bool = F
 
 @contextlib.contextmanager
 def _dir_lock(path: str):
-    """Exclusive lock of a result directory for writers (``.lock`` inside it; a no-op without fcntl)."""
+    """Exclusive lock of a result directory for writers: the directory is created first where it is missing
+    (with its parents; one that another writer has just created is fine), then its ``.lock`` is taken (flock;
+    without fcntl, no lock: concurrent writers are not supported there). Nothing else is touched before."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise ScanFileError(f"cannot write {path}: it exists and is not a directory") from None
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         import fcntl
-    except ImportError:  # Windows: no lock; concurrent writers are not supported there
+    except ImportError:  # Windows
         yield
         return
     try:
         fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT | _FLAG_NOFOLLOW | _FLAG_CLOEXEC, 0o666)
     except OSError as e:
-        raise ScanFileError(f"cannot lock {path} for writing ({os.strerror(e.errno) if e.errno else e})") from None
+        raise write_error(path, e, "lock") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -220,20 +279,29 @@ def _dir_lock(path: str):
 
 def save_text(path: str | os.PathLike, text: str, *, kind: str, overwrite: bool = False) -> str:
     """Save a single-file result of ``kind`` atomically; replaces only a file of the same kind (see
-    :func:`check_save_target`). Returns the absolute path."""
+    :func:`check_save_target`). A JSON object is sealed (:func:`~mri_lens.storage.integrity.seal_text`).
+    Returns the absolute path."""
     p = check_save_target(path, kind, overwrite=overwrite)
-    return write_text_atomic(p, text)
+    return write_text_atomic(p, seal_text(text))
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    return json.dumps(seal(manifest), indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
 def claim_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = False) -> str:
     """Make ``path`` an output directory of ``kind`` (site, MRI page, N2G graphs, demo): free, empty or already
     of that kind, else refused as in :func:`check_save_target`. Writes its manifest. Returns the absolute path."""
     p = check_save_target(path, kind, overwrite=overwrite)
-    os.makedirs(p, exist_ok=True)
+    try:
+        os.makedirs(p, exist_ok=True)
+    except OSError as e:
+        raise write_error(p, e) from None
     state = _DirState(p)
-    if state.kind != kind:
+    _refuse_dir(state, kind, overwrite)  # again: another writer may have been first
+    if state.kind != kind:  # one atomic write; the directory's files are its owner's (a site, a page...)
         manifest = {"format": kind, "schema_version": 1, "mri_lens_version": __version__}
-        write_text_atomic(os.path.join(p, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        write_text_atomic(os.path.join(p, MANIFEST), _manifest_text(manifest))
         if state.kind is not None:  # a result of another kind, replaced on request: its data versions go
             with _dir_lock(p):
                 _remove_old(p, state.manifest, keep=None)
@@ -293,7 +361,10 @@ class ResultWriter:
     Everything goes into a fresh version directory under a temporary name; :meth:`commit` renames it into place
     and switches ``manifest.json`` atomically (the commit point), then removes the previous version. Leaving the
     block without a commit removes what was written and leaves the old result as it was. The directory lock is
-    held throughout (writers take turns). Every file's size and SHA-256 are computed as it is written.
+    taken before anything in the directory is looked at or written and held throughout (writers take turns).
+    Every file's size and SHA-256 are computed as it is written; every safetensors file names the version it is
+    written for (its binding) and the manifest is sealed. A write that fails (a full disk...) raises
+    :class:`~mri_lens.errors.ScanFileError` naming the path.
     """
 
     def __init__(self, path: str | os.PathLike, *, fmt: str, schema: int, overwrite: bool = False,
@@ -308,9 +379,8 @@ class ResultWriter:
         self.committed = False
 
     def __enter__(self) -> "ResultWriter":
-        os.makedirs(self.path, exist_ok=True)
         self._mode = 0o666 & ~_umask()
-        self._stack.enter_context(_dir_lock(self.path))
+        self._stack.enter_context(_dir_lock(self.path))  # creates the directory if missing, then locks
         try:
             self._state = _DirState(self.path)  # again, under the lock: another writer may have been first
             _refuse_dir(self._state, self.fmt, self.overwrite)
@@ -318,7 +388,11 @@ class ResultWriter:
             _remove_old(self.path, None, keep=old if isinstance(old, str) else None)
             self.version = _version_name()
             self._tmp = os.path.join(self.path, TMP_PREFIX + self.version)
-            os.mkdir(self._tmp)
+            try:
+                os.mkdir(self._tmp)
+            except OSError as e:
+                self._tmp = None
+                raise write_error(self.path, e) from None
         except BaseException:
             self._stack.close()
             raise
@@ -335,7 +409,10 @@ class ResultWriter:
         _check_name(name, self.path)
         if name in self.files or name == MANIFEST:
             raise ValueError(f"{name} is written twice")
-        _write_new_file(os.path.join(self._tmp, name), data, self._mode)
+        try:
+            _write_new_file(os.path.join(self._tmp, name), data, self._mode)
+        except OSError as e:
+            raise write_error(self.path, e) from None
         size = sum(memoryview(c).nbytes for c in (data if isinstance(data, list) else [data]))
         digest = hashlib.sha256()
         for c in (data if isinstance(data, list) else [data]):
@@ -350,15 +427,16 @@ class ResultWriter:
         from safetensors.numpy import save as st_save
 
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        bound = binding(self.version, name)  # the file names the result version it belongs to
         if deferred:
-            self._add(name, st_save(arrays), deferred=True)
+            self._add(name, st_save(arrays, metadata=bound), deferred=True)
         elif lazy:
             if set(arrays) != {"values"}:
                 raise ValueError("a lazily read file holds one array named 'values'")
             v = arrays["values"]
-            self._add(name, st_save(arrays), lazy=True, shape=list(v.shape), dtype=str(v.dtype))
+            self._add(name, st_save(arrays, metadata=bound), lazy=True, shape=list(v.shape), dtype=str(v.dtype))
         else:
-            self._add(name, st_save(arrays))
+            self._add(name, st_save(arrays, metadata=bound))
             self.arrays.update({k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()})
 
     def write_text(self, name: str, text: str) -> None:
@@ -368,15 +446,19 @@ class ResultWriter:
         """Publish the new version: ``meta`` (JSON) in the manifest, with ``extra`` top-level manifest fields."""
         if TENSORS not in self.files:
             self.write_arrays(TENSORS, {})
-        text = json.dumps({"format": self.fmt, "schema_version": self.schema, "mri_lens_version": __version__,
-                           "version": self.version, "files": self.files, "arrays": self.arrays, "meta": meta,
-                           **extra}, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        text = _manifest_text({"format": self.fmt, "schema_version": self.schema, "mri_lens_version": __version__,
+                               "version": self.version, "bound": True, "files": self.files, "arrays": self.arrays,
+                               "meta": meta, **extra})
         _fsync_dir(self._tmp)
-        os.rename(self._tmp, os.path.join(self.path, self.version))
-        self._tmp = None
+        try:
+            os.rename(self._tmp, os.path.join(self.path, self.version))
+        except OSError as e:
+            raise write_error(self.path, e) from None
+        self._tmp = os.path.join(self.path, self.version)  # removed if the commit fails
         _fsync_dir(self.path)
         # The commit: before this rename the old result is what loads, after it the new one.
         write_text_atomic(os.path.join(self.path, MANIFEST), text)
+        self._tmp = None
         self.committed = True
         _remove_old(self.path, self._state.manifest, keep=self.version, allowed=set(self.files) | {TENSORS},
                     keep_runs=self.keep_runs)

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mri_lens as ml
 from mri_lens import Corpus, CorpusError
 
 
@@ -128,19 +127,23 @@ def test_where_subset_fingerprint():
     assert "<table>" in c._repr_html_()
 
 
-def test_stdlib_code_corpus():
-    c = ml.datasets.stdlib_code(n_docs=30, chars=300)
-    assert len(c) == 30 and all(len(t) == 300 for t in c.texts) and c.label_names
+def test_fingerprint_is_injective_over_text_boundaries():
+    """Texts are hashed with their lengths: moving a byte from the end of one text to the start of the next, or
+    splitting one text in two, gives another fingerprint (a NUL separator alone let these collide)."""
+    a = Corpus(["def f(x):\x00", "return y"] * 20)
+    b = Corpus(["def f(x):", "\x00return y"] * 20)
+    assert a.fingerprint() != b.fingerprint()
+    assert Corpus(["ab\x00", "c"]).fingerprint() != Corpus(["ab", "\x00c"]).fingerprint()
+    assert Corpus(["a\x00b"]).fingerprint() != Corpus(["a", "b"]).fingerprint()
+    assert Corpus(["a b"]).fingerprint() == Corpus(["a b"]).fingerprint()
 
 
-def test_drug_reviews_real_corpus():
-    c = ml.datasets.drug_reviews()
-    assert len(c) == 979 and c.label_counts() == {"negative": 256, "neutral": 90, "positive": 633}
-    assert not any("&#039;" in t or "&amp;" in t for t in c.texts)
-    pn = ml.datasets.drug_reviews(categories=["positive", "negative"])
-    assert len(pn) == 889 and pn.label_names == ["positive", "negative"]
-    cond = ml.datasets.drug_reviews(label="condition", min_count=20)
-    assert len(cond.label_names) >= 5
-    assert len(ml.datasets.drug_reviews(split="test")) == 379
-    with pytest.raises(CorpusError, match="label must be"):
-        ml.datasets.drug_reviews(label="stars")
+def test_fingerprint_is_injective_over_labels():
+    """Label names are length-prefixed too, and a labelled corpus never shares an unlabelled one's fingerprint."""
+    joined = Corpus(["a", "b"], [0, 0], ["x\x00y"])
+    split = Corpus(["a", "b"], [0, 0], ["x", "y"])
+    assert joined.fingerprint() != split.fingerprint()
+    assert Corpus(["a", "b"], [0, 1], ["x", "y"]).fingerprint() != Corpus(["a", "b"], [1, 0], ["x", "y"]).fingerprint()
+    # the same codes under other names, and the same names in another order, are other corpora
+    assert Corpus(["a", "b"], [0, 1], ["x", "y"]).fingerprint() != Corpus(["a", "b"], [0, 1], ["y", "x"]).fingerprint()
+    assert Corpus(["a", "b"], ["x", "x"]).fingerprint() != Corpus(["a", "b"]).fingerprint()

@@ -71,16 +71,8 @@ def test_bad_padding_side(tiny):
         ModelAdapter(tiny, padding_side="middle")
 
 
-def test_load_model_errors(tmp_path):
-    with pytest.raises(ModelAdapterError, match="no model directory"):
-        ml.load_model(str(tmp_path / "nope"))
-    if tl_major_version() >= 3:
-        with pytest.raises(ModelAdapterError, match="no config.json"):
-            ml.load_model(str(tmp_path))
-
-
 def test_hooks_removed_after_an_error(tiny, code_prose):
-    import mri_lens.scanning.run as scanner
+    import mri_lens.scanning.shard as scanner
 
     class Boom(RuntimeError):
         pass

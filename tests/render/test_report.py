@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 import mri_lens as ml
+from mri_lens.errors import CategoryError
 from mri_lens.render.html import check_link_url
 from mri_lens.render.report import write_mri_report, write_scan_report
 
@@ -49,3 +53,40 @@ def test_neuroscope_site_links_checked(tiny, tiny_scan, tmp_path):
                                links=lambda l, n: [("<i>MRI</i>", f"../../mri/L{l}.html#n{n}")])
     page = open(tmp_path / "ok" / "L0" / "N0.html", encoding="utf-8").read()
     assert "href='../../mri/L0.html#n0'>&lt;i&gt;MRI&lt;/i&gt;</a>" in page and index
+
+
+def _three_categories(scan):
+    """The same scan with its code documents split in two categories by document parity: three categories."""
+    names = np.asarray(scan.label_names)[scan.labels]
+    parity = np.where(np.arange(scan.n_docs) % 2 == 0, "code_even", "code_odd")
+    new = np.where(names == "prose", "prose", parity)
+    label_names = ["code_even", "code_odd", "prose"]
+    return dataclasses.replace(scan, labels=np.asarray([label_names.index(x) for x in new]), label_names=label_names)
+
+
+def test_scan_report_on_more_than_two_categories_compares_each_with_the_rest(tiny_scan, tmp_path):
+    from mri_lens.lenses.mri import category_differences
+
+    s3 = _three_categories(tiny_scan)
+    page = open(write_scan_report(s3, tmp_path / "r3.html"), encoding="utf-8").read()
+    assert "each category against the rest" in page and "categories=(a, b)" in page
+    assert "Category differences: code_even vs code_odd" not in page  # never an arbitrary pair
+    counts = {c: int((s3.labels == i).sum()) for i, c in enumerate(s3.label_names)}
+    for c in s3.label_names:  # the most different neuron of each category against the rest leads its rows
+        df = category_differences(s3, c)
+        best = df.loc[df["cohens_d"].abs().idxmax()]
+        assert f"<td>{c}</td><td>{counts[c]}</td><td>{int(best['layer'])}</td><td>{int(best['neuron'])}</td>" in page
+    one = open(write_scan_report(s3, tmp_path / "r1.html", max_categories=1), encoding="utf-8").read()
+    assert "Not compared (2;" in one
+    pair = open(write_scan_report(s3, tmp_path / "r2.html", categories=("code_odd", "prose")), encoding="utf-8").read()
+    assert "Category differences: code_odd vs prose" in pair and "against the rest" not in pair
+    with pytest.raises(CategoryError, match="unknown category 'code'; the scan's categories are 'code_even', "
+                                            "'code_odd', 'prose'"):
+        write_scan_report(s3, tmp_path / "bad.html", categories=("code", "prose"))
+    # one document per category (a label per document): said, not compared
+    unique = dataclasses.replace(tiny_scan, labels=np.arange(tiny_scan.n_docs),
+                                 label_names=[f"doc{i}" for i in range(tiny_scan.n_docs)])
+    page = open(write_scan_report(unique, tmp_path / "u.html"), encoding="utf-8").read()
+    assert "No category has two documents and two others: nothing to compare." in page
+    two = open(write_scan_report(tiny_scan, tmp_path / "two.html"), encoding="utf-8").read()
+    assert "Category differences: code vs prose" in two  # two categories: contrasted

@@ -11,7 +11,6 @@ import mri_lens as ml
 from mri_lens.errors import ModelAdapterError
 from mri_lens.model import ModelAdapter
 from mri_lens.model.capture import scan_token_activations
-from mri_lens.scanning.run import _merge_topk, default_histogram_edges
 
 from oracle import reference, topk_reference
 
@@ -191,34 +190,18 @@ def test_bad_arguments(tiny, code_prose):
         ml.scan(tiny, code_prose, pooling=("median",), progress=False)
     with pytest.raises(ValueError, match="dtype"):
         ml.scan(tiny, code_prose, dtype="int8", progress=False)
+    with pytest.raises(TypeError, match="unexpected option 'topk'"):
+        ml.scan(tiny, code_prose, topk=5, progress=False)
+    with pytest.raises(TypeError, match=r"engine=mri_lens.RayEngine\(workers=...\)"):
+        ml.scan("tiny", code_prose, workers=2, progress=False)
+    with pytest.raises(TypeError, match="engine must be"):
+        ml.scan(tiny, code_prose, engine="ray", progress=False)
     with pytest.raises(ModelAdapterError, match="layers must be"):
         ml.scan(tiny, code_prose, layers=[7], progress=False)
     with pytest.raises(ml.CorpusError, match="empty"):
         ml.scan(tiny, [], progress=False)
     with pytest.raises(ml.ScanError, match="was not scanned"):
         ml.scan(tiny, code_prose.subset(range(2)), layers=[0], progress=False).pooled("mean", layer=2)
-
-
-def test_histogram_bins_match_numpy(tiny_scan, tiny, code_prose):
-    _, segs = _segments(tiny, code_prose)
-    ref = reference(tiny, segs, [0], skip_first=1)
-    x = ref["tokens"][0]  # [T, d]
-    edges = default_histogram_edges()
-    want = np.stack([np.bincount(np.searchsorted(edges, x[:, j], side="right"), minlength=len(edges) + 1)
-                     for j in range(x.shape[1])])
-    got = tiny_scan.stats.hist_counts[0]
-    # Identical except for values within float rounding of an edge.
-    assert np.abs(got - want).sum() <= 0.002 * x.size
-
-
-def test_custom_histogram_edges_use_exact_bins(tiny, code_prose):
-    edges = np.array([-0.1, 0.0, 0.5, 1.0, 2.0], dtype=np.float32)
-    result = ml.scan(tiny, code_prose, layers=[0], histogram_edges=edges, pooling=("mean",), progress=False)
-    _, segs = _segments(tiny, code_prose)
-    x = reference(tiny, segs, [0], skip_first=1)["tokens"][0]
-    want = np.stack([np.bincount(np.searchsorted(edges, x[:, j], side="right"), minlength=6)
-                     for j in range(x.shape[1])])
-    np.testing.assert_array_equal(result.stats.hist_counts[0], want)
 
 
 def test_quantiles_from_histogram(tiny_scan, tiny, code_prose):
@@ -230,19 +213,6 @@ def test_quantiles_from_histogram(tiny_scan, tiny, code_prose):
     assert np.mean(np.abs(q - true) <= width + 1e-3) > 0.9
 
 
-def test_merge_topk_breaks_ties_by_document():
-    rng = np.random.default_rng(0)
-    for largest in (True, False):
-        vals = rng.integers(0, 4, size=(50, 30)).astype(np.float32)  # many exact ties
-        docs = np.stack([rng.permutation(30) for _ in range(50)])
-        v, d, p = _merge_topk(torch.tensor(vals), torch.tensor(docs), torch.tensor(docs * 10), 7, largest, False)
-        for r in range(50):
-            order = np.lexsort((docs[r], -vals[r] if largest else vals[r]))[:7]
-            np.testing.assert_array_equal(d[r].numpy(), docs[r][order])
-            np.testing.assert_array_equal(v[r].numpy(), vals[r][order])
-            np.testing.assert_array_equal(p[r].numpy(), docs[r][order] * 10)
-
-
 def test_token_activations_recompute_top_example(tiny, tiny_scan):
     ex = tiny_scan.top_examples(layer=1, neuron=10, k=3)
     acts = scan_token_activations(tiny, tiny_scan, ex.docs, layer=1)
@@ -250,20 +220,6 @@ def test_token_activations_recompute_top_example(tiny, tiny_scan):
         assert a.shape[1] == 512
         assert abs(a[p, 10] - v) < ATOL
         assert a[1:, 10].max() == pytest.approx(v, abs=ATOL)
-
-
-def test_torch_statistics_path_equals_fused_kernel(tiny, code_prose, tiny_scan, monkeypatch):
-    """The torch path (used on GPUs and without numba) gives the same numbers as the CPU kernel."""
-    import mri_lens.scanning.run as scanner
-
-    monkeypatch.setattr(scanner, "STATS_IMPL", "torch")
-    other = ml.scan(tiny, code_prose, batch_size=8, pooling=("mean", "max", "min", "last"), progress=False)
-    for p in tiny_scan.poolings:
-        np.testing.assert_allclose(other.pooled(p), tiny_scan.pooled(p), atol=ATOL)
-    for name in ("mean", "std", "min", "max", "frac_positive"):
-        np.testing.assert_allclose(getattr(other.stats, name), getattr(tiny_scan.stats, name), atol=ATOL)
-    np.testing.assert_array_equal(other.stats.hist_counts, tiny_scan.stats.hist_counts)
-    assert (other.top.docs == tiny_scan.top.docs).mean() > 0.99
 
 
 def test_topk_independent_of_batching_with_exact_ties(tiny):
@@ -275,31 +231,6 @@ def test_topk_independent_of_batching_with_exact_ties(tiny):
     for x, y in ((a.top, b.top), (a.bottom, b.bottom)):
         assert np.array_equal(x.docs, y.docs) and np.array_equal(x.values, y.values)
         assert np.array_equal(x.positions, y.positions)
-
-
-def test_kernel_bins_every_float32_code_as_the_lookup_table():
-    """The kernel computes the default bins from a formula; it must agree with the table for every 11-bit code."""
-    pytest.importorskip("numba")
-    from mri_lens.scanning import kernels as _kernels
-    from mri_lens.scanning.run import _log2_lut
-
-    edges = default_histogram_edges()
-    lut = _log2_lut(edges)
-    shift, mask, table = lut[0], lut[1], lut[2].numpy()
-    codes = np.arange(mask + 1, dtype=np.int64)
-    bits = (codes << shift).astype(np.uint32)
-    x = bits.view(np.float32)
-    codes, x = codes[~np.isnan(x)], x[~np.isnan(x)]  # the NaN codes never reach a histogram (the scan refuses NaN)
-    X = np.ascontiguousarray(x.reshape(1, -1, 1))
-    d = 1
-    hist = np.zeros((d, len(edges) + 1), np.int64)
-    _kernels.fold_batch(X, np.array([0]), np.array([X.shape[1]]), np.zeros(d), lut, edges, np.zeros(d),
-                        np.zeros(d, np.int64), hist)
-    np.testing.assert_array_equal(hist[0], np.bincount(table[codes], minlength=len(edges) + 1))
-    # And the table itself is numpy's searchsorted on these edges for non-negative values (-0.0 shares its code
-    # with tiny negative values, so it counts in the bin just below 0, as documented).
-    finite = np.isfinite(x) & (x >= 0) & ~np.signbit(x)
-    np.testing.assert_array_equal(table[codes[finite]], np.searchsorted(edges, x[finite], side="right"))
 
 
 def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
@@ -338,6 +269,7 @@ def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
     resumed = ml.Scan.load(out)
     run = resumed.meta["run"]
     assert run["resumed"] >= n_before >= 2 and run["computed"] == run["shards"] - run["resumed"]
+    assert run["shared"] == 0 and run["repaired"] == []
     assert run["computed_tokens"] < resumed.stats.count
     fresh = ml.scan(tiny, ml.Corpus(texts), batch_size=4, progress=False, pooling=("mean", "max"))
     for p in ("mean", "max"):
@@ -352,3 +284,56 @@ def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
     again = subprocess.run(argv[:7] + [str(other)] + argv[8:], capture_output=True, text=True)
     assert again.returncode != 0 and "another corpus, model or options" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_options_object_and_overrides_give_the_same_scan(tiny, code_prose):
+    """``ml.scan(model, corpus, ScanOptions(...), **overrides)``: the overrides replace the options' fields; the
+    same scan as the keyword form."""
+    sub = code_prose.subset(range(6))
+    opts = ml.ScanOptions(layers=[1, 2], pooling="mean", top_k=5, batch_size=3)
+    a = ml.scan(tiny, sub, opts, top_k=3, progress=False)
+    b = ml.scan(tiny, sub, layers=[2, 1], pooling=("mean",), top_k=3, batch_size=3, progress=False)
+    assert a.layers == b.layers == [1, 2] and a.poolings == ["mean"] and a.meta["top_k"] == 3
+    assert a.top.values.shape[-1] == 3
+    np.testing.assert_array_equal(a.pooled("mean"), b.pooled("mean"))
+    np.testing.assert_array_equal(a.top.docs, b.top.docs)
+    assert opts.top_k == 5  # frozen: the overrides made a new options object
+
+
+@pytest.mark.parametrize("bad, match", [(dict(top_k=2.5), "top_k must be a positive integer"),
+                                        (dict(batch_size=2.5), "batch_size must be a positive integer"),
+                                        (dict(layers=True), "layers must be")])
+def test_a_bad_option_raises_before_any_model_loads(bad, match, tmp_path):
+    """The model spec names nothing that exists: a bad option is reported, not the missing model."""
+    with pytest.raises(ValueError, match=match):
+        ml.scan(str(tmp_path / "no-such-model"), ["x = 1"], progress=False, **bad)
+
+
+def test_top_k_is_capped_at_the_number_of_documents(tiny, code_prose):
+    """20 documents never fill 20000 slots: the lists keep one slot per document, and a top_k above the default
+    that had to be capped says so; the default top_k on a small corpus is capped silently."""
+    import warnings
+
+    sub = code_prose.subset(range(5))
+    with pytest.warns(UserWarning, match="top_k=20000 is more than the corpus's 5 documents"):
+        big = ml.scan(tiny, sub, top_k=20000, pooling="mean", progress=False)
+    assert big.top.values.shape == (4, 512, 5) and big.bottom.docs.shape == (4, 512, 5)
+    assert big.meta["top_k"] == 20000
+    assert (np.sort(big.top.docs, axis=-1) == np.arange(5)).all()  # every document once in every list
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = ml.scan(tiny, sub, pooling="mean", progress=False)
+    np.testing.assert_array_equal(small.top.docs, big.top.docs)
+
+
+def test_merged_small_scans_keep_the_lists_of_one_scan_of_all(tiny, code_prose):
+    """Scans of 5 and 7 documents keep lists of 5 and 7 (top_k capped); merged, the lists are those of one scan of
+    the 12 (each scan's list held every one of its documents)."""
+    a, b = code_prose.subset(range(5)), code_prose.subset(range(5, 12))
+    kw = dict(pooling="max", batch_size=4, progress=False)
+    merged = ml.merge_scans([ml.scan(tiny, a, **kw), ml.scan(tiny, b, **kw)])
+    whole = ml.scan(tiny, code_prose.subset(range(12)), **kw)
+    assert merged.top.docs.shape == whole.top.docs.shape == (4, 512, 12)
+    for which in ("top", "bottom"):
+        np.testing.assert_allclose(getattr(merged, which).values, getattr(whole, which).values, atol=ATOL)
+        assert (getattr(merged, which).docs == getattr(whole, which).docs).mean() > 0.99

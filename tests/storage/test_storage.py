@@ -23,6 +23,8 @@ from mri_lens import MriLensError, Scan, ScanFileError
 from mri_lens.storage import write as _io
 from mri_lens.render.report import write_scan_report
 
+from mri_lens.storage.integrity import SEAL_KEY, seal
+
 from saved import data_path, manifest, tree, write_manifest
 
 
@@ -146,6 +148,17 @@ def test_unwritable_target_fails_before_any_work(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ScanFileError, match="not a directory"):
         _io.check_save_target(tmp_path / "f" / "run", "mri_lens.scan")
+
+
+def test_the_early_check_creates_nothing_a_writer_uses(tmp_path):
+    """check_save_target (run before any model loads) leaves a missing target missing (a writer creates it, then
+    locks) and an existing one as it was."""
+    p = _io.check_save_target(tmp_path / "a" / "b" / "c", "mri_lens.scan")
+    assert p == str(tmp_path / "a" / "b" / "c") and os.listdir(tmp_path) == []
+    (tmp_path / "d").mkdir()
+    _io.check_save_target(tmp_path / "d", "mri_lens.scan")
+    _io.check_save_target(tmp_path / "d" / "g.json", "mri_lens.coactivation_graph")
+    assert os.listdir(tmp_path / "d") == []
 
 
 def test_same_permissions_for_every_file(small_scan, tmp_path):
@@ -459,23 +472,52 @@ def _mutate(obj, rng: random.Random):
     return obj, (p, op)
 
 
-def _fuzz(rng, original: dict, write, load, n: int):
-    for i in range(n):
+def _canonical(obj) -> str:
+    """``obj`` without its seal, in one spelling (keys sorted): what a JSON file says."""
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k != SEAL_KEY}
+    return json.dumps(obj, sort_keys=True)
+
+
+def _says_the_same(text: str, original) -> bool:
+    try:
+        return _canonical(json.loads(text)) == _canonical(original)
+    except ValueError:
+        return False
+
+
+def _fuzz(rng, original: dict, write, load, n: int) -> dict[str, int]:
+    """``n`` mutations of a saved JSON file. Half of them are sealed again (a consistent file that says something
+    else: the loader's own checks must answer with a project error or load it); the others are corruptions (any
+    that changes what the file says must raise a project error; only one that says the same may load).
+    Returns how many mutations loaded and how many were refused."""
+    reseal_rng = random.Random(1)  # a stream of its own: the mutations are the ones drawn without it
+    seen = {"loaded": 0, "refused": 0}
+    for _ in range(n):
         mutated, how = _mutate(original, rng)
-        text = json.dumps(mutated)
-        if rng.random() < 0.1:  # sometimes a damaged text, not a damaged structure
+        resealed = isinstance(mutated, dict) and reseal_rng.random() < 0.5
+        text = json.dumps(seal(mutated) if resealed else mutated)
+        damaged = rng.random() < 0.1
+        if damaged:  # sometimes a damaged text, not a damaged structure
             cut = rng.randrange(len(text))
             text = text[:cut] if rng.random() < 0.5 else text[:cut] + rng.choice("]}[{,\":x") + text[cut + 1:]
         write(text)
         try:
             load()
         except MriLensError:
-            pass
+            seen["refused"] += 1
+            continue
         except Exception as e:  # noqa: BLE001 - the assertion below reports it
             pytest.fail(f"mutation {how} of a saved file gave {type(e).__name__}: {e}")
+        seen["loaded"] += 1
+        if not (resealed and not damaged) and not _says_the_same(text, original):
+            pytest.fail(f"mutation {how} of a saved file (a corruption: not sealed again) loaded without an error")
+    return seen
 
 
 def test_fuzzed_files_give_only_project_errors(small_scan, maps, neuron_graph, tmp_path):
+    """Random mutations of real manifests and graph, N2G and index JSON: a corrupted file never loads unless it
+    says the same as the original; a consistent but malformed one gives a project error or loads."""
     rng = random.Random(0)
     scan_dir = small_scan.save(tmp_path / "scan")
     maps_dir = maps.save(tmp_path / "maps")
@@ -499,7 +541,32 @@ def test_fuzzed_files_give_only_project_errors(small_scan, maps, neuron_graph, t
     for path, load, n in targets:
         with open(path, encoding="utf-8") as f:
             original = json.load(f)
-        _fuzz(rng, original, writer(path), load, n)
+        assert SEAL_KEY in original, path  # every one of these files is sealed when written
+        seen = _fuzz(rng, original, writer(path), load, n)
+        assert seen["refused"] > n // 3, (path, seen)  # the mutations do reach the loader's checks
+
+
+def test_a_hand_edited_json_result_is_refused(maps, neuron_graph, small_scan, tmp_path):
+    """One number changed in a graph file, an N2G graph or a manifest: refused (the file's seal), not loaded."""
+    g = ml.mri.write_graph(ml.mri.coactivation_graph(maps, min_weight=1), tmp_path / "g.json")
+    d = json.loads(open(g).read())
+    d["edges"][0]["weight"] = d["edges"][0]["weight"] + 1
+    (tmp_path / "g.json").write_text(json.dumps(d))
+    with pytest.raises(ScanFileError, match="was changed after mri_lens wrote it"):
+        ml.mri.load_graph_json(g)
+    n = neuron_graph.save(tmp_path / "n.json")
+    d = json.loads(open(n).read())
+    d["neuron"] += 1
+    (tmp_path / "n.json").write_text(json.dumps(d))
+    with pytest.raises(ScanFileError, match="was changed after mri_lens wrote it"):
+        ml.n2g.NeuronGraph.load(n)
+    path = small_scan.save(tmp_path / "scan")
+    m = manifest(path)
+    m["meta"]["scan"]["model_id"] = "another model"
+    with open(os.path.join(path, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    with pytest.raises(ScanFileError, match="was changed after mri_lens wrote it"):
+        Scan.load(path)
 
 
 # --------------------------------------------------------------------------------------- kills and races
@@ -663,3 +730,126 @@ def test_two_writers_and_a_reader(small_scan, tmp_path):
     names = os.listdir(path)
     assert not [x for x in names if x.startswith(".tmp-")]
     assert len([x for x in names if x.startswith("v-")]) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_concurrent_saves_into_new_paths_take_turns(tiny, tmp_path):
+    """200 saves at once (4 processes x 10 threads x 5 saves) into 40 new paths under 8 new parent directories,
+    5 saves into each path from several processes: every save succeeds (no foreign exception, no refusal), and
+    every path holds one of the scans saved there, loadable."""
+    import safetensors.numpy  # noqa: F401 - imported before forking
+
+    small_scan = ml.scan(tiny, ["def f(x): return x", "the cat sat", "import os", "a b c d"], layers=[0],
+                         pooling=("mean",), top_k=2, progress=False)  # quick to save 200 times
+
+    root = tmp_path / "new"
+    n_procs, n_threads, n_saves, n_paths = 4, 10, 5, 40
+    target = lambda i: root / f"p{i % 8}" / "q" / f"s{i % n_paths}"  # noqa: E731
+    scans = {i: _variant(small_scan, str(i)) for i in range(n_procs * n_threads * n_saves)}
+    report = tmp_path / "report"
+    report.mkdir()
+    start = time.time() + 1.0  # every process starts saving at once
+
+    def child(c):
+        errors = []
+        barrier = threading.Barrier(n_threads)
+
+        def worker(t):
+            barrier.wait()
+            time.sleep(max(0.0, start - time.time()))
+            for j in range(n_saves):
+                i = (c * n_threads + t) * n_saves + j
+                try:
+                    scans[i].save(target(i))
+                except BaseException as e:  # noqa: BLE001 - every failure is reported
+                    errors.append(f"{i}: {type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        (report / str(c)).write_text("\n".join(errors))
+
+    statuses = []
+    pids = []
+    for c in range(n_procs):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                child(c)
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    for pid in pids:
+        statuses.append(os.waitpid(pid, 0)[1])
+    assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses), statuses
+    errors = [line for c in range(n_procs) for line in (report / str(c)).read_text().splitlines()]
+    assert errors == []
+    for k in range(n_paths):
+        saved_there = {str(i) for i in scans if i % n_paths == k}
+        s = Scan.load(target(k))
+        s.verify()
+        assert s.meta["marker"] in saved_there
+        names = os.listdir(target(k))
+        assert not [x for x in names if x.startswith(".tmp-")]
+        assert len([x for x in names if x.startswith("v-")]) == 1
+    assert not [x for x in os.listdir(root) if x.startswith(".tmp-")]
+
+
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare") or not sys.platform.startswith("linux"):
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
+                            "mount -t tmpfs -o size=64k tmpfs /tmp"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs a user namespace to mount a small tmpfs")
+def test_a_full_disk_is_a_clear_error_naming_the_path(small_scan, tmp_path):
+    """A save onto a full disk (a small tmpfs, mounted in a user namespace): a ScanFileError that names the
+    path and says the disk is full; the result there before is untouched, nothing half-written is left."""
+    import subprocess
+
+    src = small_scan.save(tmp_path / "src")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text("""
+import dataclasses, json, os, sys
+import mri_lens as ml
+from mri_lens.storage.files import write_text_atomic
+src, mnt, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = ml.Scan.load(src)
+small = os.path.join(mnt, "small")
+ml.Scan.load(dataclasses.replace(s, meta={"marker": "old"}).save(small))  # fits once, not twice
+out = {}
+for name, save in (("scan", lambda: s.save(small)),
+                   ("file", lambda: write_text_atomic(os.path.join(mnt, "big.txt"), "x" * size))):
+    try:
+        save()
+        out[name] = "saved"
+    except Exception as e:
+        out[name] = [type(e).__name__, str(e)]
+out["old"] = ml.Scan.load(small).meta["marker"]
+out["left"] = sorted(os.listdir(small)) + sorted(os.listdir(mnt))
+print(json.dumps(out))
+""")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    size = sum(len(v) for v in tree(src).values()) * 3 // 2 // 4096 * 4096  # room for one version, not two
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$3" && exec "$0" "$@"',
+                           sys.executable, str(script), str(src), str(mnt), str(size)],
+                          capture_output=True, text=True, cwd=root, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, path in (("scan", mnt / "small"), ("file", mnt / "big.txt")):
+        kind, message = out[name]
+        assert kind == "ScanFileError" and str(path) in message and "the disk is full" in message, out
+    assert out["old"] == "old"
+    assert [x for x in out["left"] if x.startswith(".tmp-")] == []

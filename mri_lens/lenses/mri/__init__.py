@@ -4,9 +4,10 @@ edge by edge and neuron by neuron, and the separability probe.
 
 One concern per module, each imported in one direction only:
 
-- maps: ``regions`` (the :class:`RegionMaps` estimator) -> ``plots`` (its figures), ``embedding`` (UMAP workers),
-  ``geometry`` (grid, alignment), ``probe`` (separability; re-exported by ``regions``). None of those imports
-  ``regions``: they take the fitted maps as an argument.
+- maps: ``regions`` (the :class:`RegionMaps` estimator and its accessors) -> ``summaries`` (category images,
+  tables, the notebook display), ``plots`` (its figures), ``maps_io`` (save, load), ``embedding`` (UMAP workers),
+  ``geometry`` (grid, alignment); ``probe`` (separability). None of those imports ``regions``: they take the
+  fitted maps as an argument.
 - graph: ``compare`` -> ``coactivation``, ``graph_plot`` -> ``enrichment``; ``metrics``, ``graph_io``; all of them
   -> ``_graph_base`` (file kind, argument checks, count arrays) and ``_stats`` (pure numpy/scipy statistics).
   The graph modules use a map only through its accessors (``layers``, ``activated(layer)``, ``labels``...).

@@ -19,12 +19,13 @@ GRAPH_KIND = "mri_lens.coactivation_graph"
 SCHEMA_VERSION = 1
 
 
-def _check_params(min_weight, top_k, percentile, alpha) -> None:
+def _check_params(min_weight, top_edges, percentile, alpha) -> None:
     if isinstance(min_weight, bool) or not isinstance(min_weight, (int, float, np.integer, np.floating)) \
             or not math.isfinite(min_weight) or min_weight < 0:
         raise GraphError(f"min_weight must be a number >= 0, got {min_weight!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise GraphError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
+    if top_edges is not None and (isinstance(top_edges, bool) or not isinstance(top_edges, (int, np.integer))
+                                  or top_edges < 1):
+        raise GraphError(f"top_edges must be an integer >= 1 or None, got {top_edges!r}")
     if percentile is not None and (not isinstance(percentile, (int, float, np.integer, np.floating))
                                    or not 0 <= percentile <= 100):
         raise GraphError(f"percentile must be a number in [0, 100] or None, got {percentile!r}")

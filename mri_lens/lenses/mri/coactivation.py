@@ -189,7 +189,7 @@ def _pair_dense(left: np.ndarray, right: np.ndarray, bounds: np.ndarray, n_regio
     out = np.zeros((n_blocks, n_regions, n_regions), dtype=np.int64)
     chunk = max(1, min(1 << 16, (1 << 24) // max(n_regions, 1)))  # also bounds the float32 copies' memory
     # The products are small ([R, docs] @ [docs, R]): BLAS threads gain little there and spin badly when the CPU
-    # is shared (measured 30x slower on a busy 2-core machine), so BLAS gets one thread for them.
+    # is shared (bench/RESULTS.md), so BLAS gets one thread for them.
     with _single_blas_thread():
         for k in range(n_blocks):
             for s in range(int(bounds[k]), int(bounds[k + 1]), chunk):
@@ -245,18 +245,7 @@ def coactivation_counts(maps, categories: Sequence[str] | str | None = None) -> 
     """
     import scipy.sparse as sp
 
-    layers = [int(x) for x in maps.layers]
-    if not layers:
-        raise GraphError("the maps have no layers")
-    if any(b <= a for a, b in zip(layers, layers[1:])):
-        raise GraphError(f"maps.layers must be strictly ascending, got {layers}")
-    grid = int(maps.grid)
-    n_regions = int(maps.n_regions)
-    if grid < 1 or n_regions != grid * grid:
-        raise GraphError(f"maps.n_regions ({n_regions}) must equal grid * grid ({grid} * {grid})")
-    n_docs = int(maps.n_docs)
-    if n_docs < 1:
-        raise GraphError("the maps have no documents")
+    layers, grid, n_regions, n_docs = _map_sizes(maps)
     cats, block, sizes = _category_blocks(maps, categories)
     n_blocks = len(cats) + 1
     perm = np.argsort(block, kind="stable")
@@ -299,6 +288,23 @@ def coactivation_counts(maps, categories: Sequence[str] | str | None = None) -> 
         edge_by_category=np.concatenate(e_c) if e_c else cat0)
 
 
+def _map_sizes(maps) -> tuple[list[int], int, int, int]:
+    """``(layers, grid, n_regions, n_docs)`` of fitted maps, checked (:class:`GraphError` naming the problem)."""
+    layers = [int(x) for x in maps.layers]
+    if not layers:
+        raise GraphError("the maps have no layers")
+    if any(b <= a for a, b in zip(layers, layers[1:])):
+        raise GraphError(f"maps.layers must be strictly ascending, got {layers}")
+    grid = int(maps.grid)
+    n_regions = int(maps.n_regions)
+    if grid < 1 or n_regions != grid * grid:
+        raise GraphError(f"maps.n_regions ({n_regions}) must equal grid * grid ({grid} * {grid})")
+    n_docs = int(maps.n_docs)
+    if n_docs < 1:
+        raise GraphError("the maps have no documents")
+    return layers, grid, n_regions, n_docs
+
+
 # --------------------------------------------------------------------------------------------------- trimming
 
 
@@ -316,7 +322,7 @@ def _ranks_within(group: np.ndarray, weight: np.ndarray, other: np.ndarray) -> n
     return ranks
 
 
-def _trim_mask(counts: CoactivationCounts, min_weight, top_k, percentile) -> np.ndarray:
+def _trim_mask(counts: CoactivationCounts, min_weight, top_edges, percentile) -> np.ndarray:
     """Edges kept: each criterion is evaluated on the untrimmed edges and an edge must pass all of them."""
     w = counts.edge_weight
     keep = w >= max(min_weight, 1)
@@ -324,13 +330,13 @@ def _trim_mask(counts: CoactivationCounts, min_weight, top_k, percentile) -> np.
         for t in np.unique(counts.edge_transition):
             sel = counts.edge_transition == t
             keep[sel] &= w[sel] >= np.percentile(w[sel], percentile)
-    if top_k is not None:
+    if top_edges is not None:
         r = counts.n_regions
         src_node = counts.edge_transition * r + counts.edge_source
         dst_node = counts.edge_transition * r + counts.edge_target
         out_rank = _ranks_within(src_node, w, counts.edge_target)
         in_rank = _ranks_within(dst_node, w, counts.edge_source)
-        keep &= (out_rank < top_k) | (in_rank < top_k)
+        keep &= (out_rank < top_edges) | (in_rank < top_edges)
     return keep
 
 
@@ -338,7 +344,7 @@ def _trim_mask(counts: CoactivationCounts, min_weight, top_k, percentile) -> np.
 # --------------------------------------------------------------------------------------------------- graph
 
 
-def coactivation_graph(maps, *, min_weight: float = 1, top_k: int | None = None, percentile: float | None = None,
+def coactivation_graph(maps, *, min_weight: float = 1, top_edges: int | None = None, percentile: float | None = None,
                        categories: Sequence[str] | str | None = None, enrichment: bool = False,
                        alpha: float = 0.05):
     """Build the co-activation graph of a fitted region map (see the module docstring for its attributes).
@@ -352,8 +358,8 @@ def coactivation_graph(maps, *, min_weight: float = 1, top_k: int | None = None,
         See :func:`coactivation_counts`; ``region_neurons(layer, region)`` gives the ``neurons`` attribute.
     min_weight : number >= 0
         Keep edges with at least this many co-activating documents (edges of weight 0 never exist).
-    top_k : int or None
-        Keep an edge only if it is among the ``top_k`` heaviest out-edges of its source or among the ``top_k``
+    top_edges : int or None
+        Keep an edge only if it is among the ``top_edges`` heaviest out-edges of its source or among the ``top_edges``
         heaviest in-edges of its target (ties broken by the other end's region id).
     percentile : float in [0, 100] or None
         Keep an edge only if its weight is at least this percentile (``numpy.percentile``, linear) of the
@@ -374,31 +380,41 @@ def coactivation_graph(maps, *, min_weight: float = 1, top_k: int | None = None,
     """
     import networkx as nx
 
-    _check_params(min_weight, top_k, percentile, alpha)
+    _check_params(min_weight, top_edges, percentile, alpha)
     # Plain Python numbers in g.graph, so every export format can write them.
-    min_weight, top_k, percentile, alpha = (v.item() if isinstance(v, np.generic) else v
-                                            for v in (min_weight, top_k, percentile, alpha))
+    min_weight, top_edges, percentile, alpha = (v.item() if isinstance(v, np.generic) else v
+                                                for v in (min_weight, top_edges, percentile, alpha))
     counts = coactivation_counts(maps, categories)
-    keep = _trim_mask(counts, min_weight, top_k, percentile)
+    keep = _trim_mask(counts, min_weight, top_edges, percentile)
     cats = counts.categories
     layers = counts.layers
     g = nx.DiGraph()
-    from ..._version import __version__
+    from ...version import __version__
 
     g.graph.update({
         "kind": GRAPH_KIND, "schema_version": SCHEMA_VERSION, "mri_lens_version": __version__,
         "layers": list(layers), "grid": counts.grid, "n_regions": counts.n_regions, "n_docs": counts.n_docs,
         "mode": str(getattr(maps, "mode", "")), "categories": list(cats),
         "category_sizes": {c: int(n) for c, n in zip(cats, counts.category_sizes)},
-        "params": {"min_weight": min_weight, "top_k": top_k, "percentile": percentile,
+        "params": {"min_weight": min_weight, "top_edges": top_edges, "percentile": percentile,
                    "categories": None if categories is None else list(cats)},
         "n_edges_untrimmed": int(len(counts.edge_weight)),
     })
-    n_regions = counts.n_regions
     # One tuple object per node, reused by its edges (saves creating and hashing ~2 tuples per edge).
-    ids = [(layer, r) for layer in layers for r in range(n_regions)]
+    ids = [(layer, r) for layer in layers for r in range(counts.n_regions)]
+    _add_nodes(g, maps, counts, ids)
+    _add_edges(g, counts, keep, ids)
+    if enrichment:
+        enrich(g, alpha=alpha)
+    return g
+
+
+def _add_nodes(g, maps, counts: CoactivationCounts, ids: list[tuple[int, int]]) -> None:
+    """Every region of every layer, in (layer, region) order, with its position, neurons and document counts."""
+    n_regions = counts.n_regions
+    cats = counts.categories
     node_keys = ["docs"] + [f"docs_{c}" for c in cats]
-    for li, layer in enumerate(layers):
+    for li, layer in enumerate(counts.layers):
         vals = np.column_stack([counts.node_docs[li], counts.node_by_category[li]]).tolist()
         for r in range(n_regions):
             row, col = divmod(r, counts.grid)
@@ -406,16 +422,19 @@ def coactivation_graph(maps, *, min_weight: float = 1, top_k: int | None = None,
             attrs = {"layer": layer, "region": r, "row": row, "col": col, "neurons": neurons}
             attrs.update(zip(node_keys, vals[r]))
             g.add_node(ids[li * n_regions + r], **attrs)
+
+
+def _add_edges(g, counts: CoactivationCounts, keep: np.ndarray, ids: list[tuple[int, int]]) -> None:
+    """The kept edges (``keep`` ``[n_edges]`` bool), in (source, target) order, with their weights."""
+    n_regions = counts.n_regions
+    cats = counts.categories
     edge_keys = ["weight"] + [f"weight_{c}" for c in cats]
     t = counts.edge_transition[keep]
     src = (t * n_regions + counts.edge_source[keep]).tolist()
     dst = ((t + 1) * n_regions + counts.edge_target[keep]).tolist()
     cols = [counts.edge_weight[keep].tolist()] + [c.tolist() for c in counts.edge_by_category[keep].T]
     # One add_edges_from over a generator, in (source, target) order: successors and predecessors keep that order.
-    # It copies each attribute dict into one of its own (about 0.7 us per edge, ~0.08 s at 110k edges; networkx has
-    # no public bulk path that avoids it: from_dict_of_dicts calls add_edges_from too).
+    # It copies each attribute dict into one of its own (its cost: bench/RESULTS.md; networkx has no public bulk
+    # path that avoids it: from_dict_of_dicts calls add_edges_from too).
     g.add_edges_from((ids[i], ids[j], dict(zip(edge_keys, v))) for i, j, v in zip(src, dst, zip(*cols)))
-    if enrichment:
-        enrich(g, alpha=alpha)
-    return g
 

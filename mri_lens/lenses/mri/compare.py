@@ -18,7 +18,7 @@ from .coactivation import _activated_csr, _category_blocks
 from .graph_plot import _NONE, _colour
 
 if TYPE_CHECKING:
-    from ...results.scan import Scan
+    from ...results import Scan
 
 __all__ = ["CategoryComparison", "compare_categories", "category_differences", "category_difference_figure"]
 

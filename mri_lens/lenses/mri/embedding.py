@@ -24,8 +24,8 @@ def exact_knn(points: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray
     ``[n_points, n_features] -> (indices int32 [n_points, k], distances float32 [n_points, k])``.
 
     Blockwise matrix products (float64), ties broken by index. Written here rather than left to umap-learn because
-    its nearest-neighbour code is JIT-compiled on first use in every process (about 4 s per worker on these
-    machines), which cost more than the search itself for maps of a few thousand points.
+    its nearest-neighbour code is JIT-compiled on first use in every process, which cost more than the search
+    itself for maps of a few thousand points (bench/RESULTS.md).
     """
     x = np.asarray(points, dtype=np.float64)
     sq = (x ** 2).sum(1)
@@ -53,12 +53,12 @@ def _import_umap():
     """umap-learn, with numba's on-disk cache turned on for its own jitted functions.
 
     pynndescent caches its numba code, but umap-learn's module-level functions (fuzzy simplicial set, layout
-    optimisation, ...) are not marked ``cache=True``, so every new process compiled them again: ~4.5 s before each
-    map worker's first map (measured: a 1536-point map's first fit 6.3 s -> 1.5 s in a new process once cached;
-    the coordinates are identical). ``Dispatcher.enable_caching`` is what ``cache=True`` does at decoration time.
+    optimisation, ...) are not marked ``cache=True``, so every new process compiled them again before its first
+    map (a new process's first fit is several times faster once they are cached, with identical coordinates:
+    bench/RESULTS.md). ``Dispatcher.enable_caching`` is what ``cache=True`` does at decoration time.
     """
     if "umap" not in sys.modules:
-        # The first import in a fresh environment compiles and caches numba code (~15 s of CPU): parallel workers
+        # The first import in a fresh environment compiles and caches numba code (seconds of CPU): parallel workers
         # take turns, so one compiles and the others load its cache.
         with interprocess_lock("umap-import"):
             import umap  # noqa: F401 - the first import, under the lock
@@ -111,8 +111,8 @@ def _warm_task(seed: int) -> int:
 
 def compile_umap() -> None:
     """Import umap-learn and embed a small random cloud once in this process, so numba compiles umap-learn's and
-    pynndescent's code and caches it on disk (~20 s of CPU in a new environment; later processes, the map workers
-    included, load it: see :func:`_import_umap`)."""
+    pynndescent's code and caches it on disk (the slow part of a first run in a new environment; later processes,
+    the map workers included, load it: see :func:`_import_umap`)."""
     _warm_task(0)
 
 
@@ -120,10 +120,10 @@ def warm_up(n_jobs: int = -1, n_layers: int = 64):
     """Start the worker processes that :meth:`RegionMaps.fit` uses and JIT-compile umap-learn in them, in a
     background thread; returns the thread (``join()`` it to wait).
 
-    A fresh worker spends ~2 s importing umap-learn and loading its cached numba code before its first map (much
-    longer before ``mri-lens compile`` has cached it); calling this before a long scan overlaps that with the scan
-    (``mri-lens demo`` does: maps 7-8 s -> 3 s). The workers are joblib's reusable loky workers, so a later ``fit``
-    with the same ``n_jobs`` finds them ready.
+    A fresh worker spends seconds importing umap-learn and loading its cached numba code before its first map
+    (much longer before ``mri-lens compile`` has cached it); calling this before a long scan overlaps that with the
+    scan (``mri-lens demo`` does; bench/RESULTS.md has the timings). The workers are joblib's reusable loky
+    workers, so a later ``fit`` with the same ``n_jobs`` finds them ready.
     """
     import threading
 
@@ -142,7 +142,7 @@ def warm_up(n_jobs: int = -1, n_layers: int = 64):
 
 
 def embed_layers(points: Iterable[np.ndarray], n_neighbors: int, min_dist: float, n_epochs: int | None,
-                 seed: int, *, n_jobs: int | None = -1, progress: bool = False,
+                 seed: int, *, n_jobs: int | None = -1, progress: bool = True,
                  n_layers: int | None = None) -> list[np.ndarray]:
     """One UMAP map per layer: ``L x [n_points, n_features] -> L x [n_points, 2]`` float32, in the order given.
 

@@ -1,7 +1,7 @@
 """Enrichment of a co-activation graph's nodes and edges in each category: one-vs-rest one-sided Fisher exact tests
 (the hypergeometric upper tail, vectorised), Benjamini-Hochberg q-values per category over the graph's nodes and,
-separately, its edges, and the ``enriched_for`` category. Also the colour class of a node or edge (enriched
-category, shared, none) that the graph figure draws. Reads and writes only the graph's attributes."""
+separately, its edges, and the ``enriched_for`` category (the graph figure colours by it). Reads and writes only
+the graph's attributes."""
 
 from __future__ import annotations
 
@@ -99,25 +99,7 @@ def enrich(g, *, alpha: float = 0.05, categories: Sequence[str] | str | None = N
     return g
 
 
-# --------------------------------------------------------------------------------------------------- node/edge classes
-
-
-def _classes(total, by, sizes, n_docs, q_stored, alpha):
-    """Colour class per row: category index when enriched for it (or carrying only its documents), H = shared
-    by several highlighted categories, H + 1 = none of them."""
-    h = by.shape[1]
-    if q_stored is not None:
-        p, q = q_stored
-    else:
-        p, q = _enrichment(total, by, sizes, n_docs)
-    best = _best_category(p, q, alpha)
-    present = by > 0
-    n_present = present.sum(1)
-    cls = np.where(n_present >= 2, h, h + 1)
-    only = n_present == 1
-    cls[only] = np.argmax(present[only], axis=1)
-    cls[best >= 0] = best[best >= 0]
-    return cls
+# --------------------------------------------------------------------------------------------------- stored values
 
 
 def _stored_pq(items_attrs, cats):

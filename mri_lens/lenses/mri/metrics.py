@@ -91,10 +91,44 @@ def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -
     -------
     GraphMetrics
     """
-    import networkx as nx
     import pandas as pd
 
     cats = list(g.graph.get("categories", []))
+    node_df, clus, k = _node_table(g, cats, betweenness_sources, seed)
+    layer_df = _layer_table(g, node_df)
+    summary_df = pd.DataFrame({"value": pd.Series(_summary(g, node_df, clus, k), dtype=object)})
+    cat_df, pair_df = _category_tables(g, cats) if cats else (None, None)
+    return GraphMetrics(layers=layer_df, nodes=node_df, summary=summary_df, categories=cat_df,
+                        category_pairs=pair_df)
+
+
+def _betweenness_sources(n: int, m: int, requested: int | None) -> int | None:
+    """Sampled sources for betweenness on ``n`` nodes and ``m`` edges (None: exact)."""
+    k = requested
+    if k is None and n * m > _EXACT_BETWEENNESS_BUDGET:
+        k = max(1, int(_EXACT_BETWEENNESS_BUDGET / max(m, 1)))
+    if k is not None and k >= n:
+        k = None
+    return k
+
+
+def _clustering(g, nodes: list) -> dict:
+    """Clustering of each node on the undirected projection (zero without computing it for a layered graph)."""
+    import networkx as nx
+
+    if _layered(g):
+        return {u: 0.0 for u in nodes}
+    und = nx.Graph()  # the undirected projection without attributes (g.to_undirected() deep-copies every attribute)
+    und.add_nodes_from(nodes)
+    und.add_edges_from(g.edges)
+    return nx.clustering(und)
+
+
+def _node_table(g, cats: list[str], betweenness_sources: int | None, seed: int):
+    """``(one row per node [n_nodes rows], clustering per node, betweenness sources used or None)``."""
+    import networkx as nx
+    import pandas as pd
+
     nodes = list(g.nodes)
     n, m = g.number_of_nodes(), g.number_of_edges()
     in_deg = dict(g.in_degree())
@@ -104,21 +138,11 @@ def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -
     deg_c = nx.degree_centrality(g) if n > 1 else {u: 0.0 for u in nodes}
     in_c = nx.in_degree_centrality(g) if n > 1 else {u: 0.0 for u in nodes}
     out_c = nx.out_degree_centrality(g) if n > 1 else {u: 0.0 for u in nodes}
-    k = betweenness_sources
-    if k is None and n * m > _EXACT_BETWEENNESS_BUDGET:
-        k = max(1, int(_EXACT_BETWEENNESS_BUDGET / max(m, 1)))
-    if k is not None and k >= n:
-        k = None
+    k = _betweenness_sources(n, m, betweenness_sources)
     btw = nx.betweenness_centrality(g, k=k, seed=seed if k is not None else None,
                                     weight=lambda u, v, d: 1.0 / d["weight"] if d.get("weight") else math.inf)
     pr = nx.pagerank(g, weight="weight") if n else {}
-    if _layered(g):
-        clus = {u: 0.0 for u in nodes}
-    else:  # the undirected projection without attributes (g.to_undirected() deep-copies every attribute)
-        und = nx.Graph()
-        und.add_nodes_from(nodes)
-        und.add_edges_from(g.edges)
-        clus = nx.clustering(und)
+    clus = _clustering(g, nodes)
     rows = []
     for u in nodes:
         d = g.nodes[u]
@@ -130,9 +154,15 @@ def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -
                     "out_degree_centrality": out_c[u], "betweenness": btw[u], "pagerank": pr[u],
                     "clustering": clus[u]})
         rows.append(row)
-    node_df = pd.DataFrame(rows)
+    return pd.DataFrame(rows), clus, k
 
-    layers = list(g.graph.get("layers") or sorted(node_df["layer"].unique()) if n else [])
+
+def _layer_table(g, node_df):
+    """One row per layer ``[n_layers rows]``: nodes, active nodes, edges to the next layer, their density and
+    degree / strength statistics."""
+    import pandas as pd
+
+    layers = list(g.graph.get("layers") or sorted(node_df["layer"].unique()) if g.number_of_nodes() else [])
     lrows = []
     for i, layer in enumerate(layers):
         sub = node_df[node_df["layer"] == layer]
@@ -149,11 +179,17 @@ def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -
             row[f"{col}_std"] = float(v.std()) if len(v) else float("nan")
             row[f"{col}_max"] = float(v.max()) if len(v) else float("nan")
         lrows.append(row)
-    layer_df = pd.DataFrame(lrows)
+    return pd.DataFrame(lrows)
 
+
+def _summary(g, node_df, clus: dict, k: int | None) -> dict[str, Any]:
+    """Graph-level values by metric name."""
+    import networkx as nx
+
+    n, m = g.number_of_nodes(), g.number_of_edges()
     weights = np.array([d.get("weight", 0) for _, _, d in g.edges(data=True)], dtype=np.float64)
     wcc = list(nx.weakly_connected_components(g)) if n else []
-    summary = {
+    return {
         "nodes": n, "edges": m, "active_nodes": int((node_df["docs"] > 0).sum()) if n else 0,
         "density": nx.density(g) if n > 1 else 0.0, "total_weight": float(weights.sum()),
         "mean_weight": float(weights.mean()) if m else float("nan"),
@@ -162,28 +198,28 @@ def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -
         "average_clustering_undirected": float(np.mean(list(clus.values()))) if n else 0.0,
         "betweenness_sources": "all" if k is None else k, "n_docs": g.graph.get("n_docs"),
     }
-    summary_df = pd.DataFrame({"value": pd.Series(summary, dtype=object)})
 
-    cat_df = pair_df = None
-    if cats:
-        _, e_total, e_by = _edge_arrays(g, cats)
-        _, n_total, n_by = _node_arrays(g, cats)
-        alpha = g.graph.get("enrichment", {}).get("alpha")
-        crow = []
-        for j, c in enumerate(cats):
-            row = {"category": c, "docs": g.graph.get("category_sizes", {}).get(c),
-                   "active_nodes": int((n_by[:, j] > 0).sum()), "edges": int((e_by[:, j] > 0).sum()),
-                   "total_weight": int(e_by[:, j].sum())}
-            if alpha is not None and c in g.graph["enrichment"].get("categories", []):
-                row["enriched_nodes"] = sum(1 for u in nodes if g.nodes[u].get(f"q_{c}", 1.0) < alpha)
-                row["enriched_edges"] = sum(1 for *_, d in g.edges(data=True) if d.get(f"q_{c}", 1.0) < alpha)
-            crow.append(row)
-        cat_df = pd.DataFrame(crow)
-        prow = []
-        for a in range(len(cats)):
-            for b in range(a + 1, len(cats)):
-                prow.append({"a": cats[a], "b": cats[b], **_pair_stats(e_by[:, a], e_by[:, b])})
-        pair_df = pd.DataFrame(prow, columns=["a", "b", "edges_a", "edges_b", "edges_union", "jaccard", "pearson",
-                                              "spearman"])
-    return GraphMetrics(layers=layer_df, nodes=node_df, summary=summary_df, categories=cat_df,
-                        category_pairs=pair_df)
+
+def _category_tables(g, cats: list[str]):
+    """``(one row per category, one row per pair of categories)`` as DataFrames."""
+    import pandas as pd
+
+    _, _, e_by = _edge_arrays(g, cats)
+    _, _, n_by = _node_arrays(g, cats)
+    alpha = g.graph.get("enrichment", {}).get("alpha")
+    crow = []
+    for j, c in enumerate(cats):
+        row = {"category": c, "docs": g.graph.get("category_sizes", {}).get(c),
+               "active_nodes": int((n_by[:, j] > 0).sum()), "edges": int((e_by[:, j] > 0).sum()),
+               "total_weight": int(e_by[:, j].sum())}
+        if alpha is not None and c in g.graph["enrichment"].get("categories", []):
+            row["enriched_nodes"] = sum(1 for u in g.nodes if g.nodes[u].get(f"q_{c}", 1.0) < alpha)
+            row["enriched_edges"] = sum(1 for *_, d in g.edges(data=True) if d.get(f"q_{c}", 1.0) < alpha)
+        crow.append(row)
+    prow = []
+    for a in range(len(cats)):
+        for b in range(a + 1, len(cats)):
+            prow.append({"a": cats[a], "b": cats[b], **_pair_stats(e_by[:, a], e_by[:, b])})
+    pair_df = pd.DataFrame(prow, columns=["a", "b", "edges_a", "edges_b", "edges_union", "jaccard", "pearson",
+                                          "spearman"])
+    return pd.DataFrame(crow), pair_df

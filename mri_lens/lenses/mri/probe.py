@@ -12,15 +12,15 @@ from ...errors import ScanError
 __all__ = ["separability"]
 
 
-def separability(maps: "RegionMaps", scan, *, cv: int = 5, seed: int = 0, C: float = 0.1, max_iter: int = 2000):
+def separability(maps, scan, *, cv: int = 5, seed: int = 0, C: float = 0.1, max_iter: int = 2000):
     """How much category information the region maps keep: a cross-validated logistic-regression probe per layer
     on the region activations ``[n_docs, n_regions]`` against the same layer's raw pooled neurons
     ``[n_docs, d_mlp]``.
 
     Each fold standardises its features and fits the probe on its training documents only (scikit-learn
     ``Pipeline`` inside ``cross_val_score``); folds are stratified and seeded. The probe is L2-regularised logistic
-    regression (``C``; liblinear, solved in the dual when there are more features than documents: several times
-    faster than lbfgs on 1536 neurons x 900 documents, same or better held-out accuracy). Scores are balanced
+    regression (``C``; liblinear, solved in the dual when there are more features than documents: faster than
+    lbfgs at the same or better held-out accuracy, bench/RESULTS.md). Scores are balanced
     accuracy (chance = 1 / n_categories whatever the class sizes). Returns a pandas DataFrame, one row per layer.
     """
     import pandas as pd

@@ -34,30 +34,25 @@ neuron in the previous layer (weighted by that correlation); in documents mode t
 Layers are fitted in parallel across processes (``n_jobs``); umap-learn is single-threaded once a seed is set.
 With the same scan and seed every map is identical; a different seed moves points and so region boundaries (see
 ``bench/RESULTS.md`` for how much the region assignments and enrichment results vary between seeds).
+
+This module holds the estimator (parameters, :meth:`RegionMaps.fit`, the fitted ``*_`` arrays and the accessors
+the other lenses read); beside it, each taking the fitted maps: :mod:`.summaries` (category images, tables, the
+notebook display), :mod:`.plots` (figures), :mod:`.maps_io` (save, load), :mod:`.probe` (separability).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any, Sequence
 
 import numpy as np
 
-from ...storage.write import load_dir, save_dir
 from ...data.corpus import check_categories
-from ...errors import ScanError, ScanFileError
-from . import plots
-from .embedding import compile_umap, embed_layers, warm_up
+from ...errors import ScanError
+from . import maps_io, plots, summaries
+from .embedding import embed_layers
 from .geometry import _cells, _grid_edges, _normalise, _procrustes, standardise
-from .probe import separability
 
-# compile_umap, warm_up, separability and standardise live beside the estimator, in one module each; they are
-# imported here too so that ``ml.mri.regions.warm_up()`` and the like keep working.
-
-__all__ = ["RegionMaps", "compile_umap", "separability", "warm_up"]
-
-MAPS_FORMAT = "mri_lens.region_maps"
-MAPS_SCHEMA = 2  # 2: versioned data directory (schema 1 still loads)
+__all__ = ["RegionMaps"]
 
 
 class _hybridmethod:
@@ -69,7 +64,7 @@ class _hybridmethod:
 
     def __get__(self, obj, cls):
         if obj is None:
-            def build_and_fit(scan, *args, layers=None, progress=False, **params):
+            def build_and_fit(scan, *args, layers=None, progress=True, **params):
                 return cls(**params).fit(scan, *args, layers=layers, progress=progress)
             build_and_fit.__doc__ = self.func.__doc__
             return build_and_fit
@@ -91,9 +86,8 @@ class RegionMaps:
     threshold: z-score (default 1.0) or quantile (default 0.9) of the rule.
     n_neighbors, min_dist, n_epochs: UMAP's parameters. Distances are Euclidean on z-scored features, which
         orders pairs of neurons exactly as their correlation over documents does; neighbours are exact.
-        ``n_epochs=200`` is umap-learn's own choice for large datasets; its 500 for small ones (``None``) doubled
-        the maps' time on MiniLM-L6 (1536 neurons) and changed the regions found enriched by about 10 %, no more
-        than a different seed does (bench/RESULTS.md).
+        ``n_epochs=200`` is umap-learn's own choice for large datasets; its 500 for small ones (``None``) made the
+        maps slower and changed the regions found enriched no more than a different seed does (bench/RESULTS.md).
     seed: UMAP's ``random_state``; the same seed and scan give identical maps.
     n_jobs: worker processes for the per-layer fits (-1: one per core, at most one per layer; 1: sequential).
 
@@ -163,8 +157,9 @@ class RegionMaps:
 
     # ------------------------------------------------------------------ fit
     @_hybridmethod
-    def fit(self, scan, layers: Sequence[int] | None = None, *, progress: bool = False) -> "RegionMaps":
+    def fit(self, scan, layers: Sequence[int] | None = None, *, progress: bool = True) -> "RegionMaps":
         """Fit the maps of ``scan`` (every scanned layer, or the model layer numbers ``layers``). Returns self.
+        ``progress``: a progress bar over the layers (``tqdm.auto``: a widget in a notebook, text elsewhere).
 
         Call it on the class with the parameters as keywords (``RegionMaps.fit(scan, grid=10, seed=0)``) or on an
         instance (``RegionMaps(grid=10).fit(scan)``).
@@ -200,9 +195,15 @@ class RegionMaps:
         coords = embed_layers(points, self.n_neighbors, self.min_dist, self.n_epochs, self.seed, n_jobs=self.n_jobs,
                               progress=progress, n_layers=len(layers))
         coords = [_normalise(c.astype(np.float64)) for c in coords]
+        self._place(coords, map(z_of, layers), n_points)
+        return self
 
+    def _place(self, coords: list[np.ndarray], zs, n_points: int) -> None:
+        """Align each layer's map ``coords[i]`` ``[n_points, 2]`` onto the previous one, cut it into the grid and
+        activate its regions; ``zs`` yields each layer's z-scores ``[n_docs, d_mlp]`` in order. Sets every fitted
+        array."""
         g, R = self.grid, self.grid * self.grid
-        L = len(layers)
+        L, n_docs, d = len(self.layers_), self.n_docs_, self.d_mlp_
         self.cell_ = np.zeros((L, n_points), np.int32)
         self.x_edges_ = np.zeros((L, g + 1))
         self.y_edges_ = np.zeros((L, g + 1))
@@ -213,8 +214,7 @@ class RegionMaps:
         k = len(self.label_names_) if with_means else 0
         means = np.zeros((L, k, d), np.float32) if with_means else None
         z_prev = None
-        for i, l in enumerate(layers):
-            z = z_of(l)
+        for i, z in enumerate(zs):
             if self.align and i > 0:
                 src, w = self._correspondence(z, z_prev)
                 coords[i] = coords[i] @ _procrustes(coords[i], coords[i - 1][src], w)
@@ -230,7 +230,6 @@ class RegionMaps:
             z_prev = z
         self.coords_ = np.stack(coords).astype(np.float32)
         self.neuron_category_means_ = means
-        return self
 
     def _correspondence(self, z_cur: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each point of this layer: the matching point of the previous layer and a weight ``[n_points]``."""
@@ -331,27 +330,6 @@ class RegionMaps:
         docs = np.flatnonzero(self.activated_[li, :, region])
         return docs[np.argsort(-self.region_act_[li, docs, region], kind="stable")]
 
-    def document_regions(self, layer: int | None = None):
-        """Which regions each document activates, as a long pandas DataFrame (doc, label, layer, region, row, col,
-        activation); all layers by default."""
-        import pandas as pd
-
-        self._check_fitted()
-        frames = []
-        for l in (self.layers_ if layer is None else [layer]):
-            li = self.layer_index(l)
-            docs, regs = np.nonzero(self.activated_[li])
-            frames.append(pd.DataFrame({
-                "doc": docs, "label": self._label_strings(docs), "layer": l, "region": regs,
-                "row": regs // self.grid, "col": regs % self.grid,
-                "activation": self.region_act_[li, docs, regs]}))
-        return pd.concat(frames, ignore_index=True)
-
-    def _label_strings(self, docs: np.ndarray) -> list[str | None]:
-        if self.labels_ is None:
-            return [None] * len(docs)
-        return [self.label_names_[c] for c in self.labels_[docs]]
-
     def _check_region(self, region: int) -> None:
         if not 0 <= int(region) < self.n_regions:
             raise ValueError(f"region must be in 0..{self.n_regions - 1}, got {region}")
@@ -361,8 +339,9 @@ class RegionMaps:
         li = self.layer_index(layer)
         return np.bincount(self.cell_[li], minlength=self.n_regions)
 
-    # ------------------------------------------------------------------ category summaries
     def _category_masks(self, categories: Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
+        """``(category, documents [n_docs] bool)`` for each of ``categories`` (default: all; "all documents" for
+        unlabelled maps), the names checked against the maps' labels."""
         if self.labels_ is None:
             if categories:
                 raise ScanError("these maps have no labels: the scan's corpus was unlabelled")
@@ -372,54 +351,30 @@ class RegionMaps:
         check_categories(cats, names, "the maps")
         return [(c, self.labels_ == names.index(c)) for c in cats]
 
-    def _category_images(self, values: np.ndarray, layer: int, categories) -> dict[str, np.ndarray]:
-        """Mean of ``values`` ``[n_docs, n_regions]`` over each category's documents, as ``[grid, grid]`` images
-        with NaN for regions with no points."""
-        empty = self.region_sizes(layer) == 0
-        out = {}
-        for name, m in self._category_masks(categories):
-            v = values[m].mean(0) if m.any() else np.zeros(self.n_regions)
-            out[name] = np.where(empty, np.nan, v).reshape(self.grid, self.grid)
-        return out
-
+    # ------------------------------------------------------------------ summaries (computed in summaries.py)
     def category_fractions(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Fraction of each category's documents activating each region ``{category: [grid, grid]}``
         (NaN for regions with no points)."""
-        return self._category_images(self.activated(layer), layer, categories)
+        return summaries.category_fractions(self, layer, categories)
 
     def category_mean_activation(self, layer: int, categories: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Mean region activation over each category's documents ``{category: [grid, grid]}``."""
-        return self._category_images(self.region_activation(layer), layer, categories)
+        return summaries.category_mean_activation(self, layer, categories)
 
     def log_odds(self, layer: int, a: str, b: str) -> np.ndarray:
         """Log odds ratio (natural log, 0.5 added to every cell of the 2 x 2 table) that a document of ``a`` rather
         than ``b`` activates each region ``[grid, grid]`` (NaN for regions with no points)."""
-        li = self.layer_index(layer)
-        (_, ma), (_, mb) = self._category_masks([a, b])
-        act = self.activated_[li]
-        ka, kb = act[ma].sum(0) + 0.5, act[mb].sum(0) + 0.5
-        na, nb = ma.sum() + 1.0, mb.sum() + 1.0
-        lo = np.log(ka / (na - ka)) - np.log(kb / (nb - kb))
-        return np.where(self.region_sizes(layer) == 0, np.nan, lo).reshape(self.grid, self.grid)
+        return summaries.log_odds(self, layer, a, b)
+
+    def document_regions(self, layer: int | None = None):
+        """Which regions each document activates, as a long pandas DataFrame (doc, label, layer, region, row, col,
+        activation); all layers by default."""
+        return summaries.document_regions(self, layer)
 
     def regions(self, layer: int | None = None):
         """One row per (layer, region): position, size, threshold and the fraction of each category's documents
         that activate it (pandas DataFrame)."""
-        import pandas as pd
-
-        self._check_fitted()
-        rows = []
-        for l in (self.layers_ if layer is None else [layer]):
-            li = self.layer_index(l)
-            sizes = self.region_sizes(l)
-            fr = {k: v.ravel() for k, v in self.category_fractions(l).items()}
-            for r in range(self.n_regions):
-                row = {"layer": l, "region": r, "row": r // self.grid, "col": r % self.grid,
-                       "n_points": int(sizes[r]), "threshold": float(self.thresholds_[li, r]),
-                       "n_docs_active": int(self.activated_[li, :, r].sum())}
-                row.update({f"frac_{k}": float(v[r]) for k, v in fr.items()})
-                rows.append(row)
-        return pd.DataFrame(rows)
+        return summaries.regions_table(self, layer)
 
     # ------------------------------------------------------------------ figures (plotly; drawn in plots.py)
     def figure(self, layer: int, categories: Sequence[str] | None = None, *, value: str = "fraction"):
@@ -439,7 +394,7 @@ class RegionMaps:
         one row per category (fraction of its documents activating each region). Returns a plotly Figure."""
         return plots.small_multiples(self, categories, value=value)
 
-    # ------------------------------------------------------------------ display, save, load
+    # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         if not hasattr(self, "coords_"):
             return f"RegionMaps(grid={self.grid}, mode={self.mode!r}, not fitted)"
@@ -448,88 +403,18 @@ class RegionMaps:
                 f"points/layer={self.coords_.shape[1]}, rule={rule}, seed={self.seed})")
 
     def _repr_html_(self) -> str:
-        if not hasattr(self, "coords_"):
-            return html.escape(repr(self))
-        rows = []
-        for i, l in enumerate(self.layers_):
-            sizes = np.bincount(self.cell_[i], minlength=self.n_regions)
-            act = self.activated_[i]
-            rows.append(f"<tr><td>{l}</td><td>{int((sizes > 0).sum())}/{self.n_regions}</td>"
-                        f"<td>{int(sizes.max())}</td><td>{act.mean():.3f}</td><td>{act.sum(1).mean():.1f}</td></tr>")
-        return (f"<div><b>{html.escape(repr(self))}</b><table><tr><th>layer</th><th>non-empty regions</th>"
-                f"<th>largest region</th><th>fraction (doc, region) active</th><th>regions per doc</th></tr>"
-                f"{''.join(rows)}</table><i>maps.figure(layer), maps.scatter(layer), maps.small_multiples()</i></div>")
+        return summaries.maps_html(self)
 
+    # ------------------------------------------------------------------ save, load (in maps_io.py)
     def save(self, path, *, overwrite: bool = False) -> str:
         """Write to directory ``path`` atomically (safetensors + JSON manifest). Returns the absolute path.
 
         Replaces only saved region maps; anything else at ``path`` is refused unless ``overwrite=True`` (which
         never removes files mri_lens did not write). A kill at any instant leaves the old or the new maps.
         """
-        self._check_fitted()
-        arrays = {"coords": self.coords_, "cell": self.cell_, "x_edges": self.x_edges_, "y_edges": self.y_edges_,
-                  "region_act": self.region_act_, "thresholds": np.where(np.isfinite(self.thresholds_),
-                                                                         self.thresholds_, np.nan),
-                  "activated": self.activated_.astype(np.uint8)}
-        if self.labels_ is not None:
-            arrays["labels"] = self.labels_
-        if self.neuron_category_means_ is not None:
-            arrays["neuron_category_means"] = self.neuron_category_means_
-        params = self.get_params()
-        meta = {"params": params, "layers": self.layers_, "label_names": self.label_names_, "n_docs": self.n_docs_,
-                "d_mlp": self.d_mlp_, "scan": self.scan_meta_}
-        return save_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA, arrays=arrays, meta=meta, overwrite=overwrite)
+        return maps_io.save_maps(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "RegionMaps":
         """Read a directory written by :meth:`save` (validated: format, checksums, shapes)."""
-        arrays, meta, _ = load_dir(path, fmt=MAPS_FORMAT, schema=MAPS_SCHEMA)
-        try:
-            params = meta["params"]
-            if not isinstance(params, dict) or not set(params) <= set(cls().get_params()):
-                raise ValueError("params")
-            self = cls(**params)
-            self._check_params()
-            layers, names = meta["layers"], meta["label_names"]
-            if not isinstance(layers, list) or not all(isinstance(l, int) and not isinstance(l, bool) and l >= 0
-                                                       for l in layers) or len(set(layers)) != len(layers):
-                raise ValueError("layers")
-            if names is not None and (not isinstance(names, list) or not all(isinstance(x, str) for x in names)):
-                raise ValueError("label_names")
-            for key in ("n_docs", "d_mlp"):
-                if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
-                    raise ValueError(key)
-            self.layers_ = [int(l) for l in layers]
-            self.label_names_ = names
-            self.n_docs_ = int(meta["n_docs"])
-            self.d_mlp_ = int(meta["d_mlp"])
-            self.scan_meta_ = meta.get("scan", {})
-            if not isinstance(self.scan_meta_, dict):
-                raise ValueError("scan")
-            self.coords_, self.cell_ = arrays["coords"], arrays["cell"]
-            self.x_edges_, self.y_edges_ = arrays["x_edges"], arrays["y_edges"]
-            self.region_act_ = arrays["region_act"]
-            t = arrays["thresholds"]
-            self.thresholds_ = np.where(np.isnan(t), np.inf, t)
-            self.activated_ = arrays["activated"].astype(bool)
-            self.labels_ = arrays.get("labels")
-            if self.labels_ is not None:
-                self.labels_ = self.labels_.astype(np.int64)
-            self.neuron_category_means_ = arrays.get("neuron_category_means")
-            L, g2 = len(self.layers_), self.grid * self.grid
-            n_pts = self.d_mlp_ if self.mode == "neurons" else self.n_docs_
-            ok = (self.coords_.shape == (L, n_pts, 2) and self.cell_.shape == (L, n_pts)
-                  and self.cell_.dtype.kind in "iu" and int(self.cell_.min(initial=0)) >= 0
-                  and self.region_act_.shape == (L, self.n_docs_, g2)
-                  and self.activated_.shape == (L, self.n_docs_, g2)
-                  and self.x_edges_.shape == (L, self.grid + 1) and self.y_edges_.shape == (L, self.grid + 1)
-                  and t.shape[:1] == (L,) and int(self.cell_.max(initial=0)) < g2
-                  and (self.labels_ is None or (len(self.labels_) == self.n_docs_ and names is not None
-                                                and (not self.labels_.size or (self.labels_.min() >= 0 and
-                                                     self.labels_.max() < len(names))))))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ScanFileError(f"{path} is not consistent saved region maps: {type(e).__name__} {e}") from None
-        if not ok:
-            raise ScanFileError(f"{path} is not consistent saved region maps: array shapes disagree")
-        return self
-
+        return maps_io.load_maps(cls, path)

@@ -16,8 +16,8 @@ class N2GConfig:
     Defaults are the paper's, except the pruning window: the paper adds context one token at a time and its pruned
     example ends at the key token, while ``prune_step=5``, ``prune_max_context=30`` and ``post_context=5`` are the
     reference code's choices. A comparison against that reference code (same splits, augmentation off) agreed on
-    ~98% of held-out tokens, the rest explained by the reference rescaling window activations and cutting
-    post-context at sentence ends.
+    nearly all held-out tokens (bench/RESULTS.md), the rest explained by the reference rescaling window activations
+    and cutting post-context at sentence ends.
 
     Attributes
     ----------

@@ -10,7 +10,7 @@ F1: it is counted (``no_firing_test_token``), never silently dropped.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -186,16 +186,35 @@ def _mean(vals: Iterable[Any]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def summary_table(graphs: Iterable[Any]):
+def _graphs_of(graphs: Any) -> Iterator[Any]:
+    """Every graph in ``graphs``: graphs, or a mapping of them (what ``explain_layer`` returns, ``{neuron: graph}``,
+    or ``{(layer, neuron): graph}``), or an iterable of such mappings (several layers)."""
+    from collections.abc import Mapping
+
+    if isinstance(graphs, Mapping):
+        graphs = graphs.values()
+    for g in graphs:
+        if isinstance(g, Mapping):
+            yield from _graphs_of(g)
+        elif hasattr(g, "scores") and hasattr(g, "layer"):
+            yield g
+        else:
+            raise TypeError(f"summary_table takes neuron graphs or mappings of them (what explain_layer returns), "
+                            f"got a {type(g).__name__}")
+
+
+def summary_table(graphs: Any):
     """Per-layer means (over neurons with a defined value) like the paper's table: a pandas DataFrame.
 
-    Columns per method (``n2g``, ``token``, ``ngram``): firing precision / recall / F1, non-firing F1 and the
-    pooled correlation; plus the number of neurons and of neurons with no firing held-out token.
+    ``graphs``: neuron graphs, or what :func:`~mri_lens.lenses.n2g.explain_layer` returns (``{neuron: graph}``), a
+    ``{(layer, neuron): graph}`` mapping, or several of those (one per layer). Columns per method (``n2g``,
+    ``token``, ``ngram``): firing precision / recall / F1, non-firing F1 and the pooled correlation; plus the number
+    of neurons and of neurons with no firing held-out token. Graphs never scored are left out.
     """
     import pandas as pd
 
     by_layer: dict[int, list[Any]] = {}
-    for g in graphs:
+    for g in _graphs_of(graphs):
         if g.scores:
             by_layer.setdefault(g.layer, []).append(g.scores)
     rows = []

@@ -101,6 +101,8 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
         N2G output directory (its ``manifest.json`` says so); anything else is refused before any fitting
         unless ``overwrite=True`` (files mri_lens did not write are never removed).
     min_activation: neurons whose top activation is not above this are skipped as dead.
+    progress: a progress bar in neurons (:class:`_NeuronBar`: it moves neuron by neuron inside a chunk, whose
+        neurons share every forward pass; on Ray, chunk by chunk).
     engine: ``"local"`` or ``"ray"``: the same chunks of neurons fitted on an actor pool of model replicas
         (:mod:`mri_lens.scanning.ray_engine`; ``model`` a model spec and ``scan`` saved on disk, a path or a loaded
         scan), with the same graphs as here (each chunk is computed exactly as in one process).
@@ -113,7 +115,6 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     from tqdm.auto import tqdm
 
     from ...model.adapter import as_adapter
-    from ...model.capture import get_backend
 
     cfg = config or N2GConfig()
     if engine not in ("local", "ray"):
@@ -126,6 +127,34 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     check_causal(adapter)
     li = scan.layer_index(layer)
     layer = int(layer)
+    ids = _checked_neurons(adapter, scan, neurons, k, chunk_size)
+    aug = get_augmenter(augmenter)
+    mask = cfg.mask_token if cfg.mask_token is not None else default_mask_token(adapter)
+    width = int(scan.meta.get("max_length") or adapter.n_ctx)
+    if out_dir is not None:
+        out_dir = claim_dir(out_dir, N2G_DIR_KIND, overwrite=overwrite)
+    result = LayerGraphs(layer)
+    todo = _to_fit(adapter, scan, li, layer, ids, min_activation, out_dir, result)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"N2G layer {layer}", unit="neuron", disable=not progress, leave=False)
+    if engine == "ray":
+        kwargs = dict(k=k, config=cfg, seed=seed, augmenter=augmenter, evaluate=evaluate, n_random=n_random,
+                      min_activation=min_activation, backend=backend)
+        cost = _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, result, out_dir, bar,
+                               workers=workers, address=address)
+    else:
+        job = _LocalJob(adapter, scan, li, layer, k, cfg, aug, mask, width, seed, evaluate, n_random, backend,
+                        _NeuronBar(bar))
+        cost = job.run(todo, chunk_size, result, out_dir)
+    bar.close()
+    result.cost = {"neurons_fitted": len(todo), "seconds": time.perf_counter() - t0, **cost}
+    if out_dir is not None:
+        _write_summary(out_dir, result)
+    return result
+
+
+def _checked_neurons(adapter: Any, scan: Any, neurons: Sequence[int] | None, k: int, chunk_size: int) -> list[int]:
+    """The sorted neuron ids to explain, after checking the model against the scan and ``k``, ``chunk_size``."""
     if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
         raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
     ids = list(range(scan.d_mlp)) if neurons is None else sorted({int(n) for n in neurons})
@@ -135,13 +164,13 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
         raise ValueError(f"k must be at least 2 (train and test examples), got {k}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    aug = get_augmenter(augmenter)
-    mask = cfg.mask_token if cfg.mask_token is not None else default_mask_token(adapter)
-    width = int(scan.meta.get("max_length") or adapter.n_ctx)
-    n_prefix = adapter.n_special_prefix
-    if out_dir is not None:
-        out_dir = claim_dir(out_dir, N2G_DIR_KIND, overwrite=overwrite)
-    result = LayerGraphs(layer)
+    return ids
+
+
+def _to_fit(adapter: Any, scan: Any, li: int, layer: int, ids: list[int], min_activation: float,
+            out_dir: str | None, result: LayerGraphs) -> list[int]:
+    """The neurons still to fit: dead ones go to ``result.skipped``, ones saved under ``out_dir`` are loaded into
+    ``result`` (a damaged file is refitted)."""
     todo = []
     for n in ids:
         top = float(scan.top.values[li, n, 0]) if scan.top.docs[li, n, 0] >= 0 else float("nan")
@@ -155,60 +184,122 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
             except Exception:  # noqa: BLE001 - a damaged file is simply refitted
                 pass
         todo.append(n)
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"N2G layer {layer}", unit="neuron", disable=not progress, leave=False)
-    if engine == "ray":
-        kwargs = dict(k=k, config=cfg, seed=seed, augmenter=augmenter, evaluate=evaluate, n_random=n_random,
-                      min_activation=min_activation, backend=backend)
-        cost = _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, result, out_dir, bar,
-                               workers=workers, address=address)
-        bar.close()
-        result.cost = {"neurons_fitted": len(todo), "seconds": time.perf_counter() - t0, **cost}
-        if out_dir is not None:
-            _write_summary(out_dir, result)
-        return result
-    cap = get_backend(adapter, backend)
-    fit_run = Forward(adapter, cap, layer, cfg.max_batch_tokens)
-    eval_run = Forward(adapter, cap, layer, cfg.max_batch_tokens)
-    for c in range(0, len(todo), chunk_size):
-        chunk = todo[c:c + chunk_size]
+    return todo
+
+
+class _NeuronBar:
+    """The local progress bar of :func:`explain_layer`, in neurons. The neurons of a chunk share every forward pass,
+    so none is finished before the chunk is; the bar moves neuron by neuron with the chunk's forward passes
+    instead, never onto the chunk's last neuron before the chunk is done. How far: ``r``, the tokens run so far per
+    token of the chunk's examples, against the ratio the chunks before needed (``r / ratio``); in the first chunk,
+    with nothing measured yet, ``r / (r + FIRST_GUESS)``."""
+
+    FIRST_GUESS = 6.0  # tokens run per token of the examples, for the first chunk only
+
+    def __init__(self, bar: Any):
+        self.bar = bar
+        self.done = 0  # neurons of finished chunks
+        self.size, self.ran_tokens, self.example_tokens = 0, 0, 1
+        self.seen_ran, self.seen_examples = 0, 0
+
+    def start(self, n_neurons: int, example_tokens: int) -> None:
+        self.size, self.ran_tokens, self.example_tokens = n_neurons, 0, max(int(example_tokens), 1)
+
+    def ran(self, tokens: int) -> None:
+        """A forward pass of ``tokens`` real tokens finished."""
+        self.ran_tokens += int(tokens)
+        if not self.size:
+            return
+        r = self.ran_tokens / self.example_tokens
+        frac = r / (self.seen_ran / self.seen_examples) if self.seen_ran else r / (r + self.FIRST_GUESS)
+        self._to(self.done + min(self.size - 1, int(self.size * frac)))
+
+    def finish(self) -> None:
+        self.seen_ran += self.ran_tokens
+        self.seen_examples += self.example_tokens
+        self.done += self.size
+        self.size = 0
+        self._to(self.done)
+
+    def _to(self, position: int) -> None:
+        if position > self.bar.n:
+            self.bar.update(position - self.bar.n)
+
+
+class _CountedForward(Forward):
+    """A :class:`Forward` that reports the real tokens of each forward pass to a :class:`_NeuronBar`."""
+
+    def __init__(self, *args: Any, progress: _NeuronBar, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def _forward(self, seqs):
+        before = self.tokens
+        out = super()._forward(seqs)
+        self.progress.ran(self.tokens - before)
+        return out
+
+
+class _LocalJob:
+    """Chunks of neurons of one layer fitted (and scored) in this process, one pooled set of forwards per stage."""
+
+    def __init__(self, adapter: Any, scan: Any, li: int, layer: int, k: int, cfg: N2GConfig, aug: Augmenter,
+                 mask: int, width: int, seed: int, evaluate: bool, n_random: int | None, backend: Any,
+                 progress: _NeuronBar):
+        from ...model.capture import get_backend
+
+        self.adapter, self.scan, self.li, self.layer, self.k = adapter, scan, li, layer, k
+        self.cfg, self.aug, self.mask, self.width = cfg, aug, mask, width
+        self.seed, self.evaluate, self.n_random = seed, evaluate, n_random
+        self.progress = progress
+        cap = get_backend(adapter, backend)
+        self.fit_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress)
+        self.eval_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress)
+
+    def run(self, todo: list[int], chunk_size: int, result: LayerGraphs, out_dir: str | None) -> dict:
+        """Fit every neuron of ``todo`` into ``result`` (saved under ``out_dir``); returns the forward counts."""
+        for c in range(0, len(todo), chunk_size):
+            chunk = todo[c:c + chunk_size]
+            graphs = self.chunk(chunk)
+            for n in chunk:
+                result[n] = graphs[n]
+                if out_dir is not None:  # inside the directory claimed above: its files are ours to replace
+                    write_text_atomic(_path(out_dir, self.layer, n), graphs[n].to_json())
+            self.progress.finish()
+        fc, ec = self.fit_run.counts(), self.eval_run.counts()
+        return {**{f"fit_{key}": v for key, v in fc.items()}, **{f"eval_{key}": v for key, v in ec.items()}}
+
+    def chunk(self, chunk: list[int]) -> dict[int, NeuronGraph]:
+        """The graphs of one chunk of neurons, fitted together (and scored together)."""
+        scan, layer, cfg = self.scan, self.layer, self.cfg
         jobs, splits = [], {}
         for n in chunk:
-            prompts = example_prompts(scan.top_examples(layer, n, k), adapter, window=width)
-            norm = float(scan.stats.max[li, n])
-            train, test = split_examples(len(prompts), cfg.train_proportion, np.random.default_rng([seed, layer, n]))
+            prompts = example_prompts(scan.top_examples(layer, n, self.k), self.adapter, window=self.width)
+            norm = float(scan.stats.max[self.li, n])
+            train, test = split_examples(len(prompts), cfg.train_proportion,
+                                         np.random.default_rng([self.seed, layer, n]))
             splits[n] = (prompts, train, test, norm)
             jobs.append((n, norm, [Prompt(prompts[i].ids, prompts[i].pivot, prompts[i].doc) for i in train]))
-        before = fit_run.counts()
-        fitted = fit_tries(fit_run, jobs, cfg, aug, mask)
-        share = {key: (v - before[key]) / len(chunk) for key, v in fit_run.counts().items()}
+        self.progress.start(len(chunk), sum(len(p.ids) for prompts, *_ in splits.values() for p in prompts))
+        before = self.fit_run.counts()
+        fitted = fit_tries(self.fit_run, jobs, cfg, self.aug, self.mask)
+        share = {key: (v - before[key]) / len(chunk) for key, v in self.fit_run.counts().items()}
         share["neurons_sharing"] = len(chunk)
         graphs = {}
         for n, (trie, st) in zip(chunk, fitted):
             prompts, train, test, norm = splits[n]
-            graphs[n] = NeuronGraph._build(adapter, layer, n, trie, st, cfg, aug, mask, norm, prompts, train, test,
-                                           seed, share)
-        if evaluate:
-            _evaluate_chunk(graphs, splits, scan, eval_run, n_random, seed, layer, n_prefix, width)
-        for n in chunk:
-            result[n] = graphs[n]
-            if out_dir is not None:  # inside the directory claimed above: its files are ours to replace
-                write_text_atomic(_path(out_dir, layer, n), graphs[n].to_json())
-        bar.update(len(chunk))
-    bar.close()
-    seconds = time.perf_counter() - t0
-    fc, ec = fit_run.counts(), eval_run.counts()
-    result.cost = {"neurons_fitted": len(todo), "seconds": seconds,
-                   **{f"fit_{key}": v for key, v in fc.items()}, **{f"eval_{key}": v for key, v in ec.items()}}
-    if out_dir is not None:
-        _write_summary(out_dir, result)
-    return result
+            graphs[n] = NeuronGraph._build(self.adapter, layer, n, trie, st, cfg, self.aug, self.mask, norm, prompts,
+                                           train, test, self.seed, share)
+        if self.evaluate:
+            _evaluate_chunk(graphs, splits, scan, self.eval_run, self.n_random, self.seed, layer,
+                            self.adapter.n_special_prefix, self.width)
+        return graphs
 
 
 def _ray_inputs(model: Any, scan: Any):
     """The model spec and the saved scan's path that every Ray worker loads for itself."""
     from ...model.bundled import ModelSpec
-    from ...results.scan import Scan
+    from ...results import Scan
 
     if not isinstance(model, (str, os.PathLike, ModelSpec)):
         raise ValueError("engine='ray' needs the model as a spec (a hub name, a local directory, 'tiny'/'minilm' "
@@ -226,7 +317,7 @@ _worker_scans: dict[str, Any] = {}  # per Ray worker process: the scans it loade
 
 def _explain_chunk(adapter: Any, scan_path: str, layer: int, neurons: list[int], kwargs: dict) -> dict:
     """One chunk of neurons on a Ray worker: the graphs as JSON, the counted cost."""
-    from ...results.scan import Scan
+    from ...results import Scan
 
     if scan_path not in _worker_scans:
         _worker_scans[scan_path] = Scan.load(scan_path)

@@ -173,54 +173,91 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
     augmenter: substitute generator (step 3).
     mask_token: token id used for masking.
     """
-    stats = [FitStats(prompts=len(p)) for _, _, p in jobs]
+    fit = _Fit(run, jobs, cfg, mask_token)
+    fit.whole_prompts()
+    pruned = fit.prune()
+    keys, measured = fit.pruned_paths(pruned)
+    if cfg.n_substitutes > 0:
+        fit.augment(augmenter, pruned, keys, measured)
+    for t in fit.tries:
+        t.finalize()
+    if cfg.end_values == "calibrated":
+        fit.calibrate()
+    return list(zip(fit.tries, fit.stats))
 
-    # Stage 0: whole prompts, when a pivot is unknown or extra pivots are wanted: the pivot is the argmax, extra
-    # pivots the next-highest firing tokens; their unpruned activations are the reference for pruning.
-    full_acts: dict[tuple[int, int], np.ndarray] = {}
-    want = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi, p in enumerate(ps)
-            if p.pivot is None or cfg.pivots_per_example > 1]
-    if want:
-        for key, a in zip(want, run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in want])):
-            full_acts[key] = a
+
+# (job, ids of a pruned window) -> (example, pivot index in ids, main pivot?)
+_Pruned = dict[tuple[int, tuple[int, ...]], tuple[int, int, bool]]
+
+
+class _Fit:
+    """The stages of :func:`fit_tries`, sharing the jobs, the forward runner, each job's trie and stats, and the
+    whole prompts' activations (``full_acts``: ``(job, example) -> [len(ids)]``)."""
+
+    def __init__(self, run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]], cfg: N2GConfig,
+                 mask_token: int):
+        self.run, self.jobs, self.cfg, self.mask_token = run, jobs, cfg, mask_token
+        self.stats = [FitStats(prompts=len(p)) for _, _, p in jobs]
+        self.tries = [Trie() for _ in jobs]
+        self.full_acts: dict[tuple[int, int], np.ndarray] = {}
+
+    def whole_prompts(self) -> None:
+        """Stage 0: whole prompts, when a pivot is unknown or extra pivots are wanted: the pivot is the argmax,
+        extra pivots the next-highest firing tokens; their unpruned activations are the reference for pruning."""
+        jobs = self.jobs
+        want = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi, p in enumerate(ps)
+                if p.pivot is None or self.cfg.pivots_per_example > 1]
+        if not want:
+            return
+        for key, a in zip(want, self.run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in want])):
+            self.full_acts[key] = a
             p = jobs[key[0]][2][key[1]]
             if p.pivot is None:
                 p.pivot = int(np.argmax(a))
 
-    # Stage 1: prune. Candidate prefixes end at the pivot; the shortest that keeps the pivot the argmax with more
-    # than prune_keep of its original activation wins (else the whole prefix). Extra pivots need to keep their
-    # activation and still fire; they fall back to the longest candidate (extensions, never worth a whole prefix).
-    req, owners = [], []
-    for ji, (n, norm, ps) in enumerate(jobs):
-        for pi, p in enumerate(ps):
-            piv = [(p.pivot, True)]
-            if cfg.pivots_per_example > 1:
-                a = full_acts[(ji, pi)]
-                order = [int(j) for j in np.argsort(-a, kind="stable") if a[j] / norm > cfg.activation_threshold]
-                piv += [(j, False) for j in order if j != p.pivot][:cfg.pivots_per_example - 1]
-            for q, main in piv:
-                starts = _prune_candidates(q, cfg)
-                for s in (starts if main else starts[:-1] or [0]):
-                    req.append((p.ids[s:q + 1], n))
-                    owners.append((ji, pi, q, main, s))
-    acts = run(req)
-    cands: dict[tuple[int, int, int, bool], list[tuple[int, np.ndarray]]] = {}
-    for (ji, pi, q, main, s), a in zip(owners, acts):
-        cands.setdefault((ji, pi, q, main), []).append((s, a))
-    # (job, ids) -> (example, pivot index in ids, main pivot?)
-    pruned: dict[tuple[int, tuple[int, ...]], tuple[int, int, bool]] = {}
-    for (ji, pi, q, main), lst in cands.items():
-        p = jobs[ji][2][pi]
+    def prune(self) -> _Pruned:
+        """Stage 1: prune. Candidate prefixes end at the pivot; the shortest that keeps the pivot the argmax with
+        more than prune_keep of its original activation wins (else the whole prefix). Extra pivots need to keep
+        their activation and still fire; they fall back to the longest candidate (extensions, never worth a whole
+        prefix)."""
+        cfg = self.cfg
+        req, owners = [], []
+        for ji, (n, norm, ps) in enumerate(self.jobs):
+            for pi, p in enumerate(ps):
+                piv = [(p.pivot, True)]
+                if cfg.pivots_per_example > 1:
+                    a = self.full_acts[(ji, pi)]
+                    order = [int(j) for j in np.argsort(-a, kind="stable") if a[j] / norm > cfg.activation_threshold]
+                    piv += [(j, False) for j in order if j != p.pivot][:cfg.pivots_per_example - 1]
+                for q, main in piv:
+                    starts = _prune_candidates(q, cfg)
+                    for s in (starts if main else starts[:-1] or [0]):
+                        req.append((p.ids[s:q + 1], n))
+                        owners.append((ji, pi, q, main, s))
+        acts = self.run(req)
+        cands: dict[tuple[int, int, int, bool], list[tuple[int, np.ndarray]]] = {}
+        for (ji, pi, q, main, s), a in zip(owners, acts):
+            cands.setdefault((ji, pi, q, main), []).append((s, a))
+        pruned: _Pruned = {}
+        for (ji, pi, q, main), lst in cands.items():
+            self._prune_one(pruned, ji, pi, q, main, lst)
+        return pruned
+
+    def _prune_one(self, pruned: _Pruned, ji: int, pi: int, q: int, main: bool,
+                   lst: list[tuple[int, np.ndarray]]) -> None:
+        """The window kept for pivot ``q`` of example ``pi`` of job ``ji``, from its candidates' activations."""
+        cfg = self.cfg
+        p = self.jobs[ji][2][pi]
         if main:
             a0 = float(lst[-1][1][-1])
             tried = lst[:-1]
         else:
-            a0 = float(full_acts[(ji, pi)][q])
+            a0 = float(self.full_acts[(ji, pi)][q])
             tried = lst
         if a0 <= 0:
-            continue  # the neuron does not fire on this example: nothing to explain
+            return  # the neuron does not fire on this example: nothing to explain
         start = 0 if main else tried[-1][0]
-        norm = jobs[ji][1]
+        norm = self.jobs[ji][1]
         for s, a in tried:
             # The main pivot: the paper's rule. An extra pivot must also still fire in its window: one that keeps
             # half its activation but drops below the activation threshold would never start a path.
@@ -229,26 +266,28 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
                 start = s
                 break
         else:
-            stats[ji].prune_fallbacks += int(main)
+            self.stats[ji].prune_fallbacks += int(main)
         ids = p.ids[start:q + 1 + cfg.post_context]
         if main:
             pruned[(ji, ids)] = (pi, q - start, True)  # augmented around its pivot
-            stats[ji].pruned_lengths.append(len(ids))
+            self.stats[ji].pruned_lengths.append(len(ids))
         else:
             pruned.setdefault((ji, ids), (pi, q - start, False))
 
-    # Stage 2: the pruned prompts unmasked, then with each token masked in turn. The model is causal (checked by
-    # every caller), so masking token k changes nothing before k, and only tokens up to the last one that matters
-    # (the last firing token, or the pivot) need an importance: each masked row stops there, and tokens after it
-    # are never masked. Same importances as masking every token of the whole window, with fewer tokens.
-    def measure(items: list[tuple[int, tuple[int, ...], np.ndarray, int]]) -> list[np.ndarray]:
+    # Stage 2's measurement: the pruned prompts unmasked, then with each token masked in turn. The model is causal
+    # (checked by every caller), so masking token k changes nothing before k, and only tokens up to the last one
+    # that matters (the last firing token, or the pivot) need an importance: each masked row stops there, and
+    # tokens after it are never masked. Same importances as masking every token of the whole window, with fewer
+    # tokens.
+    def measure(self, items: list[tuple[int, tuple[int, ...], np.ndarray, int]]) -> list[np.ndarray]:
         """items: (job, ids, normalised activations [L], last position needing an importance) -> importance
         [L, L] (NaN in the columns after that position)."""
+        jobs, mask_token = self.jobs, self.mask_token
         req, spans = [], []
         for ji, ids, _, upto in items:
             spans.append((len(req), upto + 1))
             req.extend((ids[:k] + (mask_token,) + ids[k + 1:upto + 1], jobs[ji][0]) for k in range(upto + 1))
-        acts = run(req)
+        acts = self.run(req)
         out = []
         for (ji, ids, base, upto), (a, m) in zip(items, spans):
             masked = np.full((m, len(ids)), np.nan)
@@ -256,29 +295,74 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
             out.append(importance_matrix(base, masked, range(m)))
         return out
 
-    def last_needed(base: np.ndarray, at_least: int) -> int:
-        fires = np.flatnonzero(base > cfg.activation_threshold)
+    def last_needed(self, base: np.ndarray, at_least: int) -> int:
+        fires = np.flatnonzero(base > self.cfg.activation_threshold)
         return max(int(fires[-1]) if len(fires) else -1, at_least)
 
-    keys = sorted(pruned, key=lambda k: (k[0], len(k[1]), k[1]))
-    bases = [a / jobs[ji][1] for (ji, _), a in zip(keys, run([(ids, jobs[ji][0]) for ji, ids in keys]))]
-    measured = list(zip(bases, measure([(ji, ids, b, last_needed(b, pruned[(ji, ids)][1]))
-                                         for (ji, ids), b in zip(keys, bases)])))
-    tries = [Trie() for _ in jobs]
-    for (ji, ids), (base, imp) in zip(keys, measured):
-        for labels, weights, act in paths_from_prompt(ids, base, imp, cfg.activation_threshold,
-                                                       cfg.importance_threshold):
-            tries[ji].add_path(labels, weights, act)
-            stats[ji].paths += 1
+    def add_paths(self, ji: int, ids: tuple[int, ...], acts: np.ndarray, imp: np.ndarray) -> None:
+        """The paths of one measured window into job ``ji``'s trie."""
+        for labels, weights, act in paths_from_prompt(ids, acts, imp, self.cfg.activation_threshold,
+                                                       self.cfg.importance_threshold):
+            self.tries[ji].add_path(labels, weights, act)
+            self.stats[ji].paths += 1
 
-    # Stage 3: augmentation. Tokens important for the pivot are replaced by substitutes; each variant is measured
-    # unmasked first, and only variants with a firing token get the masked rows.
-    if cfg.n_substitutes > 0:
+    def pruned_paths(self, pruned: _Pruned) -> tuple[list, list[tuple[np.ndarray, np.ndarray]]]:
+        """Stage 2: the pruned windows measured and their paths added. Returns the windows' keys in a fixed order
+        and, for each, (normalised activations [L], importance [L, L])."""
+        jobs = self.jobs
+        keys = sorted(pruned, key=lambda k: (k[0], len(k[1]), k[1]))
+        bases = [a / jobs[ji][1] for (ji, _), a in zip(keys, self.run([(ids, jobs[ji][0]) for ji, ids in keys]))]
+        measured = list(zip(bases, self.measure([(ji, ids, b, self.last_needed(b, pruned[(ji, ids)][1]))
+                                                 for (ji, ids), b in zip(keys, bases)])))
+        for (ji, ids), (base, imp) in zip(keys, measured):
+            self.add_paths(ji, ids, base, imp)
+        return keys, measured
+
+    def augment(self, augmenter: Augmenter, pruned: _Pruned, keys: list, measured: list) -> None:
+        """Stage 3: augmentation. Tokens important for the pivot are replaced by substitutes; each variant is
+        measured unmasked first, and only variants with a firing token get the masked rows."""
+        cfg, jobs = self.cfg, self.jobs
+        targets = self._augment_targets(pruned, keys, measured)
+        subs = augmenter.substitutes_for(self.run, [(keys[i][1], k) for _, i, k in targets],
+                                         [jobs[ji][0] for ji, _, _ in targets], cfg.n_substitutes,
+                                         cfg.min_substitute_prob) if targets else []
+        variants: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # -> (window it came from, position)
+        for (ji, i, k), ss in zip(targets, subs):
+            ids = keys[i][1]
+            for s in ss[:cfg.n_substitutes]:
+                variants.setdefault((ji, ids[:k] + (int(s),) + ids[k + 1:]), (i, k))
+        vkeys = list(variants)
+        for ji, _ in vkeys:
+            self.stats[ji].variants += 1
+        firing = []
+        for (ji, v), a in zip(vkeys, self.run([(v, jobs[ji][0]) for ji, v in vkeys])):
+            base = a / jobs[ji][1]
+            if (base > cfg.activation_threshold).any():
+                firing.append((ji, v, base))
+                self.stats[ji].firing_variants += 1
+        # Causality again: before the substituted position k a variant is its window, so its firing tokens there,
+        # their activations and importances are the window's (already measured): only firing tokens from k on
+        # need the variant's own masked rows.
+        fresh = [(ji, v, base, self.last_needed(base, -1)) for ji, v, base in firing
+                 if (base[variants[(ji, v)][1]:] > cfg.activation_threshold).any()]
+        fresh_imp = {(ji, v): imp for (ji, v, _, _), imp in zip(fresh, self.measure(fresh))}
+        for ji, v, base in firing:
+            i, k = variants[(ji, v)]
+            before = np.arange(len(v)) < k
+            sources = [(keys[i][1], np.where(before, measured[i][0], 0.0), measured[i][1])]
+            if (ji, v) in fresh_imp:
+                sources.append((v, np.where(before, 0.0, base), fresh_imp[(ji, v)]))
+            for ids, acts, imp in sources:
+                self.add_paths(ji, ids, acts, imp)
+
+    def _augment_targets(self, pruned: _Pruned, keys: list, measured: list) -> list[tuple[int, int, int]]:
+        """``(job, window, position)`` of every token to substitute, sorted by job and window."""
+        cfg = self.cfg
         targets = []
         done: dict[tuple[int, int, bool], int] = {}  # (job, token, is the pivot) -> windows augmented around it
         order = sorted(range(len(keys)), key=lambda i: not pruned[keys[i]][2])  # main pivots' windows first
         for i in order:
-            (ji, ids), (base, imp) = keys[i], measured[i]
+            (ji, ids), (_, imp) = keys[i], measured[i]
             _, piv, main = pruned[(ji, ids)]
             if not main and cfg.augment_pivots == "main":
                 continue  # the paper's step 3: only the main pivots' prompts are augmented
@@ -290,54 +374,21 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
                 done[key] = done.get(key, 0) + 1
                 targets.append((ji, i, k))
         targets.sort(key=lambda t: (t[0], len(keys[t[1]][1]), keys[t[1]][1], t[2]))
-        subs = augmenter.substitutes_for(run, [(keys[i][1], k) for _, i, k in targets],
-                                         [jobs[ji][0] for ji, _, _ in targets], cfg.n_substitutes,
-                                         cfg.min_substitute_prob) if targets else []
-        variants: dict[tuple[int, tuple[int, ...]], tuple[int, int]] = {}  # -> (window it came from, position)
-        for (ji, i, k), ss in zip(targets, subs):
-            ids = keys[i][1]
-            for s in ss[:cfg.n_substitutes]:
-                variants.setdefault((ji, ids[:k] + (int(s),) + ids[k + 1:]), (i, k))
-        vkeys = list(variants)
-        for ji, _ in vkeys:
-            stats[ji].variants += 1
-        firing = []
-        for (ji, v), a in zip(vkeys, run([(v, jobs[ji][0]) for ji, v in vkeys])):
-            base = a / jobs[ji][1]
-            if (base > cfg.activation_threshold).any():
-                firing.append((ji, v, base))
-                stats[ji].firing_variants += 1
-        # Causality again: before the substituted position k a variant is its window, so its firing tokens there,
-        # their activations and importances are the window's (already measured): only firing tokens from k on
-        # need the variant's own masked rows.
-        fresh = [(ji, v, base, last_needed(base, -1)) for ji, v, base in firing
-                 if (base[variants[(ji, v)][1]:] > cfg.activation_threshold).any()]
-        fresh_imp = {(ji, v): imp for (ji, v, _, _), imp in zip(fresh, measure(fresh))}
-        for ji, v, base in firing:
-            i, k = variants[(ji, v)]
-            before = np.arange(len(v)) < k
-            sources = [(keys[i][1], np.where(before, measured[i][0], 0.0), measured[i][1])]
-            if (ji, v) in fresh_imp:
-                sources.append((v, np.where(before, 0.0, base), fresh_imp[(ji, v)]))
-            for ids, acts, imp in sources:
-                for labels, weights, act in paths_from_prompt(ids, acts, imp, cfg.activation_threshold,
-                                                               cfg.importance_threshold):
-                    tries[ji].add_path(labels, weights, act)
-                    stats[ji].paths += 1
-    for t in tries:
-        t.finalize()
+        return targets
 
-    # Extension (end_values="calibrated"): END values re-estimated on the whole training examples, firing or not.
-    if cfg.end_values == "calibrated":
-        miss = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi in range(len(ps)) if (ji, pi) not in full_acts]
-        for key, a in zip(miss, run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in miss])):
-            full_acts[key] = a
+    def calibrate(self) -> None:
+        """Extension (end_values="calibrated"): END values re-estimated on the whole training examples, firing
+        or not."""
+        jobs = self.jobs
+        miss = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi in range(len(ps))
+                if (ji, pi) not in self.full_acts]
+        for key, a in zip(miss, self.run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in miss])):
+            self.full_acts[key] = a
         for ji, (_, norm, ps) in enumerate(jobs):
             if not ps:
                 continue
             lens = [len(p.ids) for p in ps]
             ids = np.concatenate([np.asarray(p.ids, dtype=np.int64) for p in ps])
             starts = np.repeat(np.cumsum([0] + lens[:-1]), lens)
-            acts = np.concatenate([full_acts[(ji, pi)] for pi in range(len(ps))]) / norm
-            stats[ji].calibrated_ends = tries[ji].calibrate(ids, starts, acts)
-    return list(zip(tries, stats))
+            acts = np.concatenate([self.full_acts[(ji, pi)] for pi in range(len(ps))]) / norm
+            self.stats[ji].calibrated_ends = self.tries[ji].calibrate(ids, starts, acts)

@@ -24,11 +24,11 @@ GRAPH_SCHEMA = 1
 def example_prompts(examples: Any, adapter: Any, *, window: int | None = None) -> list[Prompt]:
     """Training texts as :class:`~mri_lens.lenses.n2g.fit.Prompt` (text token ids without special tokens, pivot).
 
-    ``examples``: a :class:`~mri_lens.TopExamples` (pivot = its max position, only the scan window holding it is
+    ``examples``: a :class:`~mri_lens.results.TopExamples` (pivot = its max position, only the scan window holding it is
     kept), a list of strings, or a list of token-id sequences *without* special tokens (pivot found by a forward).
     ``window``: the scan's ``max_length`` when it split documents into windows (default: the model's context).
     """
-    from ...results.scan import TopExamples
+    from ...results import TopExamples
 
     prefix, suffix = adapter.special_prefix, adapter.special_suffix
     P = len(prefix)
@@ -106,7 +106,7 @@ class NeuronGraph:
         ----------
         model: a causal TransformerLens model (or ``ModelAdapter`` / plain HF model).
         layer, neuron: which neuron.
-        examples: :class:`~mri_lens.TopExamples` of the neuron, or texts, or token-id lists (no special tokens).
+        examples: :class:`~mri_lens.results.TopExamples` of the neuron, or texts, or token-id lists (no special tokens).
         config: thresholds (default: the paper's).
         seed: seeds the train/test split (with the layer and neuron): same inputs and seed, same graph.
         augmenter: default :class:`~mri_lens.lenses.n2g.EmbeddingNeighbours` (offline); ``"probe"``:
@@ -152,7 +152,7 @@ class NeuronGraph:
         from ...model.loading import library_versions
 
         toks = _tokens_of(trie)
-        strs = adapter.str_tokens(toks + [mask])
+        strs = adapter.str_tokens(toks + [mask], sequence=False)
         examples = {"train": [list(prompts[i].ids) for i in train], "train_docs": [prompts[i].doc for i in train],
                     "train_pivots": [prompts[i].pivot for i in train],
                     "test": [list(prompts[i].ids) for i in test], "test_docs": [prompts[i].doc for i in test]}

@@ -3,8 +3,9 @@
 ``index.html`` -> one table per layer (sortable by max activation, density, coverage; filter by top tokens) -> one
 page per neuron: top examples (snippet of 50 tokens before / 10 after the max token, full text folded), examples
 from activation bands and random examples (against interpretability illusions), histogram, statistics, direct logit
-effects, previous / next / random navigation. Every page links one shared ``assets/site.css`` and
-``assets/site.js`` by relative paths, so the site works from ``file://`` with no network. Every token is escaped.
+effects, previous / next / random navigation (the page itself is drawn by :mod:`.neuron_page`). Every page links
+one shared ``assets/site.css`` and ``assets/site.js`` by relative paths, so the site works from ``file://`` with no
+network. Every token is escaped.
 
 >>> ml.neuroscope.site(scan, model, "runs/x/site", layers=[0, 1])   # doctest: +SKIP
 """
@@ -19,7 +20,8 @@ import numpy as np
 
 from ...storage.write import claim_dir
 from ...errors import ModelAdapterError, ScanError
-from ...render.html import N_LEVELS, check_link_url, escape, escape_token, json_for_html, write_page
+from ...render.html import escape, json_for_html, write_page
+from .neuron_page import LayerPages, neuron_page
 
 __all__ = ["site"]
 
@@ -29,51 +31,6 @@ SITE_KIND = "mri_lens.site"  # the manifest format of a site directory
 def _write(out_dir: str, rel: str, title: str, body: str) -> str:
     """One page of the site, linking the site's shared ``assets/site.css`` and ``assets/site.js`` relatively."""
     return write_page(os.path.join(out_dir, rel), title, body, site=True, assets=out_dir, owned=True)
-
-
-def _level_class(a: float, vmax: float) -> str:
-    if vmax <= 0 or a == 0 or not np.isfinite(a):
-        return ""
-    lvl = int(min(N_LEVELS, np.ceil(abs(a) / vmax * N_LEVELS)))
-    return ("p" if a > 0 else "n") + str(lvl)
-
-
-def _snippet_html(toks: list[str], acts: np.ndarray, pos: int, vmax: float, before: int = 50,
-                  after: int = 10) -> str:
-    start = max(0, pos - before)
-    end = min(len(toks), pos + after + 1)
-    out = []
-    for t in range(start, end):
-        a = float(acts[t])
-        cls = _level_class(a, vmax) + (" mx" if t == pos else "")
-        c = f" class='{cls.strip()}'" if cls.strip() else ""
-        out.append(f"<span{c} title='{a:.2f}'>{escape_token(toks[t])}</span>")
-    return ("&#8230;" if start > 0 else "") + "".join(out) + ("&#8230;" if end < len(toks) else "")
-
-
-def _full_html(toks: list[str], pos: int) -> str:
-    return "".join(f"<mark>{escape_token(t)}</mark>" if i == pos else escape_token(t) for i, t in enumerate(toks))
-
-
-def _hist_svg(counts: np.ndarray, edges: np.ndarray, vmin: float, vmax: float) -> str:
-    """Inline SVG histogram of one neuron (log scale counts). ``counts`` ``[len(edges) + 1]``, open end bins."""
-    nz = np.flatnonzero(counts)
-    if not len(nz):
-        return "<p class='muted'>no counted tokens</p>"
-    a, b = int(nz[0]), int(nz[-1])
-    c = counts[a:b + 1].astype(np.float64)
-    h = np.log10(1 + c)
-    w, H = 600, 120
-    bw = w / len(c)
-    bars = "".join(f"<rect x='{i * bw:.1f}' y='{H - hh / h.max() * H:.1f}' width='{max(bw - 0.5, 0.5):.1f}' "
-                   f"height='{hh / h.max() * H:.1f}' fill='#d7301f'><title>{int(cc)}</title></rect>"
-                   for i, (hh, cc) in enumerate(zip(h, c)) if cc > 0)
-    lo = vmin if a == 0 else float(edges[a - 1])
-    hi = vmax if b == len(edges) else float(edges[b])
-    return (f"<svg class='hist' width='{w}' height='{H + 18}' viewBox='0 0 {w} {H + 18}'>{bars}"
-            f"<text x='0' y='{H + 14}' font-size='11'>{lo:.3g}</text>"
-            f"<text x='{w}' y='{H + 14}' font-size='11' text-anchor='end'>{hi:.3g}</text></svg>"
-            "<div class='muted'>token count per activation bin (log scale)</div>")
 
 
 def _logit_effects(adapter: Any, layer: int) -> tuple[np.ndarray | None, str]:
@@ -120,19 +77,10 @@ def site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Sequence[int] 
         ``out_dir`` of :func:`mri_lens.lenses.n2g.explain_layer` (graphs are read from ``L{layer}/N{neuron}.json``).
     """
     from ...model.adapter import as_adapter
-    from ...model.capture import scan_token_activations
 
     adapter = as_adapter(model)
     layers = list(scan.layers) if layers is None else [int(l) for l in layers]
-    for l in layers:
-        scan.layer_index(l)
-    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
-        raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
-    ids = np.arange(scan.d_mlp) if neurons is None else np.unique(np.asarray(list(neurons), dtype=np.int64))
-    if len(ids) == 0 or ids.min() < 0 or ids.max() >= scan.d_mlp:
-        raise ScanError(f"neurons must be in 0..{scan.d_mlp - 1}")
-    if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
+    ids = _checked_site_args(scan, adapter, layers, neurons, k)
     bands = sorted(float(b) for b in bands)
     out_dir = claim_dir(out_dir, SITE_KIND, overwrite=overwrite)
 
@@ -149,48 +97,89 @@ def site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Sequence[int] 
     for l in layers:
         li = scan.layer_index(l)
         ranked = _examples_for_layer(scan, li, ids, k, bands, per_band, n_random, seed, has_max)
-        # per-token activations of every needed (doc, neuron), recomputed in batches of documents
-        need: dict[int, set[int]] = {}
-        for n, ex in ranked.items():
-            for section in ex.values():
-                for doc in section:
-                    need.setdefault(doc, set()).add(n)
-        docs = sorted(need)
-        acts: dict[tuple[int, int], np.ndarray] = {}
-        for b in range(0, len(docs), batch_size):
-            chunk = docs[b:b + batch_size]
-            for doc, a in zip(chunk, scan_token_activations(adapter, scan, chunk, l)):
-                for n in need[doc]:
-                    acts[(doc, n)] = np.asarray(a[:, n], dtype=np.float32)
-        effects = _logit_effects(adapter, l)
-        rows = []
-        id_list = ids.tolist()
-        for j, n in enumerate(id_list):
-            ex = ranked[n]
-            top_docs = ex["top"]
-            top_tokens = Counter()
-            cov = []
-            nmax = float(scan.stats.max[li, n])
-            for doc in top_docs:
-                a = acts[(doc, n)]
-                top_tokens[stoks(doc)[int(np.argmax(a))]] += 1
-                cov.append(float(np.mean(a > 0.5 * nmax)) if nmax > 0 else 0.0)
-            toks_txt = " ".join(repr(t)[1:-1] for t, _ in sorted(top_tokens.items(), key=lambda kv: (-kv[1], kv[0]))[:5])
-            coverage = float(np.mean(cov)) if cov else 0.0
-            rng = np.random.default_rng([seed, l, n, 1])
-            nav = {"prev": id_list[j - 1] if j > 0 else None,
-                   "next": id_list[j + 1] if j + 1 < len(id_list) else None,
-                   "random": int(rng.choice(id_list))}
-            body = _neuron_page(scan, li, l, n, ex, acts, stoks, nav, effects, adapter, n_logits, coverage,
-                                toks_txt, has_max, bands, links, _n2g_html(n2g, l, n))
-            _write(out_dir, os.path.join(f"L{l}", f"N{n}.html"), f"L{l} N{n}", body)
-            s = scan.stats
-            rows.append((n, float(s.max[li, n]), float(s.frac_positive[li, n]), coverage, toks_txt))
-            search.append([l, n, toks_txt])
+        pages = LayerPages(scan=scan, adapter=adapter, li=li, layer=l,
+                           acts=_example_activations(adapter, scan, l, ranked, batch_size), stoks=stoks,
+                           effects=_logit_effects(adapter, l), n_logits=n_logits, has_max=has_max, bands=bands,
+                           links=links)
+        rows = _write_neuron_pages(out_dir, pages, ids.tolist(), ranked, seed, n2g)
+        search.extend([l, n, toks_txt] for n, _, _, _, toks_txt in rows)
         _write_layer_page(out_dir, l, rows, scan)
         layer_rows.append((l, len(rows), float(np.median([r[1] for r in rows])),
                            float(np.median([r[2] for r in rows]))))
+    return _write_index(out_dir, scan, title, layer_rows, search)
 
+
+def _checked_site_args(scan, adapter: Any, layers: list[int], neurons: Sequence[int] | None, k: int) -> np.ndarray:
+    """The neuron ids of the site ``[n]``, after checking the layers, the model against the scan and ``k``."""
+    for l in layers:
+        scan.layer_index(l)
+    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
+        raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
+    ids = np.arange(scan.d_mlp) if neurons is None else np.unique(np.asarray(list(neurons), dtype=np.int64))
+    if len(ids) == 0 or ids.min() < 0 or ids.max() >= scan.d_mlp:
+        raise ScanError(f"neurons must be in 0..{scan.d_mlp - 1}")
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    return ids
+
+
+def _example_activations(adapter: Any, scan, layer: int, ranked: dict[int, dict[str, list[int]]],
+                         batch_size: int) -> dict[tuple[int, int], np.ndarray]:
+    """Per-token activations ``[n_tokens]`` of every needed ``(doc, neuron)``, recomputed in batches of
+    documents."""
+    from ...model.capture import scan_token_activations
+
+    need: dict[int, set[int]] = {}
+    for n, ex in ranked.items():
+        for section in ex.values():
+            for doc in section:
+                need.setdefault(doc, set()).add(n)
+    docs = sorted(need)
+    acts: dict[tuple[int, int], np.ndarray] = {}
+    for b in range(0, len(docs), batch_size):
+        chunk = docs[b:b + batch_size]
+        for doc, a in zip(chunk, scan_token_activations(adapter, scan, chunk, layer)):
+            for n in need[doc]:
+                acts[(doc, n)] = np.asarray(a[:, n], dtype=np.float32)
+    return acts
+
+
+def _write_neuron_pages(out_dir: str, pages: LayerPages, id_list: list[int], ranked: dict[int, dict[str, list[int]]],
+                        seed: int, n2g: Any) -> list[tuple[int, float, float, float, str]]:
+    """Every neuron page of one layer; returns the layer page's rows ``(neuron, max, density, coverage, top
+    tokens)``."""
+    scan, li, l = pages.scan, pages.li, pages.layer
+    rows = []
+    for j, n in enumerate(id_list):
+        ex = ranked[n]
+        toks_txt, coverage = _top_tokens(pages, n, ex["top"])
+        rng = np.random.default_rng([seed, l, n, 1])
+        nav = {"prev": id_list[j - 1] if j > 0 else None,
+               "next": id_list[j + 1] if j + 1 < len(id_list) else None,
+               "random": int(rng.choice(id_list))}
+        body = neuron_page(pages, n, ex, nav, coverage, toks_txt, _n2g_html(n2g, l, n))
+        _write(out_dir, os.path.join(f"L{l}", f"N{n}.html"), f"L{l} N{n}", body)
+        s = scan.stats
+        rows.append((n, float(s.max[li, n]), float(s.frac_positive[li, n]), coverage, toks_txt))
+    return rows
+
+
+def _top_tokens(pages: LayerPages, n: int, top_docs: list[int]) -> tuple[str, float]:
+    """Neuron ``n``'s five most frequent max tokens over its top examples, and its coverage (mean fraction of
+    their tokens above half the neuron's max)."""
+    top_tokens = Counter()
+    cov = []
+    nmax = float(pages.scan.stats.max[pages.li, n])
+    for doc in top_docs:
+        a = pages.acts[(doc, n)]
+        top_tokens[pages.stoks(doc)[int(np.argmax(a))]] += 1
+        cov.append(float(np.mean(a > 0.5 * nmax)) if nmax > 0 else 0.0)
+    toks_txt = " ".join(repr(t)[1:-1] for t, _ in sorted(top_tokens.items(), key=lambda kv: (-kv[1], kv[0]))[:5])
+    return toks_txt, float(np.mean(cov)) if cov else 0.0
+
+
+def _write_index(out_dir: str, scan, title: str | None, layer_rows: list[tuple[int, int, float, float]],
+                 search: list[list[Any]]) -> str:
     name = title or f"mri_lens Neuroscope: {scan.meta.get('model_id', 'model')}"
     body = [f"<h1>{escape(name)}</h1>",
             f"<p>{scan.n_docs} documents, {scan.stats.count} tokens counted. Colour scale per page: blue (negative) "
@@ -244,85 +233,6 @@ def _n2g_html(n2g: Any, layer: int, n: int) -> str:
         path = os.path.join(os.fspath(n2g), f"L{layer}", f"N{n}.json")
         g = NeuronGraph.load(path, follow_symlinks=False) if os.path.lexists(path) else None
     return site_section(g) if g is not None else ""
-
-
-def _neuron_page(scan, li, layer, n, ex, acts, stoks, nav, effects, adapter, n_logits, coverage, toks_txt, has_max,
-                 bands, links, n2g_html: str = "") -> str:
-    """The body of one neuron page (``effects``: what :func:`_logit_effects` returned for its layer)."""
-    s = scan.stats
-    top_vals = [float(acts[(d, n)].max()) for d in ex["top"]]
-    vmax = max([abs(float(s.max[li, n])), abs(float(s.min[li, n])), 1e-6])
-
-    def table(docs: list[int], ranked: bool) -> str:
-        if not docs:
-            return "<p class='muted'>none</p>"
-        rows = []
-        for i, doc in enumerate(docs):
-            a = acts[(doc, n)]
-            pos = int(np.argmax(a))
-            toks = stoks(doc)
-            lab = scan.label_of(doc)
-            rows.append(f"<tr><td>{i + 1 if ranked else ''}</td><td>{doc}</td><td>{escape(lab or '')}</td>"
-                        f"<td>{a.max():.3f}</td><td>{a.min():.3f}</td><td>{pos}</td><td><div class='snip'>"
-                        f"{_snippet_html(toks, a, pos, vmax)}</div><details><summary>full text ({len(toks)} tokens)"
-                        f"</summary><div class='full'>{_full_html(toks, pos)}</div></details></td></tr>")
-        return ("<table><thead><tr><th>#</th><th>doc</th><th>label</th><th>max</th><th>min</th><th>max at</th>"
-                "<th>snippet (50 tokens before, 10 after the max token)</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table>")
-
-    navs = ["<a href='../index.html'>index</a>", f"<a href='index.html'>layer {layer}</a>"]
-    if nav["prev"] is not None:
-        navs.append(f"<a href='N{nav['prev']}.html'>&#8592; N{nav['prev']}</a>")
-    if nav["next"] is not None:
-        navs.append(f"<a href='N{nav['next']}.html'>N{nav['next']} &#8594;</a>")
-    navs.append(f"<a href='N{nav['random']}.html'>random (N{nav['random']})</a>")
-    for text, url in (links(layer, n) if links else []):
-        navs.append(f"<a href='{escape(check_link_url(url))}'>{escape(text)}</a>")
-    q = s.quantile(np.array([0.5, 0.9, 0.99]))[:, li, n]
-    stats_rows = [("max", s.max[li, n]), ("min", s.min[li, n]), ("mean", s.mean[li, n]), ("std", s.std[li, n]),
-                  ("density (fraction of tokens > 0)", s.frac_positive[li, n]), ("median (approx.)", q[0]),
-                  ("90th percentile (approx.)", q[1]), ("99th percentile (approx.)", q[2]),
-                  ("tokens counted", s.count),
-                  ("coverage (top examples' tokens > half the max)", coverage)]
-    stats_html = "<table>" + "".join(
-        f"<tr><th>{escape(k)}</th><td>{v:.4g}</td></tr>" if isinstance(v, (float, np.floating))
-        else f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in stats_rows) + "</table>"
-    parts = [f"<nav>{' '.join(navs)}</nav>", f"<h1>Layer {layer}, neuron {n}</h1>",
-             f"<p>Top tokens: <code>{escape(toks_txt)}</code></p>",
-             "<h2>Statistics</h2>", stats_html,
-             "<h2>Activation histogram</h2>",
-             _hist_svg(s.hist_counts[li, n], s.hist_edges, float(s.min[li, n]), float(s.max[li, n]))]
-    logits, no_logits = effects
-    if logits is None:
-        parts.append(f"<h2>Direct logit effects</h2><p class='muted'>not available for this model: "
-                     f"{escape(no_logits)}</p>")
-    else:
-        row = logits[n]
-        kt, kb = n_logits
-        order = np.argsort(-row, kind="stable")
-        topi, boti = order[:kt], order[::-1][:kb]
-        fmt = lambda ii: "".join(f"<tr><td class='snip'>{escape_token(t)}</td><td>{row[i]:+.3f}</td></tr>"
-                                 for i, t in zip(ii.tolist(), adapter.str_tokens(ii.tolist())))
-        parts.append("<h2>Direct logit effects</h2><p class='muted'>W_out[layer, neuron] @ W_U (final LayerNorm "
-                     "ignored)</p><table><thead><tr><th>top tokens</th><th></th></tr></thead><tbody>" + fmt(topi)
-                     + "</tbody></table><table><thead><tr><th>bottom tokens</th><th></th></tr></thead><tbody>"
-                     + fmt(boti) + "</tbody></table>")
-    if n2g_html:
-        parts.append(n2g_html)
-    parts.append(f"<h2>Top {len(ex['top'])} examples</h2><p class='muted'>One per document, ranked by the "
-                 f"neuron's max over the document. Top value {max(top_vals) if top_vals else 0:.3f}.</p>")
-    parts.append(table(ex["top"], True))
-    parts.append("<h2>Examples from activation bands</h2>")
-    if has_max:
-        bounds = list(bands) + [1.0]
-        for i in range(len(bands)):
-            parts.append(f"<h3>document max in ({bounds[i]:g}, {bounds[i + 1]:g}] &#215; top value</h3>")
-            parts.append(table(ex.get(f"band{i}", []), False))
-    else:
-        parts.append("<p class='muted'>the scan kept no 'max' pooling, so band examples are not available</p>")
-    parts.append("<h2>Random examples</h2>")
-    parts.append(table(ex["random"], False))
-    return "\n".join(parts)
 
 
 def _write_layer_page(out_dir: str, layer: int, rows, scan) -> None:

@@ -142,8 +142,10 @@ class NeuroscopeView:
                 f"selected per layer={counts})")
 
     # ------------------------------------------------------------------ HTML (no JS)
+    # Cells are left-aligned here and on each cell (notebook front ends right-align table cells by default).
     _CSS = (".nsv{font-family:system-ui,sans-serif;font-size:13px;color:#222}.nsv table{border-collapse:collapse}"
-            ".nsv td{padding:1px 4px;vertical-align:top;border-bottom:1px solid #eee}.nsv .nid{white-space:nowrap;"
+            ".nsv td{padding:1px 4px;vertical-align:top;border-bottom:1px solid #eee;text-align:left}"
+            ".nsv .nid{white-space:nowrap;"
             "font-family:monospace}.nsv .toks{font-family:monospace;white-space:pre-wrap;line-height:1.6}"
             ".nsv .toks span{border-radius:2px;padding:0 1px}.nsv .ex{opacity:.5;text-decoration:line-through}"
             ".nb-legend span{padding:1px 6px;margin-right:4px;font-size:12px}")
@@ -165,8 +167,9 @@ class NeuroscopeView:
                     ex = " ex" if t < self.n_excluded_prefix else ""
                     spans.append(f"<span class='nb-{'bgor'[c]}{ex}' title='{a:.2f}'>{escape_token(tok)}</span>")
                 cells.append("".join(spans))
-            rows.append(f"<tr><td class='nid'>N{n}<br>max {self.max_activation[layer][j]:.2f}<br>cov "
-                        f"{self.coverage[layer][j]:.2f}</td><td class='toks'>" + "<br>".join(cells) + "</td></tr>")
+            rows.append(f"<tr><td class='nid' style='text-align:left'>N{n}<br>max "
+                        f"{self.max_activation[layer][j]:.2f}<br>cov {self.coverage[layer][j]:.2f}</td>"
+                        "<td class='toks' style='text-align:left'>" + "<br>".join(cells) + "</td></tr>")
         return f"<details class='nsl' open>{head}<table>{''.join(rows)}</table></details>"
 
     def to_html(self) -> str:
@@ -350,6 +353,38 @@ def view(model: Any, prompts: str | Sequence[str], *, layers: Sequence[int] | No
     from ...model.adapter import as_adapter
     from ...model.capture import token_activations
 
+    hi, lo = _checked_options(hi, lo, select, relative, relative_to, sort, max_neurons_per_layer)
+    prompts = _checked_prompts(prompts)
+    bins = bins if bins is not None else ColorBins()
+
+    adapter = as_adapter(model)
+    layers = adapter.check_layers(layers)
+    if scan is not None:
+        for l in layers:
+            scan.layer_index(l)
+    segs, _ = adapter.encode(prompts)
+    ids = [s[0] for s in segs]
+    skip = adapter.n_special_prefix if adapter.is_causal else 0
+    if any(len(s) <= skip for s in ids):
+        raise ValueError("a prompt has no tokens besides BOS")
+    acts = token_activations(adapter, ids, layers, batch_size=batch_size)  # per prompt {layer: [n_tok, d]}
+    d_mlp = int(acts[0][layers[0]].shape[1])
+    thr = thresholds(layers, d_mlp, hi=hi, lo=lo, relative=relative, relative_to=relative_to, scan=scan)
+
+    view = NeuroscopeView(prompts=prompts, str_tokens=[adapter.str_tokens(s) for s in ids], layers=layers,
+                          neurons={}, activations={}, max_activation={}, min_activation={}, coverage={}, hi={},
+                          lo={}, n_candidates={}, candidate_coverage={}, select=select, sort=sort,
+                          relative=relative, bins=bins, n_excluded_prefix=skip, d_mlp=d_mlp,
+                          model_id=adapter.model_id)
+    for l in layers:
+        _select_layer(view, l, [a[l] for a in acts], thr[l], max_neurons_per_layer)
+    return view
+
+
+def _checked_options(hi, lo, select: str, relative, relative_to: str, sort: str,
+                     max_neurons_per_layer: int | None) -> tuple[float | None, float | None]:
+    """:func:`view`'s options checked (``ValueError`` naming the bad one); returns ``(hi, lo)`` with the defaults
+    filled in for absolute thresholds."""
     if select not in SELECT_MODES:
         raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
     if sort not in SORT_MODES:
@@ -373,47 +408,36 @@ def view(model: Any, prompts: str | Sequence[str], *, layers: Sequence[int] | No
         raise ValueError(f"relative must be a quantile in (0.5, 1), e.g. 0.999; got {relative!r}")
     if max_neurons_per_layer is not None and max_neurons_per_layer < 1:
         raise ValueError(f"max_neurons_per_layer must be positive or None, got {max_neurons_per_layer}")
+    return hi, lo
+
+
+def _checked_prompts(prompts: str | Sequence[str]) -> list[str]:
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise ValueError("prompts must be one or more non-empty strings")
-    bins = bins if bins is not None else ColorBins()
+    return prompts
 
-    adapter = as_adapter(model)
-    layers = adapter.check_layers(layers)
-    if scan is not None:
-        for l in layers:
-            scan.layer_index(l)
-    segs, _ = adapter.encode(prompts)
-    ids = [s[0] for s in segs]
-    skip = adapter.n_special_prefix if adapter.is_causal else 0
-    if any(len(s) <= skip for s in ids):
-        raise ValueError("a prompt has no tokens besides BOS")
-    acts = token_activations(adapter, ids, layers, batch_size=batch_size)  # per prompt {layer: [n_tok, d]}
-    d_mlp = int(acts[0][layers[0]].shape[1])
-    thr = thresholds(layers, d_mlp, hi=hi, lo=lo, relative=relative, relative_to=relative_to, scan=scan)
 
-    view = NeuroscopeView(prompts=prompts, str_tokens=[adapter.str_tokens(s) for s in ids], layers=layers,
-                          neurons={}, activations={}, max_activation={}, min_activation={}, coverage={}, hi={},
-                          lo={}, n_candidates={}, candidate_coverage={}, select=select, sort=sort,
-                          relative=relative, bins=bins, n_excluded_prefix=skip, d_mlp=d_mlp,
-                          model_id=adapter.model_id)
-    for l in layers:
-        real = np.concatenate([a[l][skip:] for a in acts]).astype(np.float32)  # [n_real_tokens, d]
-        h, lw = thr[l]
-        passed, cov = select_neurons(real, h, lw, select)
-        mx, mn = real.max(0), real.min(0)
-        strength = {"hi": mx, "lo": -mn, "either": np.maximum(mx - h, lw - mn)}[select]
-        key = strength if sort == "max" else cov
-        cand = np.flatnonzero(passed)
-        order = cand[np.lexsort((cand, -key[cand]))]
-        keep = order if max_neurons_per_layer is None else order[:max_neurons_per_layer]
-        view.neurons[l] = keep.astype(np.int64)
-        view.activations[l] = [np.ascontiguousarray(a[l][:, keep], dtype=np.float32) for a in acts]
-        view.max_activation[l], view.min_activation[l] = mx[keep], mn[keep]
-        view.coverage[l] = cov[keep]
-        view.hi[l], view.lo[l] = h[keep], lw[keep]
-        view.n_candidates[l] = int(len(cand))
-        view.candidate_coverage[l] = cov[cand]
-    return view
+def _select_layer(view: NeuroscopeView, l: int, acts: list[np.ndarray], thr: tuple[np.ndarray, np.ndarray],
+                  max_neurons_per_layer: int | None) -> None:
+    """Layer ``l``'s selected neurons, sorted and capped, into ``view``; ``acts`` per prompt ``[n_tok, d_mlp]``,
+    ``thr`` the layer's ``(hi [d_mlp], lo [d_mlp])``."""
+    skip, select = view.n_excluded_prefix, view.select
+    real = np.concatenate([a[skip:] for a in acts]).astype(np.float32)  # [n_real_tokens, d]
+    h, lw = thr
+    passed, cov = select_neurons(real, h, lw, select)
+    mx, mn = real.max(0), real.min(0)
+    strength = {"hi": mx, "lo": -mn, "either": np.maximum(mx - h, lw - mn)}[select]
+    key = strength if view.sort == "max" else cov
+    cand = np.flatnonzero(passed)
+    order = cand[np.lexsort((cand, -key[cand]))]
+    keep = order if max_neurons_per_layer is None else order[:max_neurons_per_layer]
+    view.neurons[l] = keep.astype(np.int64)
+    view.activations[l] = [np.ascontiguousarray(a[:, keep], dtype=np.float32) for a in acts]
+    view.max_activation[l], view.min_activation[l] = mx[keep], mn[keep]
+    view.coverage[l] = cov[keep]
+    view.hi[l], view.lo[l] = h[keep], lw[keep]
+    view.n_candidates[l] = int(len(cand))
+    view.candidate_coverage[l] = cov[cand]

@@ -105,3 +105,42 @@ def edge_dict(g):
 def hand_graph():
     g = mg.coactivation_graph(hand_maps(), enrichment=True)
     return g
+
+
+def enriched_regions(maps, labels: np.ndarray, a: str, b: str, alpha: float = 0.05) -> dict[str, int]:
+    """Regions of every layer enriched for ``a`` or for ``b`` (labels ``[n_docs]``, category indices into
+    ``maps.label_names``), computed with scipy alone: ``scipy.stats.fisher_exact`` on each region's 2 x 2 table of
+    activating documents, ``scipy.stats.false_discovery_control`` (Benjamini-Hochberg) over all regions some
+    document of ``a`` or ``b`` activates; ``{a: count, b: count}`` of regions with q < ``alpha``."""
+    from scipy import stats
+
+    in_a, in_b = labels == maps.label_names.index(a), labels == maps.label_names.index(b)
+    pvals, direction = [], []
+    for l in maps.layers:
+        act = maps.activated(l)
+        for r in range(maps.n_regions):
+            ka, kb = int(act[in_a, r].sum()), int(act[in_b, r].sum())
+            if ka + kb == 0:
+                continue
+            table = [[ka, int(in_a.sum()) - ka], [kb, int(in_b.sum()) - kb]]
+            pvals.append(stats.fisher_exact(table).pvalue)
+            direction.append(a if ka / in_a.sum() > kb / in_b.sum() else b)
+    found = {a: 0, b: 0}
+    for q, d in zip(stats.false_discovery_control(pvals), direction):
+        if q < alpha:
+            found[d] += 1
+    return found
+
+
+def relabelled(maps, labels: np.ndarray):
+    """A shallow copy of fitted region maps with other labels ``[n_docs]`` (the same regions and activations)."""
+    import copy
+
+    out = copy.copy(maps)
+    out.labels_ = np.asarray(labels, dtype=np.int64)
+    return out
+
+
+def shuffled_labels(maps, seed: int = 0) -> np.ndarray:
+    """The maps' labels in a random order ``[n_docs]``: the same category sizes, no relation to the documents."""
+    return np.random.default_rng(seed).permutation(maps.labels)

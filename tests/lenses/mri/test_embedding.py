@@ -21,12 +21,12 @@ def test_exact_knn_matches_brute_force():
 
 
 def test_warm_up_then_fit_reuses_the_workers(tiny_scan, tiny_maps):
-    t = ml.mri.regions.warm_up(n_jobs=2, n_layers=4)
+    t = ml.mri.warm_up(n_jobs=2, n_layers=4)
     t.join(timeout=300)
     assert not t.is_alive()
-    par = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=2)
+    par = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=2, progress=False)
     assert np.array_equal(par.coords_, tiny_maps.coords_)
-    assert not ml.mri.regions.warm_up(n_jobs=1).is_alive()  # nothing to start for one job
+    assert not ml.mri.warm_up(n_jobs=1).is_alive()  # nothing to start for one job
 
 
 def test_umap_numba_functions_are_cached_on_disk():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mri_lens as ml
-from mri_lens.lenses.mri.geometry import _procrustes
+from mri_lens.lenses.mri.geometry import _procrustes, standardise
 from mri_lens.lenses.mri.probe import separability
 from mri_lens.lenses.mri.regions import RegionMaps
 
@@ -38,7 +38,7 @@ def test_grid_is_full_and_consistent(tiny_maps, tiny_scan):
 def test_activation_rule_zscore_matches_definition(tiny_maps, tiny_scan):
     m = tiny_maps
     l = m.layers[2]
-    z = ml.mri.regions.standardise(tiny_scan.pooled("mean", layer=l))
+    z = standardise(tiny_scan.pooled("mean", layer=l))
     ra = np.zeros((tiny_scan.n_docs, 25))
     for r in range(25):
         nn = m.region_neurons(l, r)
@@ -54,7 +54,7 @@ def test_activation_rule_zscore_matches_definition(tiny_maps, tiny_scan):
 
 
 def test_quantile_rule_and_binning(tiny_scan):
-    m = RegionMaps.fit(tiny_scan, grid=4, rule="quantile", threshold=0.75, binning="quantile", seed=0, n_jobs=1,
+    m = RegionMaps.fit(tiny_scan, grid=4, rule="quantile", threshold=0.75, binning="quantile", seed=0, n_jobs=1, progress=False,
                        align=False)
     for l in m.layers:
         act = m.activated(l)
@@ -70,21 +70,21 @@ def test_quantile_rule_and_binning(tiny_scan):
 
 
 def test_same_seed_identical_different_seed_differs(tiny_scan, tiny_maps):
-    again = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=1)
+    again = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=1, progress=False)
     for k in ("coords_", "cell_", "region_act_", "activated_", "thresholds_"):
         assert np.array_equal(getattr(again, k), getattr(tiny_maps, k)), k
-    other = RegionMaps.fit(tiny_scan, grid=5, seed=1, n_jobs=1, layers=[0])
+    other = RegionMaps.fit(tiny_scan, grid=5, seed=1, n_jobs=1, progress=False, layers=[0])
     assert not np.array_equal(other.coords_[0], tiny_maps.coords_[0])
 
 
 def test_parallel_equals_sequential(tiny_scan, tiny_maps):
-    par = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=2)
+    par = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=2, progress=False)
     assert np.array_equal(par.coords_, tiny_maps.coords_)
     assert np.array_equal(par.activated_, tiny_maps.activated_)
 
 
 def test_documents_mode(tiny_scan):
-    m = RegionMaps.fit(tiny_scan, grid=4, mode="documents", seed=0, n_jobs=1)
+    m = RegionMaps.fit(tiny_scan, grid=4, mode="documents", seed=0, n_jobs=1, progress=False)
     assert m.coords_.shape == (tiny_scan.n_layers, tiny_scan.n_docs, 2)
     for l in m.layers:
         act = m.activated(l)
@@ -96,7 +96,7 @@ def test_documents_mode(tiny_scan):
 
 
 def test_five_categories(five_scan):
-    m = RegionMaps.fit(five_scan, grid=4, seed=0, n_jobs=1, layers=[0, 1])
+    m = RegionMaps.fit(five_scan, grid=4, seed=0, n_jobs=1, progress=False, layers=[0, 1])
     assert len(m.label_names) == 5
     fr = m.category_fractions(0)
     assert set(fr) == set(m.label_names) and all(v.shape == (4, 4) for v in fr.values())
@@ -110,7 +110,12 @@ def test_five_categories(five_scan):
     for u, v, d in g.edges(data=True):
         assert d["weight"] == sum(d[f"weight_{n}"] for n in m.label_names)
     fig = ml.mri.graph_figure(g)
-    assert len(fig.data) <= 40 and any(n in {t.name for t in fig.data} for n in m.label_names)
+    names = {t.name for t in fig.data}
+    enriched = {f"enriched for {d['enriched_for']}" for *_, d in g.edges(data=True) if d["enriched_for"]}
+    # an edge takes a category's colour only when enriched for it; the legend names each colour drawn
+    assert len(fig.data) <= 40 and enriched <= names
+    assert names <= {f"enriched for {n}" for n in m.label_names} | {"not enriched", "regions", "edges",
+                                                                     "region no document activates"}
     cmp = ml.mri.compare_categories(m, g, m.label_names[0], m.label_names[1])
     assert len(cmp.regions) == 2 * m.n_regions
 
@@ -118,10 +123,10 @@ def test_five_categories(five_scan):
 def test_one_category_and_unlabelled(tiny, code_prose):
     texts = list(code_prose.texts)
     s1 = ml.scan(tiny, ml.Corpus(texts, ["all"] * len(texts)), progress=False)
-    m1 = RegionMaps.fit(s1, grid=3, seed=0, n_jobs=1, layers=[0])
+    m1 = RegionMaps.fit(s1, grid=3, seed=0, n_jobs=1, progress=False, layers=[0])
     assert len([t for t in m1.figure(0).data if t.type == "heatmap"]) == 1
     s0 = ml.scan(tiny, texts, progress=False)
-    m0 = RegionMaps.fit(s0, grid=3, seed=0, n_jobs=1, layers=[0])
+    m0 = RegionMaps.fit(s0, grid=3, seed=0, n_jobs=1, progress=False, layers=[0])
     assert list(m0.category_fractions(0)) == ["all documents"]
     with pytest.raises(ml.ScanError, match="no labels"):
         m0.category_fractions(0, ["code"])
@@ -142,11 +147,11 @@ def test_procrustes_recovers_a_rotation():
 
 def test_alignment_brings_neighbouring_layers_closer(tiny_scan, tiny_maps):
     """With alignment, a neuron sits closer to its best-correlated neuron of the previous layer than without."""
-    raw = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=1, align=False)
+    raw = RegionMaps.fit(tiny_scan, grid=5, seed=0, n_jobs=1, progress=False, align=False)
     gains = []
     for i in range(1, len(tiny_maps.layers)):
-        z1 = ml.mri.regions.standardise(tiny_scan.pooled("mean")[:, i])
-        z0 = ml.mri.regions.standardise(tiny_scan.pooled("mean")[:, i - 1])
+        z1 = standardise(tiny_scan.pooled("mean")[:, i])
+        z0 = standardise(tiny_scan.pooled("mean")[:, i - 1])
         src, w = tiny_maps._correspondence(z1, z0)
         top = w > np.quantile(w, 0.9)
 
@@ -188,16 +193,25 @@ def test_load_refuses_a_scan_directory(tiny_scan, tmp_path):
 ])
 def test_bad_parameters(tiny_scan, kw, match):
     with pytest.raises(ValueError, match=match):
-        RegionMaps.fit(tiny_scan, n_jobs=1, **kw)
+        RegionMaps.fit(tiny_scan, n_jobs=1, progress=False, **kw)
 
 
 def test_bad_inputs(tiny, tiny_scan):
     small = ml.scan(tiny, ["a b", "c d", "e f"], progress=False)
     with pytest.raises(ml.ScanError, match="at least 4 documents"):
-        RegionMaps.fit(small, n_jobs=1)
+        RegionMaps.fit(small, n_jobs=1, progress=False)
     with pytest.raises(ml.ScanError, match="was not scanned"):
-        RegionMaps.fit(tiny_scan, layers=[7], n_jobs=1)
+        RegionMaps.fit(tiny_scan, layers=[7], n_jobs=1, progress=False)
     with pytest.raises(ValueError, match="not fitted"):
         RegionMaps(grid=3).activated(0)
     with pytest.raises(ml.ScanError, match="not mapped"):
-        RegionMaps.fit(tiny_scan, layers=[0], grid=3, n_jobs=1).activated(1)
+        RegionMaps.fit(tiny_scan, layers=[0], grid=3, n_jobs=1, progress=False).activated(1)
+
+
+def test_fit_shows_a_progress_bar_by_default(tiny_scan, capsys):
+    RegionMaps.fit(tiny_scan, grid=3, seed=0, n_jobs=1, n_epochs=20, layers=[0])
+    assert "region maps" in capsys.readouterr().err
+    RegionMaps(grid=3, seed=0, n_jobs=1, n_epochs=20).fit(tiny_scan, layers=[0])
+    assert "region maps" in capsys.readouterr().err
+    RegionMaps.fit(tiny_scan, grid=3, seed=0, n_jobs=1, n_epochs=20, layers=[0], progress=False)
+    assert "region maps" not in capsys.readouterr().err

@@ -41,11 +41,25 @@ def test_load_layer_file_name_must_match_its_graph(tmp_path):
     assert list(ml.n2g.load_layer(tmp_path, 0)) == [3]
 
 
-def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path):
+def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path, monkeypatch):
+    import tqdm.auto
+
+    positions = []
+
+    class Recorded(tqdm.auto.tqdm):  # the real bar, its positions noted
+        def update(self, n=1):
+            out = super().update(n)
+            positions.append(self.n)
+            return out
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
     neurons = [int(n) for n in np.argsort(-code_scan.stats.max[0])[:4]]
     out = tmp_path / "n2g"
-    r1 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=False)
+    r1 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=True)
     assert sorted(r1) == sorted(neurons) and r1.cost["neurons_fitted"] == 4
+    # one chunk of four neurons sharing every forward: the bar still moves neuron by neuron, and ends at 4
+    assert positions == sorted(positions) and positions[-1] == 4
+    assert {p for p in positions if 0 < p < 4}
     # pooled stages for all four neurons: at most 10 forwards per neuron (a tenth of the reference's 100-300)
     assert r1.cost["fit_forward_calls"] <= 4 * 10
     assert all(g.scores is not None for g in r1.values())
@@ -55,6 +69,11 @@ def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path):
     assert all(r2[n].to_json() == r1[n].to_json() for n in neurons)
     table = r2.table()
     assert table.loc[0, "neurons"] == 4 and "token_firing_f1" in table
+    # summary_table takes what explain_layer returns, a {(layer, neuron): graph} mapping, or several of them
+    for given in (r2, {(0, n): g for n, g in r2.items()}, [r2], list(r2.values())):
+        assert ml.n2g.summary_table(given).equals(table)
+    with pytest.raises(TypeError, match="summary_table takes neuron graphs"):
+        ml.n2g.summary_table([1, 2])
     idx = NeuronIndex(r2)
     tok = r2[neurons[0]].activating_tokens()[0]
     assert any(r[1] == neurons[0] for r in idx.search(activating=tok))

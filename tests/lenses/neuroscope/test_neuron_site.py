@@ -105,7 +105,7 @@ def test_cli_neuroscope_and_site(tiny_scan, tmp_path, capsys):
     assert "Layer 1" in out.read_text(encoding="utf-8")
     scan_dir = tiny_scan.save(tmp_path / "scan")
     assert main(["site", "--scan", scan_dir, "--model", "tiny", "--out", str(tmp_path / "site"), "--layers", "0",
-                 "--neurons", "0-2", "--k", "3"]) == 0
+                 "--neurons", "0-2", "--top-k", "3"]) == 0
     assert (tmp_path / "site" / "L0" / "N2.html").exists()
     assert main(["neuroscope", "--model", "tiny", "--out", str(out), "--relative", "0.99"]) == 2
     assert "needs --scan" in capsys.readouterr().err

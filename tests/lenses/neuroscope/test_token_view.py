@@ -99,21 +99,33 @@ def test_layer_quantile_close_to_numpy(tiny, tiny_scan, code_prose):
 
 
 def test_sort_cap_and_coverage(tiny):
-    full = ml.neuroscope.view(tiny, PROMPTS, hi=0.5, max_neurons_per_layer=None, layers=[2])
-    capped = ml.neuroscope.view(tiny, PROMPTS, hi=0.5, max_neurons_per_layer=7, layers=[2])
-    assert capped.neurons[2].tolist() == full.neurons[2][:7].tolist()
-    assert np.all(np.diff(full.max_activation[2]) <= 0)
-    by_cov = ml.neuroscope.view(tiny, PROMPTS, hi=0.5, sort="coverage", max_neurons_per_layer=None, layers=[2])
-    assert np.all(np.diff(by_cov.coverage[2]) <= 0)
-    assert set(by_cov.neurons[2].tolist()) == set(full.neurons[2].tolist())
-    # coverage: fraction of real tokens (BOS excluded) above hi
-    n_real = sum(len(t) - 1 for t in full.str_tokens)
-    j = 0
-    n = full.neurons[2][j]
-    hits = sum(int((a[1:, j] > 0.5).sum()) for a in full.activations[2])
-    assert full.coverage[2][j] == pytest.approx(hits / n_real)
-    assert full.candidate_coverage[2].shape == (full.n_candidates[2],)
-    assert n >= 0
+    """Every layer-2 neuron with a real token above ``hi`` is selected and none other; each selected neuron's
+    activations, maximum and coverage equal those of a plain ``run_with_cache`` of each prompt alone; the sort
+    orders and the cap follow those numbers."""
+    hi = 0.5
+    full = ml.neuroscope.view(tiny, PROMPTS, hi=hi, max_neurons_per_layer=None, layers=[2])
+    ad = ModelAdapter(tiny)
+    acts = [a[2] for a in per_token_activations(tiny, [s[0] for s in ad.encode(PROMPTS)[0]], [2])]
+    real = np.concatenate([a[1:] for a in acts])  # [n_real_tokens, d_mlp]: BOS is shown, not counted
+    up = real.max(0)
+    want, amb = set(np.flatnonzero(up > hi).tolist()), set(np.flatnonzero(np.abs(up - hi) < 1e-4).tolist())
+    got = full.neurons[2].tolist()
+    assert len(got) == len(set(got)) == full.n_candidates[2] and not (set(got) ^ want) - amb
+    assert len(want) >= 5  # enough neurons pass for the orders below to mean something
+    for j, n in enumerate(got):
+        for p, a in enumerate(acts):
+            np.testing.assert_allclose(full.activations[2][p][:, j], a[:, n], atol=1e-4)
+        assert full.max_activation[2][j] == pytest.approx(up[n], abs=1e-4)
+        lo_hits, hi_hits = (real[:, n] > hi + 1e-4).sum(), (real[:, n] > hi - 1e-4).sum()
+        assert lo_hits / len(real) - 1e-9 <= full.coverage[2][j] <= hi_hits / len(real) + 1e-9
+    assert got == sorted(got, key=lambda n: -up[n])  # sort="max": strongest first
+    np.testing.assert_allclose(np.sort(full.candidate_coverage[2]), np.sort(full.coverage[2]))
+    capped = ml.neuroscope.view(tiny, PROMPTS, hi=hi, max_neurons_per_layer=7, layers=[2])
+    assert capped.neurons[2].tolist() == got[:7] and capped.n_candidates[2] == len(got)
+    by_cov = ml.neuroscope.view(tiny, PROMPTS, hi=hi, sort="coverage", max_neurons_per_layer=None, layers=[2])
+    assert set(by_cov.neurons[2].tolist()) == set(got)
+    cov = dict(zip(got, full.coverage[2]))
+    assert [cov[n] for n in by_cov.neurons[2].tolist()] == sorted(cov.values(), reverse=True)
 
 
 def test_bin_boundaries_exact():
@@ -189,7 +201,7 @@ def test_view_keeps_line_breaks(tiny):
     view = ml.neuroscope.view(tiny, ["a = 1\nb = 2\tc"], hi=-100.0, layers=[0], max_neurons_per_layer=1)
     page = view.to_html()
     assert "white-space:pre-wrap" in page.split(".nsv .toks{")[1].split("}")[0]  # the token cells keep newlines
-    assert "&#8629;\n" in page and "&#8677;" in page and "<br>" not in page.split("<td class='toks'>")[1]
+    assert "&#8629;\n" in page and "&#8677;" in page and "<br>" not in page.split("<td class='toks'")[1]
 
 
 def test_save_html_standalone_or_shared_plotly_asset(tiny, tmp_path):
@@ -207,3 +219,11 @@ def test_save_html_standalone_or_shared_plotly_asset(tiny, tmp_path):
     with pytest.raises(ml.ScanFileError, match="refusing to replace it"):
         view.save_html(tmp_path / "foreign.html")
     assert view.save_html(tmp_path / "foreign.html", overwrite=True)
+
+
+def test_view_rows_are_left_aligned(tiny):
+    """Notebook front ends right-align table cells: every cell of the view says left."""
+    page = ml.neuroscope.view(tiny, PROMPTS, hi=1.0, layers=[0], max_neurons_per_layer=3)._repr_html_()
+    cells = re.findall(r"<td[^>]*>", page)
+    assert len(cells) == 6 and all("text-align:left" in c for c in cells)
+    assert ".nsv td{" in page and "text-align:left}" in page.split(".nsv td{")[1].split(".nsv")[0]
