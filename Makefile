@@ -38,8 +38,8 @@ $(VENV_TL2)/.installed: pyproject.toml
 	touch $@
 
 test-tl2: $(VENV_TL2)/.installed
-	$(VENV_TL2)/bin/python -m pytest -q tests/model tests/scanning/test_run.py tests/scanning/test_merge.py tests/results \
-		tests/storage tests/test_reference.py tests/lenses/n2g
+	$(VENV_TL2)/bin/python -m pytest -q tests/model tests/scanning/test_run.py tests/scanning/test_merge.py \
+		tests/scanning/test_identity.py tests/results tests/storage tests/lenses/n2g tests/effects
 
 bench: setup
 	$(VENV)/bin/python bench/bench_scan.py

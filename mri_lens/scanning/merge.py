@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ScanError
 from ..results.parts import ScanPart
-from ..results.pooled import PART_DOCS, SplitPooled, layer_file
+from ..results.pooled import PART_DOCS, SplitPooled
 from .shard import _merge_topk
 from ..results.scan import NeuronStats, Scan, TopK
 
@@ -157,14 +157,7 @@ class PartRows:
         self.path = None if part.loaded is None else part.loaded.path
         self.version = None if part.loaded is None else part.loaded.version
 
-    def pooled_layer(self, name: str, li: int, which: str = "pooled") -> np.ndarray:
-        """One layer of the complete (``which="pooled"``) or partial (``"partial"``) rows: ``[n, d_mlp]``."""
-        arrays = self.pooled_ if which == "pooled" else self.partial_
-        if name in arrays:
-            return arrays[name][:, li]
-        if self.reader is not None:
-            return self.reader(which, name, li)
-        return self.loaded.array(layer_file(which, name, self.layers[li]))
+    pooled_layer = ScanPart.pooled_layer  # the same rows, read the same way
 
 
 def merge_parts(parts: Iterable[Any], *, n_docs: int, dedup: bool, dtype: str, top_k: int | None = None) -> tuple[

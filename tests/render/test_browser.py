@@ -6,39 +6,19 @@ Skips with a clear message where no browser can run (CI installs Debian's chromi
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pytest
 
+from render.browser import start_chromium
+
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-DRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    try:
-        from selenium import webdriver
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium): no browser test")
-    if not CHROMIUM or not DRIVER:
-        pytest.skip("no chromium / chromedriver on PATH (Debian: apt-get install chromium chromium-driver): "
-                    "no browser test")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-quic", "--allow-file-access-from-files", "--window-size=1280,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
-    except Exception as e:  # noqa: BLE001 - any start-up failure means: this machine cannot run a browser
-        pytest.skip(f"chromium did not start ({type(e).__name__}: {str(e).splitlines()[0][:200]}): no browser test")
-    driver.set_page_load_timeout(120)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), width=1280, console_log=True)
     yield driver
     driver.quit()
 

@@ -8,16 +8,15 @@ chromium-driver)."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pytest
 
+from render.browser import start_chromium
+
 import mri_lens as ml
 from mri_lens.render.html import escape, escape_token
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-DRIVER = shutil.which("chromedriver")
 
 TEXTS = [
     "مرحبا بالعالم، هذا نص عربي.",
@@ -57,25 +56,7 @@ def test_tokens_show_invisible_characters():
 # ---------------------------------------------------------------------------------------------- in a browser
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    try:
-        from selenium import webdriver
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium): no browser test")
-    if not CHROMIUM or not DRIVER:
-        pytest.skip("no chromium / chromedriver on PATH (Debian: apt-get install chromium chromium-driver): "
-                    "no browser test")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--allow-file-access-from-files", "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        opts.add_argument(arg)
-    try:
-        driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
-    except Exception as e:  # noqa: BLE001 - any start-up failure means: this machine cannot run a browser
-        pytest.skip(f"chromium did not start ({type(e).__name__}: {str(e).splitlines()[0][:200]}): no browser test")
-    driver.set_page_load_timeout(120)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), width=1400)
     yield driver
     driver.quit()
 
