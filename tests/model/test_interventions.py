@@ -131,3 +131,14 @@ def test_bad_edits_are_refused(tiny):
         NeuronEdit((1,), "zero", (0.0,))
     with pytest.raises(ValueError, match="one value per neuron"):
         NeuronEdit((1, 2), "set", (0.0,))
+
+
+@pytest.mark.parametrize("which", ["tl", "hf"])
+def test_a_gradient_forward_takes_tokens_made_in_inference_mode(which, tiny, tiny_hf):
+    model = tiny if which == "tl" else tiny_hf
+    with torch.inference_mode():
+        adapter, tokens, mask = _batch(model)
+    assert tokens.is_inference()
+    out, kept = edited_forward(adapter, tokens, mask, keep=[1], grad=True)
+    (g,) = torch.autograd.grad(out[mask.bool()].logsumexp(-1).sum(), kept[1])
+    assert g.shape == kept[1].shape and g.abs().sum() > 0
