@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     import torch
 
     import mri_lens as ml
+    from mri_lens.lenses.n2g.evaluate import evaluation_of
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--docs", type=int, default=600)
@@ -70,8 +71,8 @@ def main(argv=None) -> int:
     else:
         configs = [(int(x), "firing", "main", 5, "embedding") for x in args.pivots.split(",")]
     for pivots, end_values, augment_pivots, n_subs, augmenter in configs:
-        cfg = ml.n2g.N2GConfig(pivots_per_example=pivots, end_values=end_values, augment_pivots=augment_pivots,
-                           n_substitutes=n_subs)
+        cfg = ml.n2g.N2GConfig.paper(pivots_per_example=pivots, end_values=end_values,
+                                     augment_pivots=augment_pivots, n_substitutes=n_subs)
         rows, costs, shape = [], [], []
         for layer in scan.layers:
             t1 = time.perf_counter()
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
             table = graphs.table()
             rows.append(table.iloc[0].to_dict())
             paths = [lab for g in graphs.values() for lab, _ in g.trie.paths()]
-            dens = [g.scores["n_firing_test_tokens"] / g.scores["n_test_tokens"] for g in graphs.values() if g.scores]
+            evs = [evaluation_of(g) for g in graphs.values() if g.scores]
+            dens = [e["n_firing_test_tokens"] / e["n_test_tokens"] for e in evs]
             shape.append((layer, float(np.mean([len(lab) > 1 for lab in paths])) if paths else float("nan"),
                           float(np.mean(dens)) if dens else float("nan")))
             c = graphs.cost

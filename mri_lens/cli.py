@@ -4,21 +4,25 @@
     mri-lens report --scan runs/x --out runs/x/report.html
     mri-lens demo [--out mri_lens_demo]
     mri-lens neuroscope --model tiny --prompt "Sequence: red, green, blue" --out view.html [--hi 3 --lo 0]
-    mri-lens site --scan runs/x --model tiny --out site/ [--layers 0] [--neurons 0-99]
+    mri-lens site --scan runs/x --model tiny --out site/ [--layers 0] [--neurons 0-99] [--n2g runs/x/n2g]
     mri-lens explain --scan runs/x --layer 0 --neurons 0-63 --out runs/x/n2g [--model tiny]
 
 Every user mistake is one line on stderr and exit status 2, never a traceback: argument errors
 (``mri-lens <cmd>: error: ...``, checked before any model loads) and every error the library raises on purpose
 (``mri-lens: error: ...``: :class:`~mri_lens.errors.MriLensError`, ``ValueError``, ``OSError``). Ctrl-C is one
 line and status 130. Anything else is a bug and keeps its traceback. Every ``--out`` is checked before any work
-(:func:`mri_lens.storage.write.check_save_target`); ``--force`` writes beside files mri_lens did not write.
+(:func:`mri_lens.storage.write.check_save_target`); ``--force`` writes beside files mri_lens did not write. Layers
+and neurons are checked against the saved ``--scan`` before any model loads. Python warnings are one line each,
+``warning: <message>``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+import warnings
 
 from .cli_args import build_parser, one_line
 from .errors import MriLensError
@@ -47,11 +51,24 @@ def _corpus(path: str, text: str, label: str | None):
     return Corpus.from_csv(path, text=text, label=label)
 
 
-def _scan_and_model(args):
-    """The saved scan of ``--scan`` and the model it was made with (``--model``, default: the scan's model id)."""
+def _checked_scan(path: str, layers: list[int] | None = None, neurons: list[int] | None = None):
+    """The saved scan at ``path``, with ``layers`` and ``neurons`` checked against it (one line, before any model
+    loads: a layer it did not scan, a neuron beyond its ``d_mlp``)."""
+    from .errors import ScanError
     from .results.scan import Scan
 
-    s = Scan.load(args.scan)
+    s = Scan.load(path)
+    for layer in layers or ():
+        s.layer_index(layer)
+    if neurons and max(neurons) >= s.d_mlp:
+        raise ScanError(f"neuron {max(neurons)} is beyond the scan's {s.d_mlp} neurons per layer (0..{s.d_mlp - 1})")
+    return s
+
+
+def _scan_and_model(args, layers: list[int] | None = None):
+    """The saved scan of ``--scan`` (``layers`` and ``--neurons`` checked against it first) and the model it was
+    made with (``--model``, default: the scan's model id)."""
+    s = _checked_scan(args.scan, layers, getattr(args, "neurons", None))
     return s, _model(args.model or s.meta.get("model_id") or "", args.device)
 
 
@@ -77,7 +94,9 @@ def _run_summary(result, out: str) -> str:
     """What a scan command did, in words (``Scan.meta["run"]``)."""
     run = result.meta.get("run", {})
     if run.get("already_finished"):
-        return f"{out} already holds this scan: nothing computed (all {run.get('shards', 1)} shards were done)"
+        n = run.get("shards", 1)
+        return (f"{out} already holds this scan, complete: nothing computed "
+                f"({'its one shard was' if n == 1 else f'all {n} shards were'} done)")
     parts = [f"{run.get('computed', 0)} of {run.get('shards', 1)} shards computed now",
              f"{run.get('resumed', 0)} resumed"]
     if run.get("shared"):
@@ -189,13 +208,9 @@ def cmd_neuroscope(args) -> int:
             raise ValueError(f"--lo must not be greater than --hi, got --lo {args.lo:g} --hi {args.hi:g} (swapped?)")
         if args.select == "either" and not args.lo < args.hi:
             raise ValueError(f"--select either needs --lo below --hi, got --lo {args.lo:g} --hi {args.hi:g}")
-    scan = None
-    if args.relative is not None:
-        if not args.scan:
-            raise ValueError("--relative needs --scan (a saved scan of the same model) to take quantiles from")
-        from .results.scan import Scan
-
-        scan = Scan.load(args.scan)
+    if args.relative is not None and not args.scan:
+        raise ValueError("--relative needs --scan (a saved scan of the same model) to take quantiles from")
+    scan = _checked_scan(args.scan, args.layers) if args.scan else None
     bins = neuroscope.ColorBins(red=args.red, orange=args.orange if args.orange is not None else args.hi, lo=args.lo)
     model = _model(args.model, args.device)
     view = neuroscope.view(model, prompts, layers=args.layers, hi=args.hi, lo=args.lo, select=args.select,
@@ -207,43 +222,73 @@ def cmd_neuroscope(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    """N2G graphs of a layer's neurons from a saved scan: one JSON per neuron plus a summary table (resumable)."""
+    """N2G graphs of a layer's neurons from a saved scan: one JSON per neuron plus a summary table (resumable), and
+    their pages (``index.html``: every explained neuron; ``L<layer>/index.html``: each one's graph and scores)."""
     from .lenses.n2g import N2GConfig, explain_layer
 
     out = check_save_target(args.out, "mri_lens.n2g", overwrite=args.force)
     cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment,
                     n_substitutes=args.substitutes)
     if args.engine == "ray":
-        from .results.scan import Scan
-
-        s = Scan.load(args.scan)
+        s = _checked_scan(args.scan, args.layer, args.neurons)
         model = args.model or s.meta.get("model_id") or ""
     else:
-        s, model = _scan_and_model(args)
+        s, model = _scan_and_model(args, args.layer)
     t0 = time.perf_counter()
+    done = {}
     for layer in args.layer:
         graphs = explain_layer(model, s, layer, args.neurons, k=args.top_k, config=cfg, seed=args.seed,
                                out_dir=out, evaluate=not args.no_eval, progress=not args.quiet,
                                augmenter=args.augmenter, overwrite=args.force, engine=args.engine,
                                workers=args.workers, address=args.address)
+        done[layer] = graphs
         print(f"{graphs!r}")
         table = graphs.table()
         if len(table):
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"N2G graphs written to {out} in {time.perf_counter() - t0:.1f} s")
+    index = _explain_pages(out, done, str(s.meta.get("model_id") or args.model or ""))
+    print(f"N2G graphs written to {out} in {time.perf_counter() - t0:.1f} s; pages: {index}")
     return 0
+
+
+def _explain_pages(out: str, done: dict, model_id: str) -> str:
+    """The pages of the N2G directory ``out``: the layers explained now (``{layer: LayerGraphs}``) and those earlier
+    runs saved there (so the index keeps them). Returns the index page's path."""
+    from .lenses.n2g import load_layer
+    from .lenses.n2g.pages import saved_layers, write_pages
+
+    layers = dict(done)
+    for layer in saved_layers(out):
+        if layer not in layers:
+            try:
+                layers[layer] = load_layer(out, layer)
+            except (MriLensError, ValueError):  # a damaged earlier layer: left out of the pages
+                pass
+    return write_pages(out, layers, model_id=model_id)
 
 
 def cmd_site(args) -> int:
     from .lenses import neuroscope
 
     out = check_save_target(args.out, "mri_lens.site", overwrite=args.force)
-    s, model = _scan_and_model(args)
+    if args.n2g is not None:
+        _check_n2g_dir(args.n2g)
+    s, model = _scan_and_model(args, args.layers)
     t0 = time.perf_counter()
     index = neuroscope.site(s, model, out, layers=args.layers, neurons=args.neurons, k=args.top_k,
-                            overwrite=args.force)
+                            n2g=args.n2g, overwrite=args.force)
     print(f"site written to {index} in {time.perf_counter() - t0:.1f} s (open it in a browser; works offline)")
     return 0
+
+
+def _check_n2g_dir(path: str) -> None:
+    """``--n2g``: the output directory of ``mri-lens explain`` (its manifest says so), else one line."""
+    from .storage.write import file_kind
+
+    if not os.path.isdir(path):
+        raise ValueError(f"--n2g {path}: no such directory (give the --out of mri-lens explain)")
+    if file_kind(os.path.join(path, "manifest.json")) != "mri_lens.n2g":
+        raise ValueError(f"--n2g {path} is not an output directory of mri-lens explain")
 
 
 def _quiet_libraries() -> None:
@@ -261,9 +306,36 @@ COMMANDS = {"scan": cmd_scan, "report": cmd_report, "demo": cmd_demo, "compile":
             "neuroscope": cmd_neuroscope, "explain": cmd_explain, "site": cmd_site, "find": cmd_find}
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Python warnings shown as one line each on stderr, ``warning: <message>`` (no source path, no code line);
+    the previous ``warnings.showwarning`` and ``warnings.formatwarning`` are restored after."""
+    shown, formatted = warnings.showwarning, warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None) -> str:
+        return f"warning: {one_line(str(message))}\n"
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        try:
+            (file or sys.stderr).write(fmt(message, category, filename, lineno))
+        except OSError:  # a closed stderr: the warning is lost, as Python's own would be
+            pass
+
+    warnings.showwarning, warnings.formatwarning = show, fmt
+    try:
+        yield
+    finally:
+        warnings.showwarning, warnings.formatwarning = shown, formatted
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Returns the exit status: 0, 2 for a user mistake (one line on stderr, no traceback), 130
     for Ctrl-C. Other exceptions are bugs and propagate with their traceback."""
+    with _warnings_as_lines():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         try:
             args = build_parser().parse_args(argv)

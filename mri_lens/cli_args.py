@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: every scanned layer)")
     t.add_argument("--neurons", type=neuron_list, default=None, help="e.g. 0-99 (default: all)")
+    t.add_argument("--n2g", default=None, metavar="DIR",
+                   help="the --out of mri-lens explain: each explained neuron's graph and scores on its page")
     _examples_arg(t)
     _force_arg(t)
     t.set_defaults(command="site")
@@ -307,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     _scan_model_args(e)
     e.add_argument("--layer", type=layer_list, required=True, help="e.g. 0, or 0-3 for several layers")
     e.add_argument("--neurons", type=neuron_list, default=None, help="e.g. 0-63 (default: all)")
-    e.add_argument("--out", required=True, help="output directory (L<layer>/N<neuron>.json, summary.csv)")
+    e.add_argument("--out", required=True, help="output directory (L<layer>/N<neuron>.json, summary.csv, and the "
+                                                 "pages: index.html, L<layer>/index.html)")
     _examples_arg(e, minimum=2, what="at least 2 (train and test examples)",
                   help="top examples per neuron (half train, half test)")
     e.add_argument("--pivots", type=positive_int, default=1, help="pivots per example (1: the paper's method)")

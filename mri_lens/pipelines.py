@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from .storage.write import claim_dir
 from .model.bundled import load_named_model
@@ -18,22 +21,43 @@ MRI_PAGE_KIND = "mri_lens.mri_page"
 DEMO_KIND = "mri_lens.demo"
 
 
+@dataclass
+class _MriFit:
+    """What the MRI page is drawn from, fitted and saved under ``out`` before the page is written."""
+
+    out: str
+    maps: Any
+    graph: Any
+    probe: Any
+    timings: dict[str, float]
+
+
 def mri_page(scan, out: str | os.PathLike, *, grid: int = 10, mode: str = "neurons", seed: int = 0,
              min_weight: int = 5, top_edges: int | None = 3, categories: Sequence[str] | None = None,
              n_jobs: int = -1, progress: bool = True, title: str | None = None,
              links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
-             assets: str | os.PathLike | None = None, echo: Callable[[str], Any] | None = print
-             ) -> tuple[str, dict[str, float]]:
+             assets: str | os.PathLike | None = None, echo: Callable[[str], Any] | None = print,
+             site: str | os.PathLike | None = None) -> tuple[str, dict[str, float]]:
     """Region maps + co-activation graph + probe of ``scan`` and the MRI page, all under ``out``.
 
     ``out`` is claimed as an MRI page directory first (refused before any work unless free, empty or an earlier
     MRI page, see :func:`mri_lens.storage.write.claim_dir`); it receives ``maps/``, ``graph.json``, ``graph.graphml``,
     ``graph.gexf`` and ``index.html``. ``top_edges``: keep an edge only if it is among the k heaviest out-edges
     of its source or in-edges of its target (None or 0: keep all). ``assets``: where the shared plotly.js lives
-    (default ``out``). Returns ``(path of index.html, seconds per stage)``.
+    (default ``out``). ``site``: a Neuroscope site directory of the same scan: neuron ids link to its pages.
+    Returns ``(path of index.html, seconds per stage)``.
     """
+    fit = _fit_mri(scan, out, grid=grid, mode=mode, seed=seed, min_weight=min_weight, top_edges=top_edges,
+                   n_jobs=n_jobs, progress=progress, overwrite=overwrite, echo=echo)
+    return _write_mri(fit, scan, categories=categories, title=title, links=links, overwrite=overwrite,
+                      assets=assets, site=site), fit.timings
+
+
+def _fit_mri(scan, out: str | os.PathLike, *, grid: int, mode: str, seed: int, min_weight: int,
+             top_edges: int | None, n_jobs: int, progress: bool, overwrite: bool,
+             echo: Callable[[str], Any] | None) -> _MriFit:
+    """Claim ``out``, fit the region maps, the graph and the probe, save the maps and the graph files."""
     from .lenses.mri import RegionMaps, coactivation_graph, separability, write_graph
-    from .render.report import write_mri_report
 
     out = claim_dir(out, MRI_PAGE_KIND, overwrite=overwrite)
     t0 = time.perf_counter()
@@ -52,85 +76,213 @@ def mri_page(scan, out: str | os.PathLike, *, grid: int = 10, mode: str = "neuro
     timings = {"region maps": t_maps, "graph": t_graph}
     if probe is not None:
         timings["probe"] = t_probe
-    report = write_mri_report(maps, g, scan, os.path.join(out, "index.html"), categories=categories, probe=probe,
-                              timings=timings, title=title or f"mri_lens MRI: {scan.meta.get('model_id')}",
-                              links=links, overwrite=overwrite, assets=out if assets is None else assets)
     if echo is not None:
         echo(f"{maps!r}\nregion maps: {t_maps:.1f} s, graph: {t_graph:.2f} s ({g.number_of_nodes()} regions, "
              f"{g.number_of_edges()} edges)" + (f", probe: {t_probe:.1f} s" if probe is not None else ""))
-    return report, timings
+    return _MriFit(out, maps, g, probe, timings)
+
+
+def _write_mri(fit: _MriFit, scan, *, categories: Sequence[str] | None, title: str | None,
+               links: Sequence[tuple[str, str]], overwrite: bool, assets: str | os.PathLike | None,
+               site: str | os.PathLike | None) -> str:
+    """The MRI page ``fit.out/index.html`` (plotly.js shared under ``assets``, default ``fit.out``)."""
+    from .render.report import write_mri_report
+
+    return write_mri_report(fit.maps, fit.graph, scan, os.path.join(fit.out, "index.html"), categories=categories,
+                            probe=fit.probe, timings=fit.timings,
+                            title=title or f"mri_lens MRI: {scan.meta.get('model_id')}", links=links,
+                            overwrite=overwrite, assets=fit.out if assets is None else assets, site=site)
+
+
+def _mri_neurons(fit: _MriFit, scan, a: str, b: str) -> list[tuple[int, int]]:
+    """The neurons the MRI page names (the strongest of its most enriched regions) as ``(layer, neuron)``."""
+    from .lenses.mri import compare_categories, enriched_region_neurons
+
+    regions = compare_categories(fit.maps, fit.graph, a, b).regions
+    return [(e.layer, int(n)) for e in enriched_region_neurons(fit.maps, regions, scan) for n in e.strongest]
+
+
+def _site_of(scan, model, out: str, named: Sequence[tuple[int, int]], **kw) -> str:
+    """A Neuroscope site at ``out`` holding (at least) the ``named`` ``(layer, neuron)`` pairs: their layers, and
+    in each the union of the named ids (the site takes one id list for all its layers)."""
+    from .lenses import neuroscope
+
+    layers = sorted({l for l, _ in named})
+    neurons = sorted({n for _, n in named})
+    return neuroscope.site(scan, model, out, layers=layers, neurons=neurons, **kw)
+
+
+def _prose_or_code(text: str) -> str:
+    """``"prose"`` when at least half of a code chunk's non-blank lines are comments or docstring lines (a line
+    with a triple quote, or between two), else ``"code"``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    inside, prose = False, 0
+    for line in lines:
+        quotes = line.count('"""') + line.count("'''")
+        prose += bool(inside or quotes or line.startswith("#"))
+        inside ^= quotes % 2 == 1
+    return "prose" if prose >= len(lines) / 2 else "code"
+
+
+def _labelled_code(n_docs: int) -> Any:
+    """:func:`mri_lens.datasets.stdlib_code` chunks labelled ``"prose"`` (mostly comments and docstrings) or
+    ``"code"``: two categories the tiny LM tells apart, for the demo's MRI page and report."""
+    from . import datasets
+    from .data.corpus import Corpus
+
+    c = datasets.stdlib_code(n_docs=n_docs)
+    return Corpus(c.texts, [_prose_or_code(t) for t in c.texts],
+                  meta={**c.meta, "label": "prose (comments, docstrings) or code"})
+
+
+REVIEWS = ("positive", "negative")  # the demo's MiniLM categories
+CODE = ("prose", "code")  # the demo's tiny-LM categories
 
 
 def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, batch_size: int = 32,
          device: str | None = None, progress: bool = True, overwrite: bool = False,
          echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
-    """The demo, offline: MiniLM-L6 on drug reviews (positive vs negative): scan, MRI lens (region maps, graph,
-    probe), the report; then the Neuroscope and N2G lenses on the tiny LM: the thresholded view of the sequence
-    prompts and a small neuron site whose pages show each neuron's N2G graph and scores.
+    """The demo, offline: every lens on the models it fits, linked neuron by neuron.
 
-    Writes under ``out`` (claimed as a demo directory first): ``index.html`` (the report, linking the rest),
-    ``mri/``, ``scan/``, ``neuroscope_view.html``, ``site/``, ``n2g/`` and one shared ``assets/`` (plotly.js).
-    ``limit``: only the first N reviews (and N code documents). Returns the paths and seconds per stage.
+    MiniLM-L6 on drug reviews (positive vs negative): scan, MRI page, report, and a Neuroscope site of the neurons
+    those pages name (an encoder: no logit effects). The tiny LM on standard-library code labelled prose
+    (comments, docstrings) or code: scan, MRI page, report, the thresholded Neuroscope view of the sequence
+    prompts, N2G graphs of the 12 strongest layer-0 neurons, and a site of every neuron. Each
+    neuron id on a page links to its site page; each site page links to the neuron's MRI region.
+
+    Writes under ``out`` (claimed as a demo directory first): ``index.html`` (the MiniLM report, linking every
+    part), ``mri/``, ``scan/``, ``reviews_site/`` (MiniLM); ``code_report.html``, ``code_mri/``,
+    ``neuroscope_view.html``, ``site/``, ``n2g/`` (tiny LM); one shared ``assets/`` (plotly.js). ``limit``: only
+    the first N reviews (and N code documents). Returns the paths and seconds per stage.
     """
-    from . import datasets, models
     from .lenses.mri import embedding
-    from .lenses.n2g import demo_section
-    from .lenses import neuroscope
-    from .render.report import write_scan_report
-    from .scanning.run import scan
 
-    say = echo or (lambda _msg: None)
     out = claim_dir(out, DEMO_KIND, overwrite=overwrite)
     t0 = time.perf_counter()
-    corpus = datasets.drug_reviews(label="rating", categories=["positive", "negative"])
-    if limit:
-        corpus = corpus.subset(range(min(limit, len(corpus))))
-    say(f"corpus: {corpus!r}")
     # The map workers start (importing umap-learn, loading its cached numba code) while the model loads and the
     # scan runs, so the maps find them ready (bench/RESULTS.md).
     embedding.warm_up(n_jobs=-1, n_layers=6)
+    opts = dict(limit=limit, device=device, progress=progress, overwrite=overwrite, echo=echo)
+    reviews = _reviews_demo(out, batch_size=batch_size, **opts)
+    t1 = time.perf_counter()
+    code = _code_demo(out, **opts)
+    t2 = time.perf_counter()
+    report = _demo_report(out, reviews, overwrite)
+    total = time.perf_counter() - t0
+    say = echo or (lambda _msg: None)
+    say(f"saved scan: {reviews['scan']}")
+    say(f"total {total:.1f} s")
+    say(f"report: {os.path.abspath(report)}  (open it in a browser; works offline)")
+    return {"out": out, "report": report, **{k: v for k, v in reviews.items() if k not in ("result", "seconds", "reviews_site_dir")},
+            **{k: v for k, v in code.items() if k != "seconds"},
+            "seconds": {**reviews["seconds"], **code["seconds"], "MiniLM part": t1 - t0, "tiny LM part": t2 - t1,
+                        "total": total}}
+
+
+def _demo_links() -> list[tuple[str, str]]:
+    """The top links of the demo report: every part, for both models."""
+    return [("MiniLM-L6 on reviews, MRI: region maps, co-activation graph, enriched regions, probe", "mri/index.html"),
+            ("MiniLM-L6 on reviews, Neuroscope site: the neurons the report and the MRI page name",
+             "reviews_site/index.html"),
+            ("tiny LM on standard-library code (prose vs code): report", "code_report.html"),
+            ("tiny LM on code, MRI: region maps, co-activation graph, enriched regions", "code_mri/index.html"),
+            ("tiny LM, Neuroscope view of in-context sequence prompts", "neuroscope_view.html"),
+            ("tiny LM on code, Neuroscope site: every neuron, searchable", "site/index.html"),
+            ("tiny LM, N2G graphs: 12 layer-0 neurons explained as token patterns", "n2g/index.html")]
+
+
+def _demo_report(out: str, reviews: dict[str, Any], overwrite: bool) -> str:
+    """The demo's top page: the MiniLM report, its neuron ids linked to the MiniLM site, every part linked."""
+    from .render.report import write_scan_report
+
+    return write_scan_report(reviews["result"], os.path.join(out, "index.html"),
+                             title="mri_lens demo: MiniLM-L6 on drug reviews (positive vs negative)",
+                             categories=REVIEWS, links=_demo_links(), overwrite=overwrite, assets=out,
+                             site=reviews["reviews_site_dir"])
+
+
+def _reviews_demo(out: str, *, limit: int | None, batch_size: int, device: str | None, progress: bool,
+                  overwrite: bool, echo: Callable[[str], Any] | None) -> dict[str, Any]:
+    """MiniLM-L6 on drug reviews: scan, MRI fit, the site of the neurons the MRI page and the report name, the
+    MRI page (linked to the site), the saved scan."""
+    from . import datasets, models
+    from .render.report import report_neurons
+    from .lenses.mri import neuron_links
+    from .scanning.run import scan
+
+    say = echo or (lambda _msg: None)
+    t0 = time.perf_counter()
+    corpus = datasets.drug_reviews(label="rating", categories=list(REVIEWS))
+    if limit:
+        corpus = corpus.subset(range(min(limit, len(corpus))))
+    say(f"corpus: {corpus!r}")
     # the plain Hugging Face model and the "hf" capture backend: same activations as the TL bridge (tested), faster
     model = models.minilm(device=device, backend="hf")
     result = scan(model, corpus, batch_size=batch_size, pooling=("mean", "max"), progress=progress)
     t_scan = time.perf_counter() - t0
     say(f"{result!r}\nscan: {t_scan:.1f} s")
-    mri_index, mri_t = mri_page(result, os.path.join(out, "mri"), grid=10, seed=0,
-                                categories=("positive", "negative"), progress=progress,
-                                title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
-                                links=[("back to the demo report", "../index.html")], overwrite=overwrite,
-                                assets=out, echo=echo)
-    say(f"MRI pipeline (scan + region maps + graph): {t_scan + mri_t['region maps'] + mri_t['graph']:.1f} s "
-        f"(scan {t_scan:.1f}, maps {mri_t['region maps']:.1f}, graph {mri_t['graph']:.2f})")
-    scan_dir = result.save(os.path.join(out, "scan"), overwrite=overwrite)
-
+    fit = _fit_mri(result, os.path.join(out, "mri"), grid=10, mode="neurons", seed=0, min_weight=5, top_edges=3,
+                   n_jobs=-1, progress=progress, overwrite=overwrite, echo=echo)
+    say(f"MRI pipeline (scan + region maps + graph): {t_scan + fit.timings['region maps'] + fit.timings['graph']:.1f}"
+        f" s (scan {t_scan:.1f}, maps {fit.timings['region maps']:.1f}, graph {fit.timings['graph']:.2f})")
     t1 = time.perf_counter()
+    named = report_neurons(result, categories=REVIEWS) + _mri_neurons(fit, result, *REVIEWS)
+    site_dir = os.path.join(out, "reviews_site")
+    site = _site_of(result, model, site_dir, named, links=neuron_links(fit.maps, "../mri/index.html"),
+                    title="mri_lens demo: MiniLM-L6 neurons named by the reviews report and MRI page",
+                    overwrite=overwrite, progress=progress)
+    t_site = time.perf_counter() - t1
+    say(f"MiniLM neuron site: {t_site:.1f} s")
+    mri = _write_mri(fit, result, categories=REVIEWS, links=[("back to the demo report", "../index.html")],
+                     title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
+                     overwrite=overwrite, assets=out, site=site_dir)
+    scan_dir = result.save(os.path.join(out, "scan"), overwrite=overwrite)
+    return {"result": result, "mri": mri, "scan": scan_dir, "reviews_site": site, "reviews_site_dir": site_dir,
+            "seconds": {"scan": t_scan, **fit.timings, "MiniLM site": t_site}}
+
+
+def _code_demo(out: str, *, limit: int | None, device: str | None, progress: bool, overwrite: bool,
+               echo: Callable[[str], Any] | None) -> dict[str, Any]:
+    """The tiny LM on labelled standard-library code: scan, view, MRI fit, N2G graphs, the site of every neuron,
+    then the pages that link into it (view, MRI page, report)."""
+    from . import models
+    from .lenses import neuroscope
+    from .lenses.mri import neuron_links
+    from .lenses.n2g import demo_section
+    from .render.report import write_scan_report
+    from .scanning.run import scan
+
+    say = echo or (lambda _msg: None)
+    t0 = time.perf_counter()
     tiny = models.tiny_lm(device=device)
     view = neuroscope.view(tiny, neuroscope.prompts.sequence_prompts(), hi=3.0, lo=0.0, select="hi")
+    code = scan(tiny, _labelled_code(limit or 200), overflow="windows", progress=progress)
+    t_scan = time.perf_counter() - t0
+    fit = _fit_mri(code, os.path.join(out, "code_mri"), grid=10, mode="neurons", seed=0, min_weight=5,
+                   top_edges=3, n_jobs=-1, progress=progress, overwrite=overwrite, echo=echo)
+    t1 = time.perf_counter()
+    layer0 = code.stats.max[code.layer_index(0)]
+    strongest = sorted(int(n) for n in np.argsort(-layer0, kind="stable")[:12])  # the 12 strongest layer-0 neurons
+    n2g_graphs, _ = demo_section(tiny, code, out, strongest)  # their N2G graphs and the n2g/ page
+    t2 = time.perf_counter()
+    # every neuron of the model: each id on the tiny-LM pages (view, MRI regions, report, N2G) has its page
+    site_dir = os.path.join(out, "site")
+    site = neuroscope.site(code, tiny, site_dir, links=neuron_links(fit.maps, "../code_mri/index.html"),
+                           title="mri_lens demo: every tiny-LM neuron on standard-library code", n2g=n2g_graphs,
+                           overwrite=overwrite, progress=progress)
+    t3 = time.perf_counter()
     view.save_html(os.path.join(out, "neuroscope_view.html"), summary=True,
                    title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts",
-                   overwrite=overwrite, assets=out)
-    code = scan(tiny, datasets.stdlib_code(n_docs=limit or 200), overflow="windows", progress=progress)
-    layer0 = code.stats.max[0]
-    neurons = sorted(int(n) for n in layer0.argsort()[::-1][:12])  # the 12 strongest layer-0 neurons
-    n2g_graphs, n2g_links = demo_section(tiny, code, out, neurons)  # N2G graphs of the same 12 neurons
-    site_index = neuroscope.site(code, tiny, os.path.join(out, "site"), layers=[0], neurons=neurons,
-                                 title="mri_lens demo: tiny LM neurons on standard-library code", n2g=n2g_graphs,
-                                 overwrite=overwrite)
-    t_lenses = time.perf_counter() - t1
-    say(f"neuroscope view and site: {t_lenses:.1f} s")
-
-    report = write_scan_report(result, os.path.join(out, "index.html"),
-                               title="mri_lens demo: MiniLM-L6 on drug reviews (positive vs negative)",
-                               categories=("positive", "negative"),
-                               links=[("MRI: region maps, co-activation graph, enriched regions, probe",
-                                       "mri/index.html"),
-                                      ("Neuroscope view: tiny LM on in-context sequence prompts",
-                                       "neuroscope_view.html"),
-                                      ("Neuroscope site: 12 tiny-LM neurons on standard-library code",
-                                       "site/index.html")] + n2g_links, overwrite=overwrite, assets=out)
-    total = time.perf_counter() - t0
-    say(f"saved scan: {scan_dir}")
-    say(f"total {total:.1f} s")
-    say(f"report: {os.path.abspath(report)}  (open it in a browser; works offline)")
-    return {"out": out, "report": report, "mri": mri_index, "scan": scan_dir, "site": site_index,
-            "seconds": {"scan": t_scan, **mri_t, "neuroscope and N2G": t_lenses, "total": total}}
+                   overwrite=overwrite, assets=out, site=site_dir)
+    back = [("back to the demo report", "../index.html")]
+    mri = _write_mri(fit, code, categories=CODE, links=back, overwrite=overwrite, assets=out, site=site_dir,
+                     title="mri_lens demo: MRI of the tiny LM on standard-library code (prose vs code)")
+    report = write_scan_report(code, os.path.join(out, "code_report.html"), categories=CODE,
+                               title="mri_lens demo: the tiny LM on standard-library code (prose vs code)",
+                               links=[("back to the demo report", "index.html"),
+                                      ("its MRI page", "code_mri/index.html"), ("its neuron site", "site/index.html")],
+                               overwrite=overwrite, assets=out, site=site_dir)
+    seconds = {"tiny LM scan and view": t_scan, "tiny LM MRI": t1 - t_scan - t0, "N2G": t2 - t1,
+               "tiny LM site": t3 - t2, "tiny LM pages": time.perf_counter() - t3}
+    say("tiny LM: " + ", ".join(f"{k.removeprefix('tiny LM ')} {v:.1f} s" for k, v in seconds.items()))
+    return {"site": site, "code_mri": mri, "code_report": report, "seconds": seconds}

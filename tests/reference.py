@@ -66,11 +66,12 @@ def graph_arrays(g) -> dict[str, np.ndarray]:
             "weights": np.asarray([e[2] for e in edges], dtype=np.float64)}
 
 
-def cases(ml):
-    """``{name: (arrays, json_or_None)}`` for every reference case (real models, small corpus)."""
+def cases(ml, tiny=None, minilm=None):
+    """``{name: (arrays, json_or_None)}`` for every reference case (real models, small corpus). ``tiny`` and
+    ``minilm``: the bundled models on the CPU, already loaded (the tests' session models); loaded here if None."""
     corpus = _corpus(ml)
-    tiny = ml.models.tiny_lm(device="cpu")
-    minilm = ml.models.minilm(device="cpu")
+    tiny = tiny if tiny is not None else ml.models.tiny_lm(device="cpu")
+    minilm = minilm if minilm is not None else ml.models.minilm(device="cpu")
     out = {}
     for name, model, layers in (("tiny", tiny, None), ("minilm", minilm, [1, 4])):
         s = ml.scan(model, corpus, layers=layers, batch_size=4, pooling=("mean", "max"), overflow="windows",

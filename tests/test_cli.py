@@ -235,7 +235,7 @@ def test_a_rerun_of_a_finished_scan_says_nothing_was_computed(tmp_path, tiny, co
     assert main(argv) == 0
     again = capsys.readouterr().out
     assert "shards computed now" not in again
-    assert f"already holds this scan: nothing computed (all {n} shards were done)" in again
+    assert f"already holds this scan, complete: nothing computed (all {n} shards were done)" in again
 
 
 def test_pooling_names_match_the_scanner():
@@ -459,3 +459,97 @@ def test_find_ranks_the_neurons_of_a_token(tmp_path, code_scan, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[0].split()[:2] == ["layer", "neuron"]
     assert {ln.split()[0] for ln in lines[1:]} == {"2"}
+
+
+# ---------------------------------------------------------------------------------------------- papercuts
+@pytest.mark.parametrize("argv,expected", [
+    (["site", "--layers", "7"], "layer 7 was not scanned; this scan has layers [0, 1, 2, 3]"),
+    (["site", "--layers", "0", "--neurons", "0,5000"], "neuron 5000 is beyond the scan's 512 neurons per layer"),
+    (["explain", "--layer", "0,9"], "layer 9 was not scanned"),
+    (["explain", "--layer", "0", "--neurons", "600"], "neuron 600 is beyond the scan's 512 neurons per layer"),
+    (["neuroscope", "--layers", "8"], "layer 8 was not scanned"),
+])
+def test_layers_and_neurons_are_checked_against_the_scan_before_the_model_loads(argv, expected, saved_scan,
+                                                                                 tmp_path, no_model, capsys):
+    """``site --layers 7`` on a scan of layers 0-3 is one line, and no model was loaded to say so (``no_model``)."""
+    out = ["--out", str(tmp_path / ("v.html" if argv[0] == "neuroscope" else "out"))]
+    model = ["--model", "tiny"]
+    assert main(argv[:1] + ["--scan", saved_scan] + model + argv[1:] + out) == 2
+    assert expected in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "v.html").exists()
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda p: None, "no such directory (give the --out of mri-lens explain)"),
+    (lambda p: (p.mkdir(), (p / "manifest.json").write_text('{"format": "mri_lens.site"}')),
+     "is not an output directory of mri-lens explain"),
+])
+def test_site_n2g_must_be_an_explain_directory(make, expected, saved_scan, tmp_path, no_model, capsys):
+    make(tmp_path / "n2g")
+    assert main(["site", "--scan", saved_scan, "--model", "tiny", "--out", str(tmp_path / "site"),
+                 "--n2g", str(tmp_path / "n2g")]) == 2
+    assert expected in _one_line_error(capsys)
+    assert not (tmp_path / "site").exists()
+
+
+def test_explain_writes_pages_and_site_shows_its_graphs(saved_scan, tiny, tmp_path, monkeypatch, capsys):
+    """``explain`` writes ``index.html`` (a row per neuron, linking to its card) and ``L0/index.html`` (each graph
+    as SVG with its scores) beside the JSON; ``site --n2g`` puts those graphs on the neurons' pages."""
+    monkeypatch.setattr("mri_lens.cli._model", lambda name, device: tiny)
+    n2g = tmp_path / "n2g"
+    assert main(["explain", "--scan", saved_scan, "--layer", "0", "--neurons", "0-1", "--top-k", "4",
+                 "--augmenter", "none", "--quiet", "--out", str(n2g)]) == 0
+    assert f"pages: {n2g / 'index.html'}" in capsys.readouterr().out
+    graphs = ml.n2g.load_layer(n2g, 0)
+    assert graphs
+    index = (n2g / "index.html").read_text(encoding="utf-8")
+    layer_page = (n2g / "L0" / "index.html").read_text(encoding="utf-8")
+    for n in graphs:
+        assert f"href='L0/index.html#N{n}'>L0/N{n}</a>" in index
+        assert f"<h2 id='N{n}'>" in layer_page and f"L0 N{n}: context \u2192 firing token" in layer_page
+    assert layer_page.count("<svg") == len(graphs) and "<script" not in layer_page + index  # offline, no script
+    assert ml.n2g.load_layer(n2g, 0).keys() == graphs.keys()  # the pages sit beside the JSON, which still loads
+
+    site = tmp_path / "site"
+    assert main(["site", "--scan", saved_scan, "--layers", "0", "--neurons", "0-1", "--top-k", "3",
+                 "--n2g", str(n2g), "--out", str(site)]) == 0
+    written = "".join(p.read_text(encoding="utf-8", errors="replace") for p in site.rglob("*") if p.is_file())
+    n = min(graphs)
+    assert f"L0 N{n}: context" in written  # the graph's SVG is in the site's data
+
+    # another layer into the same --out: the index keeps the layer explained before
+    assert main(["explain", "--scan", saved_scan, "--layer", "1", "--neurons", "0", "--top-k", "4",
+                 "--augmenter", "none", "--no-eval", "--quiet", "--out", str(n2g)]) == 0
+    index = (n2g / "index.html").read_text(encoding="utf-8")
+    assert f"href='L0/index.html#N{n}'" in index and "href='L1/index.html#N" in index
+    assert (n2g / "L1" / "index.html").exists()
+
+
+def test_cli_warnings_are_one_line_without_a_source_path(tmp_path, tiny, corpus_file, monkeypatch, capsys):
+    import warnings
+
+    monkeypatch.setattr("mri_lens.cli._model", lambda name, device: tiny)
+    before = (warnings.showwarning, warnings.formatwarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(tmp_path / "o"),
+                     "--top-k", "50", "--layers", "0", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert any(ln.startswith("warning: top_k=50 is more than the corpus's 4 documents") for ln in lines), err
+    assert all(ln.startswith("warning: ") for ln in lines), err
+    assert ".py" not in err and "UserWarning" not in err
+    assert (warnings.showwarning, warnings.formatwarning) == before  # restored after main
+
+
+def test_a_rerun_of_a_finished_one_shard_scan_says_it_was_complete(tmp_path, tiny, corpus_file, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setattr("mri_lens.cli._model", lambda name, device: tiny)
+    argv = ["scan", "--model", "tiny", "--corpus", corpus_file, "--out", str(tmp_path / "o"), "--layers", "0",
+            "--quiet"]
+    assert main(argv) == 0
+    assert "1 of 1 shards computed now" in capsys.readouterr().out
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "computed now" not in again
+    assert "already holds this scan, complete: nothing computed (its one shard was done)" in again

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(tl_major_version() < 3, reason="the reference wa
 
 
 @pytest.fixture(scope="module")
-def now():
-    return cases(ml)
+def now(tiny, minilm):
+    return cases(ml, tiny, minilm)
 
 
 @pytest.mark.parametrize("name", ["tiny.scan", "minilm.scan", "tiny.maps", "minilm.maps", "tiny.graph",

@@ -6,7 +6,9 @@
   state instead.
 - :func:`neuron_effects`: one neuron ablated on its top examples and on random documents of a scan.
 - :func:`attribution`: attribution patching for every neuron of a layer (activation x gradient of the loss, one
-  backward pass); :func:`ablate_each`: the exact ablation of each neuron, to check it (:class:`NeuronScores`).
+  backward pass); :func:`ablate_each`: the exact ablation of each neuron, to check it (:class:`NeuronScores`);
+  :func:`attribution_by_doc`: the same per document (:class:`DocScores`), e.g. for each neuron on its own top
+  examples.
 
 Inputs are texts (tokenised by the adapter, BOS as configured) or a scan's documents (its stored tokens:
 :func:`top_docs`, :func:`random_docs`); batches are padded and pads never reach a loss. Every edit goes through
@@ -19,9 +21,9 @@ Inputs are texts (tokenised by the adapter, BOS as configured) or a scan's docum
 """
 
 from .api import ablate, neuron_effects, scan_means, steer
-from .attribution import ablate_each, attribution
+from .attribution import ablate_each, attribution, attribution_by_doc
 from .inputs import random_docs, top_docs
-from .results import Effect, NeuronEffects, NeuronScores
+from .results import DocScores, Effect, NeuronEffects, NeuronScores
 
-__all__ = ["ablate", "steer", "neuron_effects", "attribution", "ablate_each", "scan_means", "top_docs",
-           "random_docs", "Effect", "NeuronScores", "NeuronEffects"]
+__all__ = ["ablate", "steer", "neuron_effects", "attribution", "attribution_by_doc", "ablate_each", "scan_means",
+           "top_docs", "random_docs", "Effect", "NeuronScores", "DocScores", "NeuronEffects"]

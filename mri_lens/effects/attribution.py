@@ -1,6 +1,6 @@
 """Every neuron of a layer at once: attribution patching (:func:`attribution`, activation x gradient, one backward
-pass per batch for all neurons) and exact ablation of each neuron (:func:`ablate_each`, one edited forward per
-neuron, several neurons per forward by repeating the batch)."""
+pass per batch for all neurons; :func:`attribution_by_doc`, the same per document) and exact ablation of each
+neuron (:func:`ablate_each`, one edited forward per neuron, several neurons per forward by repeating the batch)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from ..model import ModelAdapter, as_adapter, edited_forward
 from .api import _pieces, scan_means
 from .inputs import batches, check_neurons, check_scan
 from .measure import prediction_mask, token_losses
-from .results import NeuronScores
+from .results import DocScores, NeuronScores
 
-__all__ = ["attribution", "ablate_each"]
+__all__ = ["attribution", "attribution_by_doc", "ablate_each"]
 
 
 def _targets(adapter: ModelAdapter, layer: int, how: str, scan: Any) -> np.ndarray:
@@ -37,6 +37,41 @@ def _bar(total: int, desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="batch", disable=not progress, leave=False, delay=2)
 
 
+def _gradient_batches(adapter: ModelAdapter, layers: list[int], pieces, batch_size: int, desc: str, progress: bool,
+                      consume) -> tuple[float, int]:
+    """One forward and one backward pass per batch of ``pieces`` for all ``layers`` at once, autograd on (also
+    inside a caller's inference_mode or no_grad block): ``consume(group, acts, real, pm)`` gets the batch's
+    ``acts`` ``{layer: (a, g)}``, activations ``a`` and ``g = dL/da`` ``[batch, pos, d_mlp]`` (float32, detached),
+    the real-token mask ``real`` ``[batch, pos]`` and the prediction mask ``pm`` ``[batch, pos - 1]`` (``L``: the
+    summed next-token loss of the batch's real predictions). Returns ``(summed loss, predictions)`` over every
+    batch."""
+    import torch
+
+    loss_sum, n = 0.0, 0
+    with _bar(-(-len(pieces) // batch_size), desc, progress) as bar, \
+            torch.inference_mode(False), torch.enable_grad():
+        for group, (tokens, mask, _starts) in batches(adapter, pieces, batch_size):
+            logits, kept = edited_forward(adapter, tokens, mask, keep=layers, grad=True)
+            pm = prediction_mask(mask)
+            total = token_losses(logits, tokens, pm).sum()
+            # one backward pass for every kept layer: each gradient is the same as a pass for that layer alone
+            grads = torch.autograd.grad(total, [kept[l] for l in layers])
+            consume(group, {l: (kept[l].detach().float(), g.float()) for l, g in zip(layers, grads)}, mask.bool(),
+                    pm)
+            loss_sum += float(total.detach())
+            n += int(pm.sum())
+            bar.update()
+    if n == 0:
+        raise ValueError("nothing to measure: every text is a single token (a next-token loss needs two)")
+    return loss_sum, n
+
+
+def _causal_only(adapter: ModelAdapter) -> None:
+    if not adapter.is_causal:
+        raise ModelAdapterError("attribution patching needs a next-token loss and an encoder has none; use "
+                                "ablate_each (exact ablation, measured on the final hidden state)")
+
+
 def attribution(model: Any, layer: int, texts: Any = None, *, how: str = "zero", scan: Any = None,
                 docs: Sequence[int] | None = None, batch_size: int = 8, max_length: int | None = None,
                 progress: bool = True) -> NeuronScores:
@@ -49,38 +84,68 @@ def attribution(model: Any, layer: int, texts: Any = None, *, how: str = "zero",
     Inputs as in :func:`~mri_lens.effects.ablate`. Causal models only (an encoder has no next-token loss; use
     :func:`ablate_each`). Returns :class:`NeuronScores` over ``[d_mlp]`` neurons.
     """
-    import torch
-
     adapter = as_adapter(model)
-    if not adapter.is_causal:
-        raise ModelAdapterError("attribution patching needs a next-token loss and an encoder has none; use "
-                                "ablate_each (exact ablation, measured on the final hidden state)")
+    _causal_only(adapter)
     layer = adapter.check_layers([int(layer)])[0]
     target = _targets(adapter, layer, how, scan)
     pieces, _ = _pieces(adapter, texts, scan, docs, max_length)
     ag = np.zeros(adapter.d_mlp)
     gs = np.zeros(adapter.d_mlp)
-    loss_sum, n = 0.0, 0
-    # autograd on, also inside a caller's inference_mode or no_grad block
-    with _bar(-(-len(pieces) // batch_size), f"attribution L{layer}", progress) as bar, \
-            torch.inference_mode(False), torch.enable_grad():
-        for _, (tokens, mask, _starts) in batches(adapter, pieces, batch_size):
-            logits, kept = edited_forward(adapter, tokens, mask, keep=[layer], grad=True)
-            pm = prediction_mask(mask)
-            total = token_losses(logits, tokens, pm).sum()
-            (g,) = torch.autograd.grad(total, kept[layer])
-            real = mask.bool()
-            a, g = kept[layer].detach()[real].float(), g[real].float()  # [n_tokens, d_mlp]
-            ag += (a * g).sum(0).double().cpu().numpy()
-            gs += g.sum(0).double().cpu().numpy()
-            loss_sum += float(total.detach())
-            n += int(pm.sum())
-            bar.update()
-    if n == 0:
-        raise ValueError("nothing to measure: every text is a single token (a next-token loss needs two)")
+
+    def consume(group, acts, real, pm):
+        a, g = acts[layer]
+        a, g = a[real], g[real]  # [n_tokens, d_mlp]
+        ag[:] += (a * g).sum(0).double().cpu().numpy()
+        gs[:] += g.sum(0).double().cpu().numpy()
+
+    loss_sum, n = _gradient_batches(adapter, [layer], pieces, batch_size, f"attribution L{layer}", progress,
+                                    consume)
     return NeuronScores(layer=layer, neurons=np.arange(adapter.d_mlp), scores=(target * gs - ag) / n,
                         method="attribution", how=how, metric="next-token loss", clean_loss=loss_sum / n,
                         n_tokens=n, act_grad=ag / n, model_id=adapter.model_id)
+
+
+def attribution_by_doc(model: Any, layer: int | Sequence[int], texts: Any = None, *, how: str = "zero",
+                       scan: Any = None, docs: Sequence[int] | None = None, batch_size: int = 8,
+                       max_length: int | None = None, progress: bool = True) -> DocScores | dict[int, DocScores]:
+    """Attribution patching per document: for each document and each neuron of ``layer``, the first-order change
+    in the document's *summed* next-token loss when the neuron is ablated, ``sum_pos (t_n - a_n) g_n`` over the
+    document's real tokens (all its windows), from one forward and one backward pass per batch, as
+    :func:`attribution` (which is the sum of these over documents, divided by all predictions).
+
+    ``layer``: one layer, or several (a list): then every layer is measured in the same forward and backward pass
+    per batch and the result is ``{layer: DocScores}``, each the same as a call for that layer alone.
+
+    Inputs as in :func:`~mri_lens.effects.ablate` (``docs``: scan document ids, else the texts' indices). Returns
+    :class:`DocScores`: ``scores`` ``[n_docs, d_mlp]`` (float64) and ``n_tokens`` ``[n_docs]`` (each document's
+    predictions); ``scores[i, n] / n_tokens[i]`` is document ``i``'s mean. Causal models only.
+    """
+    adapter = as_adapter(model)
+    _causal_only(adapter)
+    several = not isinstance(layer, (int, np.integer))
+    layers = adapter.check_layers([int(l) for l in layer] if several else [int(layer)])
+    targets = {l: _targets(adapter, l, how, scan) for l in layers}
+    pieces, _ = _pieces(adapter, texts, scan, docs, max_length)
+    ids = list(dict.fromkeys(p.doc for p in pieces))
+    row_of = {d: i for i, d in enumerate(ids)}
+    sums = {l: np.zeros((len(ids), adapter.d_mlp)) for l in layers}
+    counts = np.zeros(len(ids), dtype=np.int64)
+
+    def consume(group, acts, real, pm):
+        import torch
+
+        rows = [row_of[p.doc] for p in group]
+        np.add.at(counts, rows, pm.sum(1).cpu().numpy().astype(np.int64))  # a document may fill several rows
+        for l, (a, g) in acts.items():
+            t = torch.as_tensor(targets[l], dtype=a.dtype, device=a.device)
+            per_row = ((t - a) * g * real[..., None]).sum(1).double().cpu().numpy()  # [batch, d_mlp]
+            np.add.at(sums[l], rows, per_row)
+
+    desc = f"attribution by doc L{','.join(map(str, layers))}"
+    loss_sum, n = _gradient_batches(adapter, layers, pieces, batch_size, desc, progress, consume)
+    out = {l: DocScores(layer=l, docs=np.asarray(ids, dtype=np.int64), scores=sums[l], n_tokens=counts.copy(),
+                        how=how, clean_loss=loss_sum / n, model_id=adapter.model_id) for l in layers}
+    return out if several else out[layers[0]]
 
 
 def _each_edit(ns, values, rows_per_copy: int):

@@ -1,6 +1,8 @@
 """What an effect measurement returns: :class:`Effect` (one edit of some neurons, per token), :class:`NeuronScores`
 (every neuron of a layer scored: attribution patching or exact ablation), :class:`NeuronEffects` (one neuron on its
-top examples and on random documents). Each has ``to_pandas()``, ``figure()`` (plotly) and a notebook view."""
+top examples and on random documents); each has ``to_pandas()``, ``figure()`` (plotly) and a notebook view. And
+:class:`DocScores` (attribution patching per document, the arrays behind per-neuron estimates on chosen
+documents)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Effect", "NeuronScores", "NeuronEffects"]
+__all__ = ["Effect", "NeuronScores", "DocScores", "NeuronEffects"]
 
 _CELL = "style='text-align:left;padding:2px 8px'"
 _MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre"
@@ -247,6 +249,38 @@ class NeuronScores:
                 ("tokens", self.n_tokens)]
         return (f"<div style='text-align:left'>{_table_html(rows)}<p>top neurons</p>"
                 f"{_frame_html(self.top(10), mono=())}</div>")
+
+
+@dataclass
+class DocScores:
+    """Attribution patching per document: ``scores`` ``[n_docs, d_mlp]``, the first-order change in each document's
+    summed next-token loss when a neuron of ``layer`` is ablated (``how``: set to zero or to the scan's mean);
+    ``n_tokens`` ``[n_docs]``, each document's predictions; ``docs`` ``[n_docs]``, the documents' ids (scan
+    document ids, or indices of the texts)."""
+
+    layer: int
+    docs: np.ndarray
+    scores: np.ndarray
+    n_tokens: np.ndarray
+    how: str
+    clean_loss: float
+    model_id: str = ""
+
+    def mean_over(self, docs, neurons=None) -> np.ndarray:
+        """The mean change per prediction over the documents ``docs`` (ids of ``docs``, each once), for
+        ``neurons`` (default every neuron): ``[n_neurons]``, what :func:`~mri_lens.effects.attribution` gives on
+        those documents alone."""
+        row_of = {int(d): i for i, d in enumerate(self.docs.tolist())}
+        rows = [row_of[int(d)] for d in dict.fromkeys(int(d) for d in docs)]
+        cols = slice(None) if neurons is None else np.asarray(list(neurons), dtype=np.int64)
+        n = int(self.n_tokens[rows].sum())
+        if n == 0:
+            raise ValueError("those documents have no predicted tokens")
+        return self.scores[rows][:, cols].sum(0) / n
+
+    def __repr__(self) -> str:
+        return (f"DocScores(layer={self.layer}, docs={len(self.docs)}, d_mlp={self.scores.shape[1]}, "
+                f"how={self.how!r}, tokens={int(self.n_tokens.sum())})")
 
 
 @dataclass

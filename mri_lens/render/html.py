@@ -25,6 +25,8 @@ __all__ = ["ASSETS_DIR", "CSS", "SITE_JS", "check_link_url", "code_point_marker"
 ASSETS_DIR = "assets"
 N_LEVELS = 8  # colour levels per sign of the neuron pages' activation shading
 
+# Narrow screens (a phone, 420 px): a table wider than the page scrolls inside its own box (display:block
+# with overflow), never the page; images and figures shrink to the page's width.
 CSS = """body{font-family:system-ui,sans-serif;margin:20px auto;max-width:1200px;padding:0 16px;color:#222;
 font-size:14px}a{color:#1f5fa8}nav a{margin-right:12px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}
 table{border-collapse:collapse;margin:6px 0 16px;font-size:13px}
@@ -33,8 +35,10 @@ th.sortable{cursor:pointer}th.sortable:after{content:" \\2195";color:#999}
 .wide{overflow-x:auto}.tok{white-space:pre}.max{background:#f4a582;font-weight:bold}
 .snip,.full{font-family:monospace;white-space:pre-wrap;word-break:break-all;font-size:12px}
 .mx{outline:2px solid #000}mark{background:#fdae61}details summary{cursor:pointer;color:#555}
-.muted{color:#777}.hist{background:#fafafa;border:1px solid #eee}.search{width:320px;padding:3px}
-.figure{margin:8px 0 20px}
+.muted{color:#777}.hist{background:#fafafa;border:1px solid #eee}.search{width:320px;max-width:100%;padding:3px}
+.figure{margin:8px 0 20px;max-width:100%}
+table{display:block;max-width:100%;overflow-x:auto}img{max-width:100%;height:auto}
+pre{overflow-x:auto}
 """ + "".join(
     f".p{i}{{background:rgba(215,48,31,{i / N_LEVELS:.3f})}}.n{i}{{background:rgba(33,102,172,{i / N_LEVELS:.3f})}}"
     for i in range(1, N_LEVELS + 1)) + "\n"
@@ -108,6 +112,12 @@ def _visible_token(tok: str) -> str:
     return "".join(out)
 
 
+def visible_token(tok: str) -> str:
+    """The visible form of a token as plain text (invisible characters as ``<U+XXXX>`` markers, see
+    :func:`_visible_token`), for pages that insert tokens as text themselves (the Neuroscope site's viewer)."""
+    return _visible_token(tok)
+
+
 # Markers of a token: bytes of a split character (mri_lens.model.tokens) and invisible characters (above).
 _MARKERS = re.compile(r"<0x[0-9A-F]{2}>|<U\+[0-9A-F]{4,6}>")
 
@@ -162,11 +172,62 @@ def links_html(links: Sequence[tuple[str, str]]) -> str:
 # ---------------------------------------------------------------------------------------------- figures
 def figure_html(fig: Any) -> str:
     """A plotly figure as an HTML fragment, without plotly.js (the page shell provides it), its box exactly as
-    tall as the plot (``layout.height``, else plotly's default 450 px), so no blank gap follows it."""
-    height = fig.layout.height or 450
-    out = fig.to_html(full_html=False, include_plotlyjs=False, default_height=f"{int(height)}px",
+    tall as the plot (``layout.height``, else plotly's default 450 px), so no blank gap follows it.
+
+    The width comes from the page: the figure fills its container (``responsive``: it follows the window), and a
+    ``layout.width`` only caps it (``max-width``), so a wide figure shrinks on a narrow screen instead of making
+    the page scroll sideways. The fragment redraws the figure once the page has loaded (the container may have
+    narrowed: a scroll bar appears as the rest of the page arrives) and breaks a title or subplot title wider than
+    the figure into lines (:data:`_FIT_SCRIPT`).
+    """
+    import plotly.io as pio
+
+    spec = fig.to_dict()
+    layout = spec.setdefault("layout", {})
+    height = layout.get("height") or 450
+    width = layout.pop("width", None)
+    layout["autosize"] = True
+    out = pio.to_html(spec, full_html=False, include_plotlyjs=False, default_width="100%",
+                      default_height=f"{int(height)}px", post_script=_FIT_SCRIPT, validate=False,
                       config={"displaylogo": False, "responsive": True})
-    return f"<div class='figure'>{out}</div>"
+    cap = f" style='max-width:{int(width)}px'" if width else ""
+    return f"<div class='figure'{cap}>{out}</div>"
+
+
+# plotly measures its box when it draws (mid-page): redraw at the container's final width once the page is there.
+# plotly never wraps a title: one wider than the figure (a phone) is cut, so the script breaks each title or
+# subplot title that overflows into lines at spaces (plain texts only), from the original text on every resize.
+_FIT_SCRIPT = """(function(){var d=document.getElementById('{plot_id}');if(!d||!window.Plotly)return;
+function wrap(s,n){var out=[],line='';s.split(' ').forEach(function(w){
+ if(line&&(line+' '+w).length>n){out.push(line);line=w;}else{line=line?line+' '+w:w;}});
+ out.push(line);return out;}
+function room(b,a,box,peers){if(a!=='middle')return a==='end'?b.right-box.left-8:box.right-b.left-8;
+ var c=(b.left+b.right)/2,r=2*Math.min(c-box.left,box.right-c);
+ peers.forEach(function(p){var pc=(p.left+p.right)/2;if(pc!==c&&Math.abs(p.top-b.top)<4)r=Math.min(r,Math.abs(pc-c)-8);});
+ return r-8;}
+function fitted(s,t,box,peers){if(typeof s!=='string'||s.indexOf('<')>=0||!t)return null;
+ var b=t.getBoundingClientRect(),r=room(b,t.getAttribute('text-anchor')||'start',box,peers||[]);
+ return b.width>r&&r>0?{lines:wrap(s,Math.max(8,Math.floor(s.length*r/b.width))),h:b.height}:null;}
+function measure(){var o=d._mlText,up={},box=d.querySelector('.main-svg').getBoundingClientRect(),
+ mt=d._fullLayout.margin.t,tt=d.querySelector('.g-gtitle .gtitle'),ht=tt?tt.getBoundingClientRect().height:0,hs=0,v;
+ v=fitted(o.title,tt,box);if(v){up['title.text']=v.lines.join('<br>');ht=v.lines.length*v.h;}
+ var anns=Array.prototype.slice.call(d.querySelectorAll('.annotation')),peers=anns.map(function(g){
+  var t=g.querySelector('text');return t?t.getBoundingClientRect():{left:0,right:0,top:-99,height:0};});
+ anns.forEach(function(g,j){var i=+g.getAttribute('data-index');v=fitted(o.ann[i],g.querySelector('text'),box,peers);
+  if(v)up['annotations['+i+'].text']=v.lines.join('<br>');
+  if(peers[j].top<box.top+mt)hs=Math.max(hs,v?v.lines.length*v.h:peers[j].height);});
+ if(!Object.keys(up).length)return null;
+ var need=ht?ht+2*(hs+10)+10:hs+20;if(need>mt)up['margin.t']=Math.ceil(need);
+ d._mlWrapped=true;return Plotly.relayout(d,up);}
+function fit(){if(!d._fullLayout)return;var L=d.layout;
+ if(!d._mlText)d._mlText={title:L.title&&(typeof L.title==='string'?L.title:L.title.text),
+  ann:(L.annotations||[]).map(function(a){return a.text;}),mt:L.margin&&L.margin.t!==undefined?L.margin.t:null};
+ Plotly.Plots.resize(d).then(function(){if(!d._mlWrapped)return measure();var o=d._mlText,up={'margin.t':o.mt};
+  if(typeof o.title==='string')up['title.text']=o.title;
+  o.ann.forEach(function(s,i){up['annotations['+i+'].text']=s;});d._mlWrapped=false;
+  return Plotly.relayout(d,up).then(measure);});}
+var timer;window.addEventListener('resize',function(){clearTimeout(timer);timer=setTimeout(fit,200);});
+if(document.readyState==='complete'){fit();}else{window.addEventListener('load',fit);}})();"""
 
 
 def _plotly_js() -> tuple[str, str]:

@@ -20,8 +20,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["NEURON_FRAGMENT_RE", "SiteLinks", "neuron_fragment", "neuron_href", "neuron_id", "parse_neuron_fragment",
-           "region_anchor"]
+from .html import escape
+
+__all__ = ["NEURON_FRAGMENT_RE", "SiteLinks", "neuron_fragment", "neuron_href", "neuron_id", "neuron_link_html",
+           "parse_neuron_fragment", "region_anchor", "site_links"]
 
 NEURON_FRAGMENT_RE = re.compile(r"^L(\d+)/N(\d+)$")
 
@@ -66,14 +68,22 @@ class SiteLinks:
 
     @classmethod
     def from_site(cls, site_dir: str | os.PathLike, rel: str) -> "SiteLinks":
-        """Read ``site_dir/manifest.json`` (a site's manifest: ``{"kind": "mri_lens.site", "layers": {"<layer>":
-        [neuron ids]}, ...}``)."""
+        """Read ``site_dir/manifest.json`` (a site's manifest: ``{"format": "mri_lens.site", "layers": {"<layer>":
+        [neuron ids]}, ...}``; ``"kind"`` is read as well as ``"format"``)."""
         with open(os.path.join(os.fspath(site_dir), "manifest.json"), encoding="utf-8") as f:
             manifest = json.load(f)
-        if manifest.get("kind") != "mri_lens.site":
-            raise ValueError(f"{site_dir} is not a Neuroscope site (manifest kind {manifest.get('kind')!r})")
+        kind = manifest.get("format", manifest.get("kind"))
+        if kind != "mri_lens.site":
+            raise ValueError(f"{site_dir} is not a Neuroscope site (manifest format {kind!r})")
         layers = manifest.get("layers", {})
         return cls(rel, {int(l): frozenset(int(n) for n in ids) for l, ids in layers.items()})
+
+    @classmethod
+    def for_page(cls, site_dir: str | os.PathLike, page: str | os.PathLike) -> "SiteLinks":
+        """The site at ``site_dir`` as linked from the page file ``page`` (the relative path is worked out)."""
+        page_dir = os.path.dirname(os.path.abspath(os.fspath(page)))
+        rel = os.path.relpath(os.path.abspath(os.fspath(site_dir)), page_dir).replace(os.sep, "/")
+        return cls.from_site(site_dir, rel)
 
     def has(self, layer: int, neuron: int) -> bool:
         return int(neuron) in self.neurons.get(int(layer), ())
@@ -81,3 +91,19 @@ class SiteLinks:
     def href(self, layer: int, neuron: int) -> str | None:
         """The page's URL, or None when the site has no page for this neuron."""
         return neuron_href(self.rel, layer, neuron) if self.has(layer, neuron) else None
+
+
+def site_links(site: "SiteLinks | str | os.PathLike | None", page: str | os.PathLike) -> SiteLinks | None:
+    """What a page writer's ``site=`` argument means: None (no links), a :class:`SiteLinks` (used as given: its
+    ``rel`` is relative to ``page``), or a site directory (read, linked relatively from the file ``page``)."""
+    if site is None or isinstance(site, SiteLinks):
+        return site
+    return SiteLinks.for_page(site, page)
+
+
+def neuron_link_html(site: SiteLinks | None, layer: int, neuron: int, text: str | None = None) -> str:
+    """HTML for one neuron: ``text`` (default its id ``L1/N88``) escaped, as a link to its page when ``site`` has
+    one, else plain text."""
+    shown = escape(neuron_id(layer, neuron) if text is None else text)
+    href = site.href(layer, neuron) if site is not None else None
+    return f"<a class='neuron' href='{escape(href)}'>{shown}</a>" if href else shown

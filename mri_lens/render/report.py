@@ -15,8 +15,9 @@ import numpy as np
 from ..errors import CategoryError
 from ..lenses.mri import category_difference_figure, category_differences
 from .html import escape, figure_html, links_html, write_page
+from .links import SiteLinks, neuron_link_html, region_anchor, site_links
 
-__all__ = ["write_scan_report", "write_mri_report", "scan_label_counts"]
+__all__ = ["write_scan_report", "write_mri_report", "scan_label_counts", "report_neurons"]
 
 
 def _names(names: Sequence[str]) -> str:
@@ -40,10 +41,20 @@ def _report_categories(scan, categories: Sequence[str]) -> tuple[str, str]:
     return cats[0], cats[1]
 
 
+class _Html(str):
+    """A table cell that is HTML already (built from escaped parts), written as is."""
+
+
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{v if isinstance(v, _Html) else escape(_fmt(v))}</td>" for v in r)
+                   + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _neuron(site: SiteLinks | None, layer: int, neuron: int) -> _Html:
+    """A neuron's id cell, linked to its page when ``site`` has one."""
+    return _Html(neuron_link_html(site, layer, neuron))
 
 
 def _fmt(v: Any) -> str:
@@ -56,8 +67,9 @@ class _Page:
     """One offline report page: a title, optional links, HTML parts and figures (plotly.js from the page shell:
     inlined once, or the shared asset of ``assets``), so the page never loads anything from the network."""
 
-    def __init__(self, title: str, links: Sequence[tuple[str, str]] = ()):
+    def __init__(self, title: str, links: Sequence[tuple[str, str]] = (), site: SiteLinks | None = None):
         self.title = title
+        self.site = site
         self.parts = [f"<h1>{escape(title)}</h1>", links_html(links)]
 
     def figure(self, fig) -> str:
@@ -72,11 +84,13 @@ class _Page:
 def write_scan_report(scan, path: str | os.PathLike, *, title: str = "mri_lens report",
                       categories: tuple[str, str] | None = None, top_neurons: int = 8,
                       links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
-                      assets: str | os.PathLike | None = None, max_categories: int = 12) -> str:
+                      assets: str | os.PathLike | None = None, max_categories: int = 12,
+                      site: SiteLinks | str | os.PathLike | None = None) -> str:
     """Write a self-contained HTML page: run facts, per-layer statistics, category differences with the most
     different neurons and their top examples; ``links`` are ``(text, relative href)`` pairs listed at the top
-    (:func:`mri_lens.render.html.check_link_url`: ``ValueError`` for a ``javascript:``-like URL). Returns the path
-    written.
+    (:func:`mri_lens.render.html.check_link_url`: ``ValueError`` for a ``javascript:``-like URL). ``site``: a
+    Neuroscope site of the same scan (its directory, or :class:`~mri_lens.render.links.SiteLinks` relative to this
+    page): each neuron id links to its page there when the site has one. Returns the path written.
 
     Category differences on a labelled scan: ``categories=(a, b)`` contrasts those two (unknown names, a number
     other than two, or categories of an unlabelled scan raise :class:`~mri_lens.errors.CategoryError` naming the
@@ -88,15 +102,40 @@ def write_scan_report(scan, path: str | os.PathLike, *, title: str = "mri_lens r
         categories = _report_categories(scan, categories)
     if isinstance(max_categories, bool) or not isinstance(max_categories, (int, np.integer)) or max_categories < 1:
         raise ValueError(f"max_categories must be a positive integer, got {max_categories!r}")
-    page = _Page(title, links)
+    page = _Page(title, links, site_links(site, path))
     page.parts.append(_table(_scan_facts(scan), ["", ""]))
     _layer_section(page, scan)
-    if categories is not None or (scan.labels is not None and len(scan.label_names) == 2):
-        a, b = categories or (scan.label_names[0], scan.label_names[1])
-        _pair_section(page, scan, a, b, top_neurons)
+    pair = _report_pair(scan, categories)
+    if pair is not None:
+        _pair_section(page, scan, pair[0], pair[1], top_neurons)
     elif scan.labels is not None and len(scan.label_names) > 2:
         _each_vs_rest_section(page, scan, top_neurons, max_categories)
     return page.write(path, overwrite, assets)
+
+
+def _report_pair(scan, categories: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The two categories the report contrasts: the given ones, or those of a two-category scan."""
+    if categories is not None:
+        return categories
+    if scan.labels is not None and len(scan.label_names) == 2:
+        return scan.label_names[0], scan.label_names[1]
+    return None
+
+
+def report_neurons(scan, *, categories: tuple[str, str] | None = None, top_neurons: int = 8,
+                   max_categories: int = 12) -> list[tuple[int, int]]:
+    """The neurons :func:`write_scan_report` names with the same arguments, as ``(layer, neuron)`` pairs in page
+    order (a Neuroscope site of them makes every neuron id of the report a link)."""
+    if categories is not None:
+        categories = _report_categories(scan, categories)
+    pair = _report_pair(scan, categories)
+    if pair is not None:
+        best = _largest_d(category_differences(scan, pair[0], pair[1]), top_neurons)
+        return [(int(r["layer"]), int(r["neuron"])) for _, r in best.iterrows()]
+    if scan.labels is None or len(scan.label_names) <= 2:
+        return []
+    return [(int(r["layer"]), int(r["neuron"])) for _, best in _each_vs_rest(scan, top_neurons, max_categories)[0]
+            for _, r in best.iterrows()]
 
 
 def _scan_facts(scan) -> list[tuple[str, Any]]:
@@ -124,6 +163,11 @@ def _top_tokens(scan, layer: int, neuron: int, k: int = 5) -> str:
     return ", ".join(repr(t) for t in scan.top_examples(layer, neuron, k=k).max_tokens())
 
 
+def _largest_d(df, k: int):
+    """The ``k`` rows of a :func:`category_differences` table with the largest ``|Cohen's d|``."""
+    return df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(k)
+
+
 def _pair_section(page: _Page, scan, a: str, b: str, top_neurons: int) -> None:
     """Categories ``a`` and ``b`` contrasted: Welch's t-test per neuron, the most different neurons."""
     parts = page.parts
@@ -132,20 +176,30 @@ def _pair_section(page: _Page, scan, a: str, b: str, top_neurons: int) -> None:
     parts.append(f"<p>Pooled mean activation per document; Welch's t-test per neuron, Benjamini-Hochberg over "
                  f"all {len(df)} neurons. Documents: {escape(str(scan_label_counts(scan)))}.</p>")
     parts.append(page.figure(category_difference_figure(df, a, b)))
-    best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(top_neurons)
-    rows = [(int(r["layer"]), int(r["neuron"]), r[f"mean_{a}"], r[f"mean_{b}"], r["cohens_d"], r["q_value"],
-             _top_tokens(scan, int(r["layer"]), int(r["neuron"]))) for _, r in best.iterrows()]
-    parts.append(_table(rows, ["layer", "neuron", f"mean {a}", f"mean {b}", "Cohen's d", "q", "top tokens"]))
+    best = _largest_d(df, top_neurons)
+    rows = [(_neuron(page.site, int(r["layer"]), int(r["neuron"])), r[f"mean_{a}"], r[f"mean_{b}"], r["cohens_d"],
+             r["q_value"], _top_tokens(scan, int(r["layer"]), int(r["neuron"]))) for _, r in best.iterrows()]
+    parts.append(_table(rows, ["neuron", f"mean {a}", f"mean {b}", "Cohen's d", "q", "top tokens"]))
     parts.append("<h3>Top examples of the most different neurons</h3>")
     for _, r in best.head(3).iterrows():
-        parts.append(scan.top_examples(int(r["layer"]), int(r["neuron"]), k=5)._repr_html_())
+        l, n = int(r["layer"]), int(r["neuron"])
+        parts.append(f"<h4>{neuron_link_html(page.site, l, n)}</h4>")
+        parts.append(scan.top_examples(l, n, k=5)._repr_html_())
+
+
+def _each_vs_rest(scan, top_neurons: int, max_categories: int):
+    """``([(category, its most different rows)], categories left out, counts)``: every category that can be
+    tested (the largest ``max_categories``) against all other documents."""
+    counts = scan_label_counts(scan)
+    testable = [c for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= 2 and scan.n_docs - n >= 2]
+    shown, left = testable[:max_categories], [c for c in counts if c not in testable[:max_categories]]
+    per = max(1, min(top_neurons, 3))
+    return [(c, _largest_d(category_differences(scan, c), per)) for c in shown], left, counts
 
 
 def _each_vs_rest_section(page: _Page, scan, top_neurons: int, max_categories: int) -> None:
     """Every category (the largest ``max_categories`` that can be tested) against all other documents."""
-    counts = scan_label_counts(scan)
-    testable = [c for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= 2 and scan.n_docs - n >= 2]
-    shown, left = testable[:max_categories], [c for c in counts if c not in testable[:max_categories]]
+    compared, left, counts = _each_vs_rest(scan, top_neurons, max_categories)
     parts = page.parts
     parts.append("<h2>Category differences: each category against the rest</h2>")
     parts.append(f"<p>The scan has {len(counts)} categories, so each is compared with all other documents "
@@ -156,18 +210,14 @@ def _each_vs_rest_section(page: _Page, scan, top_neurons: int, max_categories: i
     if left:
         parts.append(f"<p>Not compared ({len(left)}; fewer than two documents, or beyond the "
                      f"{max_categories} largest): {escape(_names(left))}.</p>")
-    if not shown:
+    if not compared:
         parts.append("<p>No category has two documents and two others: nothing to compare.</p>")
         return
-    rows = []
-    per = max(1, min(top_neurons, 3))
-    for c in shown:
-        df = category_differences(scan, c)
-        best = df.reindex(df["cohens_d"].abs().sort_values(ascending=False).index).head(per)
-        rows += [(c, counts[c], int(r["layer"]), int(r["neuron"]), r[f"mean_{c}"], r["mean_rest"], r["cohens_d"],
-                  r["q_value"], _top_tokens(scan, int(r["layer"]), int(r["neuron"]))) for _, r in best.iterrows()]
-    parts.append(_table(rows, ["category", "documents", "layer", "neuron", "mean in it", "mean in the rest",
-                               "Cohen's d", "q", "top tokens"]))
+    rows = [(c, counts[c], _neuron(page.site, int(r["layer"]), int(r["neuron"])), r[f"mean_{c}"], r["mean_rest"],
+             r["cohens_d"], r["q_value"], _top_tokens(scan, int(r["layer"]), int(r["neuron"])))
+            for c, best in compared for _, r in best.iterrows()]
+    parts.append(_table(rows, ["category", "documents", "neuron", "mean in it", "mean in the rest", "Cohen's d", "q",
+                               "top tokens"]))
 
 
 def scan_label_counts(scan) -> dict[str, int]:
@@ -188,7 +238,7 @@ def _df_html(df, n: int | None = None) -> str:
 def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str = "mri_lens MRI",
                      categories: Sequence[str] | None = None, probe=None, timings: dict[str, float] | None = None,
                      top_rows: int = 12, links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
-                     assets: str | os.PathLike | None = None) -> str:
+                     assets: str | os.PathLike | None = None, site: SiteLinks | str | os.PathLike | None = None) -> str:
     """Write the MRI lens as one offline HTML page: region images per category for every layer, the layer with the
     largest category contrast in detail (region images, neuron scatter), the co-activation graph, graph metrics,
     enriched regions and edges, and the separability probe. Returns the path written.
@@ -206,8 +256,14 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
         :func:`mri_lens.storage.write.check_save_target`).
     assets: a directory (the output directory of several pages): plotly.js is written there once as
         ``assets/plotly-<version>.min.js`` and referenced relatively; default: inlined into this page.
+    site: a Neuroscope site of the same scan (its directory, or :class:`~mri_lens.render.links.SiteLinks`
+        relative to this page): each neuron id links to its page there when the site has one.
+
+    In neurons mode every region that holds neurons is listed with them, under the anchor
+    ``region-L{layer}-R{region}`` (:func:`mri_lens.render.links.region_anchor`), where the neuron pages of
+    :func:`mri_lens.lenses.mri.neuron_links` point.
     """
-    page = _Page(title, links)
+    page = _Page(title, links, site_links(site, path))
     names = list(maps.label_names or [])
     cats = list(categories) if categories is not None else names[:2]
     counts = scan_label_counts(scan)
@@ -218,6 +274,7 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
         _comparison_section(page, maps, graph, scan, cats, top_rows)
     if maps.labels is not None and len(counts) >= 2:
         _probe_section(page, maps, scan, probe)
+    _regions_section(page, maps, scan)
     return page.write(path, overwrite, assets)
 
 
@@ -284,7 +341,7 @@ def _graph_section(page: _Page, graph, cats: list[str]) -> None:
 def _comparison_section(page: _Page, maps, graph, scan, cats: list[str], top_rows: int) -> None:
     """The first two categories compared: enriched regions and edges, and the neurons of the most enriched
     regions (neurons mode)."""
-    from ..lenses.mri import compare_categories
+    from ..lenses.mri import compare_categories, enriched_region_neurons
 
     parts = page.parts
     cmp = compare_categories(maps, graph, cats[0], cats[1])
@@ -299,15 +356,39 @@ def _comparison_section(page: _Page, maps, graph, scan, cats: list[str], top_row
         return
     parts.append("<h3>Neurons of the most enriched regions</h3>")
     rows = []
-    for _, r in cmp.regions.sort_values("q_value", kind="stable").head(6).iterrows():
-        neurons = maps.region_neurons(int(r["layer"]), int(r["region"]))
-        li = scan.layer_index(int(r["layer"]))
-        strongest = neurons[np.argsort(-scan.stats.max[li, neurons], kind="stable")][:5]
+    for e in enriched_region_neurons(maps, cmp.regions, scan):
         toks = "; ".join(
-            f"N{n}: " + ", ".join(repr(t) for t in scan.top_examples(int(r["layer"]), int(n), k=3).max_tokens())
-            for n in strongest)
-        rows.append((int(r["layer"]), int(r["region"]), len(neurons), toks))
+            neuron_link_html(page.site, e.layer, int(n)) + ": " + escape(", ".join(
+                repr(t) for t in scan.top_examples(e.layer, int(n), k=3).max_tokens()))
+            for n in e.strongest)
+        region = f"<a href='#{region_anchor(e.layer, e.region)}'>{e.region}</a>"
+        rows.append((e.layer, _Html(region), e.n_neurons, _Html(toks)))
     parts.append(_table(rows, ["layer", "region", "neurons", "strongest neurons: their top tokens"]))
+
+
+def _regions_section(page: _Page, maps, scan) -> None:
+    """Every region that holds neurons (neurons mode), one folded table per layer: its anchor, position and
+    neurons (strongest maximum activation first), each linked to its page when the site has one."""
+    if maps.mode != "neurons":
+        return
+    page.parts.append("<h2>Regions and their neurons</h2><p>Every region of every layer with the neurons it holds, "
+                      "strongest (highest maximum activation) first.</p>")
+    for l in maps.layers:
+        li = scan.layer_index(l)
+        rows = []
+        for r in np.flatnonzero(maps.region_sizes(l)):
+            neurons = maps.region_neurons(l, int(r))
+            neurons = neurons[np.argsort(-scan.stats.max[li, neurons], kind="stable")]
+            ids = ", ".join(neuron_link_html(page.site, l, int(n)) for n in neurons)
+            rows.append(f"<tr id='{region_anchor(l, int(r))}'><td>{int(r)}</td><td>{int(r) // maps.grid}, "
+                        f"{int(r) % maps.grid}</td><td>{len(neurons)}</td><td class='ids'>{ids}</td></tr>")
+        page.parts.append(f"<details class='regions'><summary>Layer {l}: {len(rows)} regions</summary><table><thead>"
+                          "<tr><th>region</th><th>row, col</th><th>neurons</th><th>ids</th></tr></thead><tbody>"
+                          + "".join(rows) + "</tbody></table></details>")
+    # a link to a region opens its layer's folded table (on load and on every later jump)
+    page.parts.append("<script>function openRegion(){var e=location.hash&&document.getElementById("
+                      "decodeURIComponent(location.hash.slice(1)));var d=e&&e.closest('details');if(d){d.open=true;"
+                      "e.scrollIntoView();}}window.addEventListener('hashchange',openRegion);openRegion();</script>")
 
 
 def _probe_section(page: _Page, maps, scan, probe) -> None:

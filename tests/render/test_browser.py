@@ -1,5 +1,6 @@
 """The demo's pages in a real browser (headless Chromium through selenium): every plotly figure renders, no console
-errors, nothing is fetched from the network, and the neuron site's sort, filter and search work.
+errors, nothing is fetched from the network, and at a phone's 420 px as at 1,400 px nothing scrolls sideways and
+every figure fits. (The Neuroscope site's viewer has its own browser test, test_site_viewer.py.)
 
 Skips with a clear message where no browser can run (CI installs Debian's chromium and chromium-driver)."""
 
@@ -84,35 +85,66 @@ def test_demo_pages_share_one_plotly_asset_and_stay_small(small_demo):
         assert f"assets/{assets[0]}" in text and text.count("Plotly.newPlot") >= 1
 
 
-def test_site_sort_filter_and_search(browser, small_demo):
-    from selenium.webdriver.common.by import By
+# ---------------------------------------------------------------------------------------------- narrow screens
+@pytest.fixture(scope="module")
+def sized_browser(tmp_path_factory):
+    """A second browser whose viewport is set exactly per test (a headless window has a minimum width, above a
+    phone's)."""
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-sized"), width=1400)
+    yield driver
+    driver.quit()
 
-    site = os.path.join(small_demo["out"], "site")
-    assert _errors(_open(browser, os.path.join(site, "L0", "index.html"))) == []
-    rows = lambda: browser.find_elements(By.CSS_SELECTOR, "tbody tr")  # noqa: E731
-    col = lambda i: [float(r.find_elements(By.TAG_NAME, "td")[i].get_attribute("data-v")) for r in rows()]  # noqa
-    n = len(rows())
-    assert n == 12
-    header = browser.find_elements(By.CSS_SELECTOR, "th.sortable")[1]  # max
-    header.click()
-    assert col(1) == sorted(col(1), reverse=True)
-    header.click()
-    assert col(1) == sorted(col(1))
-    token = rows()[0].get_attribute("data-tokens").split()[0]
-    box = browser.find_element(By.ID, "filter")
-    box.send_keys(token)
-    visible = [r for r in rows() if r.is_displayed()]
-    assert 1 <= len(visible) <= n and all(token.lower() in r.get_attribute("data-tokens").lower() for r in visible)
-    box.clear()
-    box.send_keys("\u2603 no such token \u2603")
-    assert not [r for r in rows() if r.is_displayed()]
 
-    assert _errors(_open(browser, os.path.join(site, "index.html"))) == []
-    search = browser.find_element(By.ID, "search")
-    search.send_keys(token)
-    results = browser.find_elements(By.CSS_SELECTOR, "#results li a")
-    assert results and all(a.get_attribute("href").endswith(".html") for a in results)
-    results[0].click()
-    assert "Neuron" in browser.title or "neuron" in browser.page_source.lower()
-    assert _errors(browser.get_log("browser")) == []
-    assert _network_requests(browser) == []
+_LAYOUT = """
+  var iw = window.innerWidth, out = {iw: iw, sw: document.documentElement.scrollWidth, figures: [], cut: []};
+  document.querySelectorAll('.plotly-graph-div').forEach(function(d, i){
+    var box = d.getBoundingClientRect(), svg = d.querySelector('.main-svg');
+    var s = svg ? svg.getBoundingClientRect() : null;
+    out.figures.push([i, Math.round(box.left), Math.round(box.right), s ? Math.round(s.width) : null]);
+    if (!s) return;
+    d.querySelectorAll('.g-gtitle text, .annotation text').forEach(function(t){  // titles, subplot titles
+      var b = t.getBoundingClientRect();
+      if (b.width > 0 && (b.left < s.left - 1 || b.right > s.right + 1)) out.cut.push([i, t.textContent]);
+    });
+  });
+  return out;
+"""
+
+
+def _layout_ok(state) -> bool:
+    return (state["sw"] <= state["iw"] and not state["cut"] and all(
+        left >= 0 and right <= state["iw"] and svg is not None and svg <= right - left + 1
+        for _, left, right, svg in state["figures"]))
+
+
+@pytest.mark.parametrize("width", [420, 1400])
+@pytest.mark.parametrize("page", ["index.html", os.path.join("mri", "index.html"), "neuroscope_view.html"])
+def test_demo_pages_fit_the_screen(sized_browser, small_demo, page, width):
+    """At a phone's 420 px and a desktop's 1,400 px: the page never scrolls sideways (wide tables scroll inside their
+    own box), every plotly figure fits the page and its plot fits its box, and no figure title is cut."""
+    sized_browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                  {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    _open(sized_browser, os.path.join(small_demo["out"], page))
+    assert _wait_for_figures(sized_browser)["n"] >= 1
+    deadline = time.time() + 20  # the figures redraw at their final width (and wrap long titles) after load
+    state = sized_browser.execute_script(_LAYOUT)
+    while time.time() < deadline and not _layout_ok(state):
+        time.sleep(0.25)
+        state = sized_browser.execute_script(_LAYOUT)
+    assert state["iw"] == width
+    assert state["sw"] <= state["iw"], state
+    assert state["figures"] and _layout_ok(state), state
+
+
+def test_n2g_titles_are_drawn_whole(browser, small_demo):
+    """Every N2G graph's SVG holds its texts (a one-column graph is narrower than its title otherwise)."""
+    _open(browser, os.path.join(small_demo["out"], "n2g", "index.html"))
+    cut = browser.execute_script("""
+      var out = [];
+      document.querySelectorAll('svg.n2g').forEach(function(svg){
+        var s = svg.getBoundingClientRect();
+        svg.querySelectorAll(':scope > text').forEach(function(t){var b = t.getBoundingClientRect();
+          if (b.right > s.right + 0.5) out.push([t.textContent, Math.round(b.right - s.left), Math.round(s.width)]);});
+      });
+      return [document.querySelectorAll('svg.n2g').length, out];""")
+    assert cut[0] >= 1 and cut[1] == [], cut

@@ -123,8 +123,14 @@ def test_neuroscope_view_shows_every_character(browser, tiny, tmp_path):
 def test_neuron_site_shows_every_character(browser, tiny, unicode_scan, tmp_path):
     index = ml.neuroscope.site(unicode_scan, tiny, tmp_path / "site", layers=[0], neurons=[0, 1], k=len(TEXTS),
                                n_random=0)
-    page = os.path.join(os.path.dirname(index), "L0", "N0.html")
-    _open(browser, page)
+    _open(browser, index + "#L0/N0")  # the viewer draws the page, then each full text unfolds from its data file
+    deadline = time.time() + 60
+    while time.time() < deadline and not browser.execute_script("return document.querySelectorAll('.snip').length"):
+        time.sleep(0.1)
+    browser.execute_script("document.querySelectorAll('details').forEach(function (d) { d.open = true; })")
+    while time.time() < deadline and browser.execute_script(
+            "return document.querySelectorAll('.full:empty').length"):
+        time.sleep(0.1)
     _check_page(browser, ".snip")
     browser.execute_script("document.querySelector('div.snip').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "unicode_neuron_page.png"))

@@ -10,20 +10,11 @@ import shutil
 import numpy as np
 import pytest
 
-import mri_lens as ml
 from mri_lens import Scan, ScanFileError
 from mri_lens.results import PartDocs, ScanPart
 from mri_lens.storage.files import PART_RE, part_dir_name, part_index
 
 from saved import manifest, write_manifest
-
-
-@pytest.fixture(scope="module")
-def sharded(tiny, code_prose, tmp_path_factory):
-    """A scan of the tiny LM computed in shards into ``out`` (its pooled values stay in the run's parts)."""
-    out = tmp_path_factory.mktemp("sharded") / "out"
-    s = ml.scan(tiny, code_prose, out=out, shard_tokens=400, batch_size=8, pooling=("mean", "max"), progress=False)
-    return str(out), s
 
 
 @pytest.fixture()

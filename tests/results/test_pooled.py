@@ -12,7 +12,6 @@ import shutil
 import numpy as np
 import pytest
 
-import mri_lens as ml
 from mri_lens import Scan, ScanFileError
 from mri_lens.results.pooled import LayerFilePooled, SplitPooled
 
@@ -137,14 +136,6 @@ def test_results_saved_before_bindings_still_load(tiny_scan, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ the layouts
-@pytest.fixture(scope="module")
-def sharded(tiny, code_prose, tmp_path_factory):
-    """A scan of the tiny LM computed in shards into ``out``: its pooled values stay in the run's parts."""
-    out = tmp_path_factory.mktemp("sharded") / "out"
-    s = ml.scan(tiny, code_prose, out=out, shard_tokens=400, batch_size=8, pooling=("mean", "max"), progress=False)
-    return str(out), s
-
-
 def test_every_layout_reads_the_same_values(sharded, tmp_path):
     out, s = sharded
     loaded = Scan.load(out)

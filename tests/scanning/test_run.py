@@ -64,13 +64,19 @@ def _check_topk(result, ref):
             assert (tk.docs[li, :, n:] == -1).all()
 
 
+@pytest.fixture(scope="module")
+def code_prose_ref(tiny, code_prose):
+    """The brute-force reference of ``code_prose`` on every layer of the tiny LM, computed once for the module."""
+    _, segs = _segments(tiny, code_prose)
+    return reference(tiny, segs, list(range(4)), skip_first=1)
+
+
 @pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_tiny_lm_matches_bruteforce(tiny, code_prose, padding_side):
+def test_tiny_lm_matches_bruteforce(tiny, code_prose, code_prose_ref, padding_side):
     layers = list(range(4))
     result = ml.scan(tiny, code_prose, batch_size=5, padding_side=padding_side,
                      pooling=("mean", "max", "min", "last"), top_k=6, progress=False)
-    _, segs = _segments(tiny, code_prose)
-    ref = reference(tiny, segs, layers, skip_first=1)
+    ref = code_prose_ref
     _check_against_reference(result, ref, layers)
     _check_topk(result, ref)
     assert result.meta["padding_side"] == padding_side
@@ -94,10 +100,13 @@ def test_minilm_left_padding_is_refused(minilm, reviews):
 
 
 def test_windows_cover_every_token(tiny, code_prose):
-    result = ml.scan(tiny, code_prose, batch_size=7, max_length=24, overflow="windows",
+    # four code documents (2, 3, 8 and 9 windows of 24 tokens) and three prose ones (2 windows each): batches of
+    # 7 windows mix documents and cut through them
+    corpus = code_prose.subset([0, 1, 12, 15, 16, 17, 18])
+    result = ml.scan(tiny, corpus, batch_size=7, max_length=24, overflow="windows",
                      pooling=("mean", "max", "last"), top_k=4, progress=False)
-    _, segs = _segments(tiny, code_prose, max_length=24, overflow="windows")
-    assert max(len(s) for s in segs) > 1
+    _, segs = _segments(tiny, corpus, max_length=24, overflow="windows")
+    assert max(len(s) for s in segs) >= 8 and sum(len(s) for s in segs) > 7 * 3
     ref = reference(tiny, segs, list(range(4)), skip_first=1)
     _check_against_reference(result, ref, list(range(4)))
     _check_topk(result, ref)
@@ -204,9 +213,8 @@ def test_bad_arguments(tiny, code_prose):
         ml.scan(tiny, code_prose.subset(range(2)), layers=[0], progress=False).pooled("mean", layer=2)
 
 
-def test_quantiles_from_histogram(tiny_scan, tiny, code_prose):
-    _, segs = _segments(tiny, code_prose)
-    x = reference(tiny, segs, [2], skip_first=1)["tokens"][0]
+def test_quantiles_from_histogram(tiny_scan, code_prose_ref):
+    x = code_prose_ref["tokens"][2]  # layer 2's counted tokens, [T, d_mlp]
     q = tiny_scan.stats.quantile(0.5)[2]
     true = np.quantile(x, 0.5, axis=0)
     width = np.diff(np.sinh(np.arcsinh(true).clip(-3, 6) + np.array([[-0.06], [0.06]])), axis=0)[0]
@@ -233,7 +241,7 @@ def test_topk_independent_of_batching_with_exact_ties(tiny):
         assert np.array_equal(x.positions, y.positions)
 
 
-def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
+def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path, capsys):
     """SIGKILL a command-line scan part way, run it again: the result equals an uninterrupted scan and the shards
     finished before the kill were not computed again (counted tokens say so)."""
     import json
@@ -278,12 +286,18 @@ def test_a_killed_cli_scan_resumes_without_recomputing(tiny, tmp_path):
         np.testing.assert_array_equal(getattr(resumed.stats, k), getattr(fresh.stats, k))
     np.testing.assert_allclose(resumed.stats.mean, fresh.stats.mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(resumed.top.docs, fresh.top.docs)
-    # a different corpus in the same directory is refused
+    # a different corpus in the same directory is refused: exit status 2, one line (the command's own main, in
+    # this process: a third interpreter start would only repeat what the two above show)
+    from mri_lens.cli import main
+
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"text": "something else entirely"}) + "\n")
-    again = subprocess.run(argv[:7] + [str(other)] + argv[8:], capture_output=True, text=True)
-    assert again.returncode != 0 and "another corpus, model or options" in again.stderr
-    assert len(again.stderr.strip().splitlines()) == 1
+    cli_args = argv[3:]
+    cli_args[cli_args.index(str(corpus_file))] = str(other)
+    capsys.readouterr()
+    assert main(cli_args) == 2
+    err = capsys.readouterr().err
+    assert "another corpus, model or options" in err and len(err.strip().splitlines()) == 1
 
 
 def test_options_object_and_overrides_give_the_same_scan(tiny, code_prose):

@@ -25,6 +25,7 @@ from .enrichment import enrich
 from .graph_io import load_graph_json, write_graph
 from .graph_plot import graph_figure
 from .metrics import GraphMetrics, graph_metrics
+from .neuron_links import EnrichedRegion, enriched_region_neurons, neuron_links, neuron_regions
 from .probe import separability
 from .regions import RegionMaps
 
@@ -33,4 +34,5 @@ __all__ = [
     "CoactivationCounts", "coactivation_counts", "coactivation_graph", "enrich", "graph_figure", "GraphMetrics",
     "graph_metrics", "CategoryComparison", "compare_categories", "category_differences",
     "category_difference_figure", "write_graph", "load_graph_json", "GraphError", "CategoryError",
+    "neuron_links", "neuron_regions", "enriched_region_neurons", "EnrichedRegion",
 ]

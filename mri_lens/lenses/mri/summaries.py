@@ -72,8 +72,9 @@ def document_regions(maps, layer: int | None = None):
 
 
 def regions_table(maps, layer: int | None = None):
-    """One row per (layer, region): position, size, threshold and the fraction of each category's documents that
-    activate it (pandas DataFrame)."""
+    """One row per (layer, region): position, size, threshold, the fraction of each category's documents that
+    activate it and, in neurons mode, its neuron ids (a list per row; the MRI page anchors each region and links
+    these neurons to their pages) (pandas DataFrame)."""
     import pandas as pd
 
     rows = []
@@ -86,6 +87,8 @@ def regions_table(maps, layer: int | None = None):
                    "n_points": int(sizes[r]), "threshold": float(maps.thresholds_[li, r]),
                    "n_docs_active": int(maps.activated_[li, :, r].sum())}
             row.update({f"frac_{k}": float(v[r]) for k, v in fr.items()})
+            if maps.mode == "neurons":
+                row["neurons"] = maps.region_neurons(l, r).tolist()
             rows.append(row)
     return pd.DataFrame(rows)
 

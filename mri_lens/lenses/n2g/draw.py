@@ -14,7 +14,7 @@ from typing import Any
 from ...render.html import escape
 from .trie import IGNORE
 
-__all__ = ["condense", "figure", "to_svg", "to_networkx"]
+__all__ = ["condense", "figure", "text_width", "to_svg", "to_networkx"]
 
 Node = tuple[int, int]  # (depth, token id)
 
@@ -66,6 +66,15 @@ def _rgb(kind: str, w: float) -> tuple[int, int, int]:
     return tuple(int(round(255 - a * (255 - c))) for c in base)
 
 
+FONT_SIZE = 12  # px, monospace: every character advances about 0.6 em
+_ADVANCE = 0.6
+
+
+def text_width(text: str, font_size: float = FONT_SIZE) -> int:
+    """Estimated width in px of ``text`` in the SVG's monospace font (rounded up): what the SVG must hold."""
+    return int(-(-len(text) * font_size * _ADVANCE // 1))
+
+
 def _show(label: str) -> str:
     return label.replace("\n", "\u21b5").replace("\t", "\u21e5").replace(" ", "\u00b7") or "\u2205"
 
@@ -76,12 +85,17 @@ def to_svg(g: Any, *, max_per_column: int = 40, node_width: int = 110, row_heigh
     pos = _layout(nodes)
     keep = {k for k, (x, y) in pos.items() if y < max_per_column}
     if not keep:
-        return ("<svg xmlns='http://www.w3.org/2000/svg' width='320' height='30'><text x='4' y='20' font-size='12'>"
-                f"L{g.layer} N{g.neuron}: empty graph (no firing token in the training examples)</text></svg>")
+        note = f"L{g.layer} N{g.neuron}: empty graph (no firing token in the training examples)"
+        return (f"<svg xmlns='http://www.w3.org/2000/svg' class='n2g' width='{text_width(note) + 10}' height='30' "
+                f"font-family='monospace' font-size='{FONT_SIZE}'><text x='4' y='20'>{escape(note)}</text></svg>")
     depth = max(k[0] for k in keep)
     rows = max(pos[k][1] for k in keep) + 1
     gap = 50
-    W = int((depth + 1) * (node_width + gap) + 10)
+    title = f"L{g.layer} N{g.neuron}: context \u2192 firing token"
+    hidden = len(nodes) - len(keep)
+    footer = f"{hidden} more nodes not drawn" if hidden else ""
+    # at least as wide as its texts: a one-column graph is narrower than its title
+    W = max(int((depth + 1) * (node_width + gap) + 10), text_width(title) + 10, text_width(footer) + 10)
     H = int(rows * row_height + 36)
 
     def xy(k: Node) -> tuple[float, float]:
@@ -89,8 +103,7 @@ def to_svg(g: Any, *, max_per_column: int = 40, node_width: int = 110, row_heigh
         return (depth + x) * (node_width + gap) + 5, y * row_height + 28
 
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='n2g' width='{W}' height='{H}' viewBox='0 0 {W} {H}' "
-             "font-family='monospace' font-size='12'>",
-             f"<text x='5' y='14' fill='#555'>L{g.layer} N{g.neuron}: context \u2192 firing token</text>"]
+             f"font-family='monospace' font-size='{FONT_SIZE}'>", f"<text x='5' y='14' fill='#555'>{title}</text>"]
     for a, b in sorted(edges):
         if a in keep and b in keep:
             (x1, y1), (x2, y2) = xy(a), xy(b)
@@ -110,9 +123,8 @@ def to_svg(g: Any, *, max_per_column: int = 40, node_width: int = 110, row_heigh
                      f"stroke-width='{2.5 if a['end'] else 0.5}'/><text x='{x + node_width / 2:.0f}' "
                      f"y='{y + 14:.0f}' text-anchor='middle' fill='{'#fff' if dark else '#000'}'>"
                      f"{escape(short)}</text></g>")
-    hidden = len(nodes) - len(keep)
-    if hidden:
-        parts.append(f"<text x='5' y='{H - 4}' fill='#555'>{hidden} more nodes not drawn</text>")
+    if footer:
+        parts.append(f"<text x='5' y='{H - 4}' fill='#555'>{footer}</text>")
     parts.append("</svg>")
     return "".join(parts)
 

@@ -13,12 +13,12 @@ from ...storage.write import claim_dir, write_text_atomic
 from ...errors import ScanError
 from .augment import Augmenter, get_augmenter
 from .config import N2GConfig
-from .evaluate import score_activations, summary_table
+from .evaluate import SCORE_COLUMNS, evaluation_of, score_activations, summary_table
 from .fit import Forward, Prompt, check_causal, default_mask_token, fit_tries, split_examples
 from .neuron_graph import NeuronGraph, example_prompts
 from .render import write_demo_page
 
-__all__ = ["LayerGraphs", "explain_layer", "load_layer", "demo_section", "scan_text"]
+__all__ = ["LayerGraphs", "explain_layer", "load_layer", "demo_section", "detection_docs", "scan_text"]
 
 
 class LayerGraphs(dict):
@@ -39,7 +39,8 @@ class LayerGraphs(dict):
         return summary_table(self.values())
 
     def neuron_table(self):
-        """One row per neuron: firing P/R/F1, non-firing F1 and correlation of N2G and the baselines."""
+        """One row per neuron: the scores of N2G and the baselines (firing P/R/F1, non-firing F1, simulation
+        correlation, detection balanced accuracy and AUC), the winner and whether N2G loses to token lookup."""
         import pandas as pd
 
         return pd.DataFrame([_neuron_row(g) for g in self.values()])
@@ -56,10 +57,12 @@ def _neuron_row(g: NeuronGraph) -> dict[str, Any]:
     row: dict[str, Any] = {"layer": g.layer, "neuron": g.neuron, "max_activation": g.max_activation,
                            "paths": len(g.trie.paths()),
                            "activating": " ".join(repr(t)[1:-1] for t in g.activating_tokens()[:8])}
-    s = g.scores or {}
-    row["no_firing_test_token"] = s.get("no_firing_test_token")
+    s, ev = g.scores or {}, evaluation_of(g)
+    row["no_firing_test_token"] = ev.get("no_firing_test_token")
+    row["winner"] = ev.get("winner")
+    row["loses_to_token_lookup"] = s.get("n2g", {}).get("loses_to_token_lookup")
     for m in ("n2g", "token", "ngram"):
-        for k in ("firing_precision", "firing_recall", "firing_f1", "nonfiring_f1", "correlation"):
+        for k in SCORE_COLUMNS:
             row[f"{m}_{k}"] = s.get(m, {}).get(k)
     return row
 
@@ -80,7 +83,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
                   out_dir: str | os.PathLike | None = None, evaluate: bool = True, n_random: int | None = None,
                   min_activation: float = 0.0, chunk_size: int = 64, backend: Any = None,
                   progress: bool = True, overwrite: bool = False, engine: str = "local", workers: int = 2,
-                  address: str | None = None) -> LayerGraphs:
+                  address: str | None = None, n_bands: int = 5, per_band: int = 2) -> LayerGraphs:
     """Fit (and score) the N2G graphs of many neurons of one layer, batched across examples and neurons.
 
     Each chunk of ``chunk_size`` neurons is fitted together: every forward pass of a stage (prune candidates,
@@ -93,9 +96,11 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     layer: model layer number (must be in the scan).
     neurons: neuron ids (default: all).
     k: top examples per neuron, split ``config.train_proportion`` train / rest test with ``seed``.
-    augmenter: as in :meth:`NeuronGraph.fit` (``None``: embedding neighbours; ``"probe"``; ``"none"``).
+    config: default ``N2GConfig()`` (the best measured configuration); ``N2GConfig.paper()``: the paper's.
+    augmenter: as in :meth:`NeuronGraph.fit` (``None``: ``config.augmenter``; ``"embedding"``, ``"probe"``, ``"none"``).
     evaluate: score each graph on its held-out examples plus ``n_random`` random documents (default: as many as
-        test examples), with the token-lookup and n-gram baselines; stored in ``graph.scores``.
+        test examples), with the token-lookup and n-gram baselines, and on detection contexts
+        (:func:`detection_docs` with ``n_bands``, ``per_band``); stored in ``graph.scores``.
     out_dir: save ``L{layer}/N{neuron}.json`` per neuron and ``L{layer}/summary.json`` / ``summary.csv``.
         Resumable: neurons whose file exists are loaded, not refitted. The directory must be free, empty or an
         N2G output directory (its ``manifest.json`` says so); anything else is refused before any fitting
@@ -128,7 +133,7 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     li = scan.layer_index(layer)
     layer = int(layer)
     ids = _checked_neurons(adapter, scan, neurons, k, chunk_size)
-    aug = get_augmenter(augmenter)
+    aug = get_augmenter(augmenter if augmenter is not None else cfg.augmenter)
     mask = cfg.mask_token if cfg.mask_token is not None else default_mask_token(adapter)
     width = int(scan.meta.get("max_length") or adapter.n_ctx)
     if out_dir is not None:
@@ -139,12 +144,12 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
     bar = tqdm(total=len(todo), desc=f"N2G layer {layer}", unit="neuron", disable=not progress, leave=False)
     if engine == "ray":
         kwargs = dict(k=k, config=cfg, seed=seed, augmenter=augmenter, evaluate=evaluate, n_random=n_random,
-                      min_activation=min_activation, backend=backend)
+                      min_activation=min_activation, backend=backend, n_bands=n_bands, per_band=per_band)
         cost = _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, result, out_dir, bar,
                                workers=workers, address=address)
     else:
         job = _LocalJob(adapter, scan, li, layer, k, cfg, aug, mask, width, seed, evaluate, n_random, backend,
-                        _NeuronBar(bar))
+                        _NeuronBar(bar), (n_bands, per_band))
         cost = job.run(todo, chunk_size, result, out_dir)
     bar.close()
     result.cost = {"neurons_fitted": len(todo), "seconds": time.perf_counter() - t0, **cost}
@@ -245,16 +250,18 @@ class _LocalJob:
 
     def __init__(self, adapter: Any, scan: Any, li: int, layer: int, k: int, cfg: N2GConfig, aug: Augmenter,
                  mask: int, width: int, seed: int, evaluate: bool, n_random: int | None, backend: Any,
-                 progress: _NeuronBar):
+                 progress: _NeuronBar, bands: tuple[int, int] = (5, 2)):
         from ...model.capture import get_backend
 
         self.adapter, self.scan, self.li, self.layer, self.k = adapter, scan, li, layer, k
         self.cfg, self.aug, self.mask, self.width = cfg, aug, mask, width
         self.seed, self.evaluate, self.n_random = seed, evaluate, n_random
-        self.progress = progress
+        self.progress, self.bands = progress, bands
         cap = get_backend(adapter, backend)
-        self.fit_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress)
-        self.eval_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress)
+        self.fit_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress,
+                                       share_prefixes=cfg.share_prefixes)
+        self.eval_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress,
+                                        share_prefixes=cfg.share_prefixes)
 
     def run(self, todo: list[int], chunk_size: int, result: LayerGraphs, out_dir: str | None) -> dict:
         """Fit every neuron of ``todo`` into ``result`` (saved under ``out_dir``); returns the forward counts."""
@@ -286,13 +293,13 @@ class _LocalJob:
         share = {key: (v - before[key]) / len(chunk) for key, v in self.fit_run.counts().items()}
         share["neurons_sharing"] = len(chunk)
         graphs = {}
-        for n, (trie, st) in zip(chunk, fitted):
+        for n, (trie, st, fb) in zip(chunk, fitted):
             prompts, train, test, norm = splits[n]
             graphs[n] = NeuronGraph._build(self.adapter, layer, n, trie, st, cfg, self.aug, self.mask, norm, prompts,
-                                           train, test, self.seed, share)
+                                           train, test, self.seed, share, fb)
         if self.evaluate:
             _evaluate_chunk(graphs, splits, scan, self.eval_run, self.n_random, self.seed, layer,
-                            self.adapter.n_special_prefix, self.width)
+                            self.adapter.n_special_prefix, self.width, self.bands)
         return graphs
 
 
@@ -353,10 +360,39 @@ def _explain_on_ray(spec, scan_path, layer, todo, chunk_size, kwargs, adapter, r
     return cost
 
 
-def _evaluate_chunk(graphs, splits, scan, run: Forward, n_random, seed, layer, n_prefix, width) -> None:
-    """Held-out, random and training texts of every neuron of the chunk in one pooled set of forwards."""
-    req, spans = [], {}
-    rand = {}
+def detection_docs(scan: Any, layer: int, neuron: int, exclude: set[int], rng: np.random.Generator, *,
+                   n_bands: int = 5, per_band: int = 2) -> list[int]:
+    """Documents for the detection score of one neuron, none in ``exclude`` (its top examples).
+
+    ``n_bands`` quantile bands of the scan's per-document max (``"max"`` pooling) over the documents reaching at
+    least a tenth of the neuron's max, ``per_band`` drawn from each, so the contexts span the activation range;
+    plus as many documents below a tenth (non-activating). Without max pooling in the scan: random documents.
+    Sorted document ids."""
+    pool = np.array([d for d in range(scan.n_docs) if d not in exclude], dtype=np.int64)
+    want = n_bands * per_band
+    if not len(pool) or not want:
+        return []
+    if "max" not in scan.poolings:
+        return sorted(int(d) for d in rng.choice(pool, size=min(2 * want, len(pool)), replace=False))
+    pm = np.asarray(scan.pooled("max", layer)[:, neuron], dtype=np.float64)[pool]
+    top = float(scan.stats.max[scan.layer_index(layer), neuron])
+    act = pool[pm >= 0.1 * top]
+    act = act[np.argsort(pm[pm >= 0.1 * top], kind="stable")]
+    out = []
+    for band in np.array_split(act, n_bands) if len(act) else []:
+        if len(band):
+            out += rng.choice(band, size=min(per_band, len(band)), replace=False).tolist()
+    low = pool[pm < 0.1 * top]
+    if len(low):
+        out += rng.choice(low, size=min(len(out) or want, len(low)), replace=False).tolist()
+    return sorted(int(d) for d in out)
+
+
+def _evaluate_chunk(graphs, splits, scan, run: Forward, n_random, seed, layer, n_prefix, width,
+                    bands: tuple[int, int] = (5, 2)) -> None:
+    """Held-out, random, detection and training texts of every neuron of the chunk in one pooled set of
+    forwards."""
+    req, spans, texts = [], {}, {}
     for n, g in graphs.items():
         prompts, train, test, _ = splits[n]
         m = len(test) if n_random is None else int(n_random)
@@ -364,22 +400,28 @@ def _evaluate_chunk(graphs, splits, scan, run: Forward, n_random, seed, layer, n
         pool = np.array([d for d in range(scan.n_docs) if d not in excl])
         pick = np.random.default_rng([seed, layer, n, 2]).choice(pool, size=min(m, len(pool)), replace=False) \
             if m and len(pool) else []
-        rand[n] = [scan_text(scan, int(d), n_prefix, width) for d in sorted(int(x) for x in pick)]
-        rand[n] = [r for r in rand[n] if r]
+        rand = [scan_text(scan, int(d), n_prefix, width) for d in sorted(int(x) for x in pick)]
+        det_docs = detection_docs(scan, layer, n, excl, np.random.default_rng([seed, layer, n, 3]),
+                                  n_bands=bands[0], per_band=bands[1])
+        det = [scan_text(scan, d, n_prefix, width) for d in det_docs]
         g.examples["random_docs"] = sorted(int(x) for x in pick)
-        seqs = [prompts[i].ids for i in test] + rand[n] + [prompts[i].ids for i in train]
-        spans[n] = (len(req), len(test), len(rand[n]), len(train))
-        req.extend((s, n) for s in seqs)
+        g.examples["detection_docs"] = det_docs
+        texts[n] = ([prompts[i].ids for i in test], [r for r in rand if r], [prompts[i].ids for i in train],
+                    [c for c in det if c])
+        spans[n] = len(req)
+        req.extend((s, n) for part in texts[n] for s in part)
     acts = run(req)
     for n, g in graphs.items():
-        prompts, train, test, _ = splits[n]
-        a, nt, nr, ntr = spans[n]
-        ta, ra, tra = acts[a:a + nt], acts[a + nt:a + nt + nr], acts[a + nt + nr:a + nt + nr + ntr]
-        if not nt:
+        parts, a = [], spans[n]
+        for t in texts[n]:
+            parts.append(acts[a:a + len(t)])
+            a += len(t)
+        (test, rand, train, det), (ta, ra, tra, da) = texts[n], parts
+        if not test:
             g.scores = None
             continue
-        g.scores = score_activations(g, [prompts[i].ids for i in test], ta, rand[n], ra,
-                                     [prompts[i].ids for i in train], tra)
+        # detection contexts: the sampled documents plus the held-out top examples (the top band)
+        g.scores, g.meta["evaluation"] = score_activations(g, test, ta, rand, ra, train, tra, test + det, ta + da)
 
 
 def _write_summary(out_dir: str, result: LayerGraphs) -> None:

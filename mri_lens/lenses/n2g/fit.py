@@ -17,6 +17,7 @@ from ...scanning.batching import plan_batches
 from ...errors import ModelAdapterError
 from .augment import Augmenter
 from .config import N2GConfig
+from .fallback import fit_fallback
 from .trie import Trie, importance_matrix, paths_from_prompt
 
 __all__ = ["Forward", "Prompt", "default_mask_token", "fit_tries", "split_examples", "check_causal"]
@@ -56,11 +57,15 @@ class Forward:
 
     The adapter's special prefix (BOS) is added here, once; activations come back for text positions only, so pad
     and BOS positions never reach a caller. Counts forward calls and tokens (real and padded).
+    ``share_prefixes``: a requested sequence that is the start of a longer requested one is read from the longer
+    one's forward instead of being run (the model is causal: its activations are the same). N2G's prune
+    candidates, windows and masked rows are often starts of each other's, across pivots and neurons.
     """
 
     def __init__(self, adapter: Any, backend: Any, layer: int, max_batch_tokens: int = 8192,
-                 max_batch_rows: int = 512):
+                 max_batch_rows: int = 512, share_prefixes: bool = False):
         self.adapter, self.backend, self.layer = adapter, backend, int(layer)
+        self.share_prefixes = bool(share_prefixes)
         self.prefix, self.suffix = adapter.special_prefix, adapter.special_suffix
         self.max_batch_tokens, self.max_batch_rows = int(max_batch_tokens), int(max_batch_rows)
         self.limit = adapter.n_ctx - len(self.prefix) - len(self.suffix)
@@ -108,7 +113,11 @@ class Forward:
             if len(seq) > self.limit:
                 raise ValueError(f"a sequence of {len(seq)} tokens exceeds the model's context ({self.limit})")
             need.setdefault(seq, set()).add(int(n))
-        order = sorted(need, key=lambda s: (len(s), s))  # deterministic, whatever the request order
+        host = _hosts(need) if self.share_prefixes else {s: s for s in need}
+        runs: dict[tuple[int, ...], set[int]] = {}
+        for s, ns in need.items():
+            runs.setdefault(host[s], set()).update(ns)
+        order = sorted(runs, key=lambda s: (len(s), s))  # deterministic, whatever the request order
         got: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
         extra = len(self.prefix) + len(self.suffix)
         # no batch of 16+ rows more than a quarter padding: many short prompts of mixed lengths
@@ -117,11 +126,23 @@ class Forward:
             batch = [order[k] for k in idx]
             acts, at = self._forward(batch)
             for r, s in enumerate(batch):
-                cols = sorted(need[s])
+                cols = sorted(runs[s])
                 a = acts[r, at[r]:at[r] + len(s)][:, torch.as_tensor(cols, device=acts.device)].float().cpu().numpy()
                 for c, n in enumerate(cols):
                     got[(s, n)] = a[:, c]
-        return [got[(tuple(s), int(n))] for s, n in requests]
+        return [got[(host[tuple(s)], int(n))][:len(s)] for s, n in requests]
+
+
+def _hosts(seqs: Any) -> dict[tuple[int, ...], tuple[int, ...]]:
+    """Each sequence -> the longest of ``seqs`` that starts with it (itself when none does). In lexicographic
+    order a sequence's extensions follow it directly, so one backward walk finds them all."""
+    lex = sorted(seqs)
+    host: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for i in range(len(lex) - 1, -1, -1):
+        s = lex[i]
+        nxt = lex[i + 1] if i + 1 < len(lex) else None
+        host[s] = host[nxt] if nxt is not None and nxt[:len(s)] == s else s
+    return host
 
 
 @dataclass
@@ -162,8 +183,9 @@ def _prune_candidates(pivot: int, cfg: N2GConfig) -> list[int]:
 
 
 def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]], cfg: N2GConfig,
-              augmenter: Augmenter, mask_token: int) -> list[tuple[Trie, FitStats]]:
-    """Fit one trie per job, every job's forwards pooled stage by stage.
+              augmenter: Augmenter, mask_token: int) -> list[tuple[Trie, FitStats, dict[str, Any] | None]]:
+    """Fit one trie per job, every job's forwards pooled stage by stage; with its fit statistics and its fallback
+    (:mod:`.fallback`; None unless ``cfg.fallback`` asks for one).
 
     Parameters
     ----------
@@ -183,7 +205,7 @@ def fit_tries(run: Forward, jobs: Sequence[tuple[int, float, Sequence[Prompt]]],
         t.finalize()
     if cfg.end_values == "calibrated":
         fit.calibrate()
-    return list(zip(fit.tries, fit.stats))
+    return list(zip(fit.tries, fit.stats, fit.fallbacks()))
 
 
 # (job, ids of a pruned window) -> (example, pivot index in ids, main pivot?)
@@ -219,9 +241,10 @@ class _Fit:
         """Stage 1: prune. Candidate prefixes end at the pivot; the shortest that keeps the pivot the argmax with
         more than prune_keep of its original activation wins (else the whole prefix). Extra pivots need to keep
         their activation and still fire; they fall back to the longest candidate (extensions, never worth a whole
-        prefix)."""
+        prefix). A main pivot's candidates run at once (its rule needs the whole prefix's activation); an extra
+        pivot's run shortest first, round by round, and stop at the first kept: the same window, fewer tokens."""
         cfg = self.cfg
-        req, owners = [], []
+        todo: dict[tuple[int, int, int, bool], list[int]] = {}  # (job, example, pivot, main) -> starts to try
         for ji, (n, norm, ps) in enumerate(self.jobs):
             for pi, p in enumerate(ps):
                 piv = [(p.pivot, True)]
@@ -231,17 +254,25 @@ class _Fit:
                     piv += [(j, False) for j in order if j != p.pivot][:cfg.pivots_per_example - 1]
                 for q, main in piv:
                     starts = _prune_candidates(q, cfg)
-                    for s in (starts if main else starts[:-1] or [0]):
-                        req.append((p.ids[s:q + 1], n))
-                        owners.append((ji, pi, q, main, s))
-        acts = self.run(req)
+                    todo[(ji, pi, q, main)] = starts if main else (starts[:-1] or [0])
         cands: dict[tuple[int, int, int, bool], list[tuple[int, np.ndarray]]] = {}
-        for (ji, pi, q, main, s), a in zip(owners, acts):
-            cands.setdefault((ji, pi, q, main), []).append((s, a))
+        while todo:
+            batch = [(key, st) for key, starts in todo.items() for st in (starts if key[3] else starts[:1])]
+            acts = self.run([(self.jobs[ji][2][pi].ids[st:q + 1], self.jobs[ji][0]) for (ji, pi, q, _), st in batch])
+            for (key, st), a in zip(batch, acts):
+                cands.setdefault(key, []).append((st, a))
+            todo = {key: starts[1:] for key, starts in todo.items()
+                    if not key[3] and len(starts) > 1 and not self._extra_kept(key, cands[key][-1][1])}
         pruned: _Pruned = {}
         for (ji, pi, q, main), lst in cands.items():
             self._prune_one(pruned, ji, pi, q, main, lst)
         return pruned
+
+    def _extra_kept(self, key: tuple[int, int, int, bool], a: np.ndarray) -> bool:
+        """Whether an extra pivot's candidate window (activations ``a``, the pivot last) keeps it (see _prune_one)."""
+        ji, pi, q, _ = key
+        a0 = float(self.full_acts[(ji, pi)][q])
+        return a0 > 0 and a[-1] > self.cfg.prune_keep * a0 and a[-1] / self.jobs[ji][1] > self.cfg.activation_threshold
 
     def _prune_one(self, pruned: _Pruned, ji: int, pi: int, q: int, main: bool,
                    lst: list[tuple[int, np.ndarray]]) -> None:
@@ -376,19 +407,34 @@ class _Fit:
         targets.sort(key=lambda t: (t[0], len(keys[t[1]][1]), keys[t[1]][1], t[2]))
         return targets
 
+    def training_tokens(self, ji: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Job ``ji``'s whole training examples: ids, each position's text start and normalised activations, all
+        ``[n_tokens]`` (whole prompts not run yet are run for every job at once)."""
+        jobs = self.jobs
+        miss = [(j, pi) for j, (_, _, ps) in enumerate(jobs) for pi in range(len(ps)) if (j, pi) not in self.full_acts]
+        for key, a in zip(miss, self.run([(jobs[j][2][pi].ids, jobs[j][0]) for j, pi in miss])):
+            self.full_acts[key] = a
+        _, norm, ps = jobs[ji]
+        lens = [len(p.ids) for p in ps]
+        ids = np.concatenate([np.asarray(p.ids, dtype=np.int64) for p in ps])
+        starts = np.repeat(np.cumsum([0] + lens[:-1]), lens)
+        acts = np.concatenate([self.full_acts[(ji, pi)] for pi in range(len(ps))]) / norm
+        return ids, starts, acts
+
     def calibrate(self) -> None:
         """Extension (end_values="calibrated"): END values re-estimated on the whole training examples, firing
         or not."""
-        jobs = self.jobs
-        miss = [(ji, pi) for ji, (_, _, ps) in enumerate(jobs) for pi in range(len(ps))
-                if (ji, pi) not in self.full_acts]
-        for key, a in zip(miss, self.run([(jobs[ji][2][pi].ids, jobs[ji][0]) for ji, pi in miss])):
-            self.full_acts[key] = a
-        for ji, (_, norm, ps) in enumerate(jobs):
-            if not ps:
+        for ji, (_, _, ps) in enumerate(self.jobs):
+            if ps:
+                self.stats[ji].calibrated_ends = self.tries[ji].calibrate(*self.training_tokens(ji))
+
+    def fallbacks(self) -> list[dict[str, Any] | None]:
+        """Extension (``fallback``): what uncovered tokens predict, fitted on the whole training examples."""
+        out: list[dict[str, Any] | None] = []
+        for ji, (_, _, ps) in enumerate(self.jobs):
+            if self.cfg.fallback == "none" or not ps:
+                out.append(None)
                 continue
-            lens = [len(p.ids) for p in ps]
-            ids = np.concatenate([np.asarray(p.ids, dtype=np.int64) for p in ps])
-            starts = np.repeat(np.cumsum([0] + lens[:-1]), lens)
-            acts = np.concatenate([self.full_acts[(ji, pi)] for pi in range(len(ps))]) / norm
-            self.stats[ji].calibrated_ends = self.tries[ji].calibrate(ids, starts, acts)
+            ids, starts, acts = self.training_tokens(ji)
+            out.append(fit_fallback(self.cfg.fallback, ids, self.tries[ji].match(ids, starts)[1], acts))
+        return out

@@ -12,6 +12,7 @@ import numpy as np
 from ...errors import ModelAdapterError, ScanFileError
 from .augment import Augmenter, get_augmenter
 from .config import N2GConfig
+from .fallback import apply_fallback
 from .fit import Forward, Prompt, check_causal, default_mask_token, fit_tries, split_examples
 from .trie import IGNORE, Trie
 
@@ -74,7 +75,11 @@ class NeuronGraph:
     examples: held-out and training texts as token ids: ``{"train": [[id, ...]], "train_docs": [...],
         "test": [[id, ...]], "test_docs": [...]}`` (documents of the scan when known, else None).
     meta: model facts, the mask token, the augmenter, the seed, fit statistics and forward counts.
-    scores: evaluation results (:func:`mri_lens.lenses.n2g.evaluate`) or None.
+    scores: evaluation results (:func:`mri_lens.lenses.n2g.evaluate`): ``{explainer: {score: value}}`` for
+        ``"n2g"``, ``"token"`` and ``"ngram"`` (plain JSON; the token counts behind them are in
+        ``meta["evaluation"]``), or None.
+    fallback: what tokens no pattern covers predict (``N2GConfig(fallback=...)``; :mod:`.fallback`), or None
+        (the paper: 0).
 
     Examples
     --------
@@ -92,6 +97,7 @@ class NeuronGraph:
     examples: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] | None = None
+    fallback: dict[str, Any] | None = None
     _tokenizer: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ fitting
@@ -107,10 +113,11 @@ class NeuronGraph:
         model: a causal TransformerLens model (or ``ModelAdapter`` / plain HF model).
         layer, neuron: which neuron.
         examples: :class:`~mri_lens.results.TopExamples` of the neuron, or texts, or token-id lists (no special tokens).
-        config: thresholds (default: the paper's).
+        config: thresholds (default: the best measured configuration; ``N2GConfig.paper()``: the paper's).
         seed: seeds the train/test split (with the layer and neuron): same inputs and seed, same graph.
-        augmenter: default :class:`~mri_lens.lenses.n2g.EmbeddingNeighbours` (offline); ``"probe"``:
-            :class:`~mri_lens.lenses.n2g.TokenProbe` (offline, neuron-aware, an extension); ``"none"`` switches it off.
+        augmenter: default ``config.augmenter``; ``"embedding"``: :class:`~mri_lens.lenses.n2g.EmbeddingNeighbours`
+            (offline); ``"probe"``: :class:`~mri_lens.lenses.n2g.TokenProbe` (offline, neuron-aware, an extension);
+            ``"none"`` switches it off; or an :class:`~mri_lens.lenses.n2g.Augmenter`.
         max_activation: the normaliser (default: the largest example value, the neuron's dataset max when the
             examples are its top examples; for texts, the largest activation on them).
         window: the scan's ``max_length`` if it split documents into windows.
@@ -125,7 +132,8 @@ class NeuronGraph:
         prompts = example_prompts(examples, adapter, window=window)
         if not prompts or any(len(p.ids) == 0 for p in prompts):
             raise ValueError("examples is empty (or holds an empty text): N2G needs the neuron's top examples")
-        run = Forward(adapter, get_backend(adapter, backend), layer, cfg.max_batch_tokens)
+        run = Forward(adapter, get_backend(adapter, backend), layer, cfg.max_batch_tokens,
+                      share_prefixes=cfg.share_prefixes)
         norm = max_activation
         if norm is None:
             vals = getattr(examples, "values", None)
@@ -138,17 +146,18 @@ class NeuronGraph:
                              f"(max {norm}): nothing to explain")
         train, test = split_examples(len(prompts), cfg.train_proportion, np.random.default_rng([seed, layer,
                                                                                                   neuron]))
-        aug = get_augmenter(augmenter)
+        aug = get_augmenter(augmenter if augmenter is not None else cfg.augmenter)
         mask = cfg.mask_token if cfg.mask_token is not None else default_mask_token(adapter)
         before = run.counts()
-        ((trie, stats),) = fit_tries(run, [(neuron, norm, [_copy(prompts[i]) for i in train])], cfg, aug, mask)
+        job = (neuron, norm, [_copy(prompts[i]) for i in train])
+        ((trie, stats, fallback),) = fit_tries(run, [job], cfg, aug, mask)
         cost = {k: v - before[k] for k, v in run.counts().items()}
         return cls._build(adapter, layer, neuron, trie, stats, cfg, aug, mask, norm, prompts, train, test, seed,
-                          cost)
+                          cost, fallback)
 
     @classmethod
     def _build(cls, adapter, layer, neuron, trie, stats, cfg, aug, mask, norm, prompts, train, test, seed,
-               cost) -> "NeuronGraph":
+               cost, fallback=None) -> "NeuronGraph":
         from ...model.loading import library_versions
 
         toks = _tokens_of(trie)
@@ -163,7 +172,7 @@ class NeuronGraph:
                 "mask_token": int(mask), "mask_token_str": strs[-1], "augmenter": aug.to_dict(), "seed": int(seed),
                 "fit": asdict(stats), "cost": cost, "versions": library_versions()}
         return cls(layer=int(layer), neuron=int(neuron), trie=trie, max_activation=float(norm), config=cfg,
-                   token_strs=dict(zip(toks, strs[:-1])), examples=examples, meta=meta,
+                   token_strs=dict(zip(toks, strs[:-1])), examples=examples, meta=meta, fallback=fallback,
                    _tokenizer=adapter.tokenizer)
 
     # ------------------------------------------------------------------ prediction
@@ -180,8 +189,17 @@ class NeuronGraph:
 
     def predict(self, text: str | Sequence[int], *, tokenizer: Any = None) -> np.ndarray:
         """Predicted normalised activation of every token of ``text`` (a string, or token ids without special
-        tokens): ``[n_tokens]``, the longest matching path's stored activation, 0 where nothing matches."""
-        return self.trie.predict(self._ids(text, tokenizer))
+        tokens): ``[n_tokens]``, the longest matching path's stored activation; where nothing matches, 0 (or the
+        graph's fallback)."""
+        return self.predict_ids(self._ids(text, tokenizer))
+
+    def predict_ids(self, ids: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+        """Prediction for concatenated texts: ``ids`` ``[n]``, ``starts`` ``[n]`` each position's text start (as
+        :meth:`Trie.predict`). Returns ``[n]`` float64."""
+        if not self.fallback:
+            return self.trie.predict(ids, starts)
+        pred, nodes = self.trie.match(ids, starts)
+        return apply_fallback(self.fallback, ids, pred, nodes)
 
     def predict_many(self, texts: Sequence[Any], *, tokenizer: Any = None) -> list[np.ndarray]:
         """:meth:`predict` of several texts in one vectorised pass."""
@@ -191,7 +209,7 @@ class NeuronGraph:
         lens = np.array([len(s) for s in seqs])
         offs = np.concatenate([[0], np.cumsum(lens)])
         starts = np.repeat(offs[:-1], lens)
-        pred = self.trie.predict(np.concatenate(seqs) if lens.sum() else np.zeros(0, np.int64), starts)
+        pred = self.predict_ids(np.concatenate(seqs) if lens.sum() else np.zeros(0, np.int64), starts)
         return [pred[offs[i]:offs[i + 1]] for i in range(len(seqs))]
 
     # ------------------------------------------------------------------ views
@@ -239,10 +257,13 @@ class NeuronGraph:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        return {"format": GRAPH_FORMAT, "schema_version": GRAPH_SCHEMA, "layer": self.layer, "neuron": self.neuron,
-                "max_activation": self.max_activation, "config": self.config.to_dict(),
-                "token_strs": [[int(k), v] for k, v in sorted(self.token_strs.items())],
-                "trie": self.trie.to_json(), "examples": self.examples, "meta": self.meta, "scores": self.scores}
+        d = {"format": GRAPH_FORMAT, "schema_version": GRAPH_SCHEMA, "layer": self.layer, "neuron": self.neuron,
+             "max_activation": self.max_activation, "config": self.config.to_dict(),
+             "token_strs": [[int(k), v] for k, v in sorted(self.token_strs.items())],
+             "trie": self.trie.to_json(), "examples": self.examples, "meta": self.meta, "scores": self.scores}
+        if self.fallback:  # written only when there is one: a graph without is written as older code wrote it
+            d["fallback"] = self.fallback
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False, separators=(",", ":"))
@@ -271,7 +292,8 @@ class NeuronGraph:
             g = cls(layer=int(d["layer"]), neuron=int(d["neuron"]), trie=trie,
                     max_activation=float(d["max_activation"]), config=N2GConfig.from_dict(d["config"]),
                     token_strs=token_strs, examples=dict(d["examples"]),
-                    meta=dict(d.get("meta") or {}), scores=d.get("scores"), _tokenizer=tokenizer)
+                    meta=dict(d.get("meta") or {}), scores=d.get("scores"),
+                    fallback=_checked_fallback(d.get("fallback")), _tokenizer=tokenizer)
         except Exception as e:  # noqa: BLE001 - whatever is malformed, the file is not a graph of ours
             raise ScanFileError(f"{source} is not a consistent N2G neuron graph: {type(e).__name__}: "
                                 f"{str(e)[:120]}") from None
@@ -312,3 +334,19 @@ def _check_neuron(adapter: Any, layer: int, neuron: int) -> tuple[int, int]:
     if not isinstance(neuron, (int, np.integer)) or int(neuron) < 0 or (d is not None and int(neuron) >= int(d)):
         raise ValueError(f"neuron must be in 0..{(d or 0) - 1}, got {neuron!r}")
     return int(layer), int(neuron)
+
+
+def _checked_fallback(fb: Any) -> dict[str, Any] | None:
+    """A saved fallback, checked (ValueError when malformed); its table sorted by token id."""
+    if fb is None:
+        return None
+    if not isinstance(fb, dict) or fb.get("kind") not in ("token", "mean") or \
+            not isinstance(fb.get("default"), (int, float)) or not isinstance(fb.get("table"), list):
+        raise ValueError("fallback is malformed")
+    table = []
+    for pair in fb["table"]:
+        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], int) or \
+                not isinstance(pair[1], (int, float)):
+            raise ValueError("fallback table is malformed")
+        table.append([int(pair[0]), float(pair[1])])
+    return {"kind": fb["kind"], "default": float(fb["default"]), "table": sorted(table)}

@@ -10,6 +10,7 @@ import os
 from typing import Any, Mapping
 
 from ...render.html import escape, write_page
+from ...render.links import neuron_href, neuron_id
 
 __all__ = ["scores_html", "site_section", "html_card", "write_demo_page"]
 
@@ -23,19 +24,24 @@ def scores_html(g: Any) -> str:
     s = g.scores
     if not s:
         return "<p class='muted'>not evaluated</p>"
+    c = (g.meta or {}).get("evaluation") or s  # the counts behind the scores (older graphs kept them in scores)
     head = ("<table><thead><tr><th>method</th><th>firing P</th><th>firing R</th><th>firing F1</th>"
-            "<th>non-firing F1</th><th>correlation</th></tr></thead><tbody>")
+            "<th>non-firing F1</th><th>correlation</th><th>detection bal. acc.</th><th>detection AUC</th></tr>"
+            "</thead><tbody>")
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{_fmt(s[m].get('firing_precision'))}</td>"
         f"<td>{_fmt(s[m].get('firing_recall'))}</td><td>{_fmt(s[m].get('firing_f1'))}</td>"
-        f"<td>{_fmt(s[m].get('nonfiring_f1'))}</td><td>{_fmt(s[m].get('correlation'))}</td></tr>"
+        f"<td>{_fmt(s[m].get('nonfiring_f1'))}</td><td>{_fmt(s[m].get('correlation'))}</td>"
+        f"<td>{_fmt(s[m].get('detection_balanced_accuracy'))}</td><td>{_fmt(s[m].get('detection_auc'))}</td></tr>"
         for m, name in (("n2g", "N2G"), ("token", "token lookup"), ("ngram", f"{g.config.ngram}-gram lookup"))
         if m in s)
     note = (" <b>No firing token in the held-out examples</b>: firing recall and F1 are undefined."
-            if s.get("no_firing_test_token") else "")
+            if c.get("no_firing_test_token") else "")
+    if s.get("n2g", {}).get("loses_to_token_lookup"):
+        note += " <b>Token lookup beats this explanation</b> on firing F1."
     return (head + rows + "</tbody></table><p class='muted'>Held out: "
-            f"{s['n_test_texts']} top examples ({s['n_test_tokens']} tokens, {s['n_firing_test_tokens']} firing) and "
-            f"{s['n_random_texts']} random documents; firing = at least {s['firing_threshold']:g} of the neuron's "
+            f"{c['n_test_texts']} top examples ({c['n_test_tokens']} tokens, {c['n_firing_test_tokens']} firing) and "
+            f"{c['n_random_texts']} random documents; firing = at least {c['firing_threshold']:g} of the neuron's "
             f"max.{note}</p>")
 
 
@@ -57,13 +63,14 @@ def html_card(g: Any) -> str:
 def write_demo_page(path: str | os.PathLike, graphs: Mapping[int, Any], layer: int, model_id: Any, *,
                     site_prefix: str = "site") -> str:
     """The ``mri-lens demo`` page of a few neurons' graphs: the layer's mean scores, then one card per neuron
-    (SVG, scores, a link to its Neuroscope page under ``../{site_prefix}``). ``graphs``: a
+    (SVG, scores, a link to its page in the Neuroscope site ``../{site_prefix}``, which must hold it). ``graphs``: a
     :class:`~mri_lens.lenses.n2g.LayerGraphs`. ``path`` lies inside an N2G output directory the caller has claimed.
     Returns the page's absolute path."""
     cards = []
     for n, g in sorted(graphs.items()):
-        cards.append(f"<h2>Layer {layer}, neuron {n} <a href='../{escape(site_prefix)}/L{layer}/N{n}.html'>"
-                     f"(Neuroscope page)</a></h2>" + g.to_svg() + scores_html(g))
+        href = neuron_href(f"../{site_prefix}", layer, n)
+        cards.append(f"<h2 id='{neuron_id(layer, n)}'><a href='{escape(href)}'>{neuron_id(layer, n)}</a> (layer "
+                     f"{layer}, neuron {n}; its Neuroscope page)</h2>" + g.to_svg() + scores_html(g))
     table = graphs.table()
     summary = ""
     if len(table):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import ScanError
 from ...render.html import escape, escape_token, figure_html, write_page
+from ...render.links import SiteLinks, neuron_link_html, site_links
 
 __all__ = ["ColorBins", "NeuroscopeView", "OfflineHTML", "view"]
 
@@ -150,7 +151,7 @@ class NeuroscopeView:
             ".nsv .toks span{border-radius:2px;padding:0 1px}.nsv .ex{opacity:.5;text-decoration:line-through}"
             ".nb-legend span{padding:1px 6px;margin-right:4px;font-size:12px}")
 
-    def _layer_html(self, layer: int) -> str:
+    def _layer_html(self, layer: int, site: SiteLinks | None = None) -> str:
         ids = self.neurons[layer]
         head = (f"<summary><b>Layer {layer}</b>: {self.n_candidates[layer]} of {self.d_mlp} neurons pass"
                 f"{'' if len(ids) == self.n_candidates[layer] else f', showing {len(ids)}'}</summary>")
@@ -167,13 +168,15 @@ class NeuroscopeView:
                     ex = " ex" if t < self.n_excluded_prefix else ""
                     spans.append(f"<span class='nb-{'bgor'[c]}{ex}' title='{a:.2f}'>{escape_token(tok)}</span>")
                 cells.append("".join(spans))
-            rows.append(f"<tr><td class='nid' style='text-align:left'>N{n}<br>max "
+            rows.append(f"<tr><td class='nid' style='text-align:left'>{neuron_link_html(site, layer, n)}<br>max "
                         f"{self.max_activation[layer][j]:.2f}<br>cov {self.coverage[layer][j]:.2f}</td>"
                         "<td class='toks' style='text-align:left'>" + "<br>".join(cells) + "</td></tr>")
         return f"<details class='nsl' open>{head}<table>{''.join(rows)}</table></details>"
 
-    def to_html(self) -> str:
-        """The binned view as an HTML fragment (inline CSS, no JavaScript, every token escaped)."""
+    def to_html(self, site: SiteLinks | None = None) -> str:
+        """The binned view as an HTML fragment (inline CSS, no JavaScript, every token escaped). ``site``: a
+        :class:`~mri_lens.render.links.SiteLinks` (relative to where the fragment is shown): each neuron id links
+        to its page when the site has one."""
         thr = (f"relative: quantile {self.relative:g} of each neuron's distribution" if self.relative is not None
                else f"hi={_first(self.hi):g}, lo={_first(self.lo):g}")
         note = ("<p>Grey-struck first token (BOS) is shown but excluded from selection.</p>"
@@ -182,7 +185,7 @@ class NeuroscopeView:
                 f"<p><b>mri_lens Neuroscope view</b> {escape(self.model_id)}: {len(self.prompts)} prompt(s), "
                 f"select={escape(self.select)}, {escape(thr)}, sorted by {escape(self.sort)}</p>"
                 f"{self._prompts_html()}{self.bins.legend_html()}{note}"
-                + "".join(self._layer_html(l) for l in self.layers) + "</div>")
+                + "".join(self._layer_html(l, site) for l in self.layers) + "</div>")
 
     def _prompts_html(self) -> str:
         """The prompts as text (each row of the view shows them token by token, in this order)."""
@@ -193,16 +196,19 @@ class NeuroscopeView:
         return self.to_html()
 
     def save_html(self, path: str | os.PathLike, *, title: str = "mri_lens Neuroscope view",
-                  summary: bool = False, assets: str | os.PathLike | None = None, overwrite: bool = False) -> str:
+                  summary: bool = False, assets: str | os.PathLike | None = None, overwrite: bool = False,
+                  site: SiteLinks | str | os.PathLike | None = None) -> str:
         """Write a page (atomic). ``summary=True`` adds :meth:`summary_figure`, with plotly.js inlined (a
         standalone page) or, given ``assets`` (a directory above the page), the shared
-        ``assets/plotly-<version>.min.js`` under it, referenced relatively. Replaces only an mri_lens page unless
+        ``assets/plotly-<version>.min.js`` under it, referenced relatively. ``site``: a Neuroscope site of the
+        same model (its directory, or :class:`~mri_lens.render.links.SiteLinks` relative to this page): each
+        neuron id links to its page there when the site has one. Replaces only an mri_lens page unless
         ``overwrite=True``. Returns the absolute path."""
         fig = figure_html(self.summary_figure()) if summary else ""
         plotly = None if not summary else "inline" if assets is None else "asset"
         # css="": the view carries its own inline styles (to_html), the same in a notebook and on the page
-        return write_page(path, title, fig + self.to_html(), plotly=plotly, assets=assets, css="",
-                          overwrite=overwrite)
+        body = fig + self.to_html(site_links(site, path))
+        return write_page(path, title, body, plotly=plotly, assets=assets, css="", overwrite=overwrite)
 
     # ------------------------------------------------------------------ figures
     def summary_figure(self):

@@ -48,3 +48,30 @@ def test_figure_draws_the_condensed_graph():
     segments = {(tuple(lines.x[i:i + 2]), tuple(lines.y[i:i + 2])) for i in range(0, len(lines.x), 3)}
     assert segments == {((pos[u][0], pos[v][0]), (pos[u][1], pos[v][1])) for u, v in G.edges}
     assert fig.layout.title.text == "N2G: layer 0, neuron 3"
+
+
+def _svg_width(svg: str) -> int:
+    import re
+
+    return int(re.match(r"<svg [^>]*?width='(\d+)'", svg).group(1))
+
+
+def test_a_one_column_svg_is_as_wide_as_its_title():
+    """A graph of one firing token (one column of nodes) still shows its whole title, "L0 N3: context -> firing
+    token": the SVG is at least the title's estimated width (monospace, 0.6 em a character) plus its margin."""
+    from mri_lens.lenses.n2g import N2GConfig, NeuronGraph
+    from mri_lens.lenses.n2g.draw import text_width
+
+    from .builders import _trie
+
+    g = NeuronGraph(layer=11, neuron=3071, trie=_trie(([5], 0.9)), max_activation=2.0, config=N2GConfig(),
+                    token_strs={5: "x"}, examples={"train": [], "test": []})
+    svg = g.to_svg()
+    title = "L11 N3071: context \u2192 firing token"
+    assert f">{title}</text>" in svg  # the title text whole
+    assert _svg_width(svg) >= 5 + text_width(title)  # drawn from x=5
+    assert text_width(title) >= len(title) * 12 * 0.6
+    empty = NeuronGraph(layer=11, neuron=3071, trie=_trie(), max_activation=2.0, config=N2GConfig(),
+                        token_strs={}, examples={"train": [], "test": []}).to_svg()
+    note = "L11 N3071: empty graph (no firing token in the training examples)"
+    assert f">{note}</text>" in empty and _svg_width(empty) >= 4 + text_width(note)

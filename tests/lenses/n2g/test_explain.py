@@ -55,7 +55,8 @@ def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path, mon
     monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
     neurons = [int(n) for n in np.argsort(-code_scan.stats.max[0])[:4]]
     out = tmp_path / "n2g"
-    r1 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=True)
+    paper = ml.n2g.N2GConfig.paper()
+    r1 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=True, config=paper)
     assert sorted(r1) == sorted(neurons) and r1.cost["neurons_fitted"] == 4
     # one chunk of four neurons sharing every forward: the bar still moves neuron by neuron, and ends at 4
     assert positions == sorted(positions) and positions[-1] == 4
@@ -64,7 +65,7 @@ def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path, mon
     assert r1.cost["fit_forward_calls"] <= 4 * 10
     assert all(g.scores is not None for g in r1.values())
     assert os.path.exists(out / "L0" / "summary.csv") and os.path.exists(out / "L0" / "summary.json")
-    r2 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=False)
+    r2 = ml.n2g.explain_layer(tiny, code_scan, 0, neurons, out_dir=out, progress=False, config=paper)
     assert r2.cost["fit_forward_calls"] == 0 and r2.cost["eval_forward_calls"] == 0   # resumed, nothing rerun
     assert all(r2[n].to_json() == r1[n].to_json() for n in neurons)
     table = r2.table()
@@ -80,10 +81,10 @@ def test_explain_layer_batched_resumable_and_site(tiny, code_scan, tmp_path, mon
     # the Neuroscope site shows the graph and its scores on neuron pages
     index = ml.neuroscope.site(code_scan, tiny, tmp_path / "site", layers=[0], neurons=neurons[:2],
                                n2g={(0, n): g for n, g in r2.items()})
-    page = open(os.path.join(os.path.dirname(index), "L0", f"N{neurons[0]}.html"), encoding="utf-8").read()
-    assert "N2G graph" in page and "<svg" in page and "firing F1" in page
-    page = open(os.path.join(os.path.dirname(index), "L0", f"N{neurons[1]}.html"), encoding="utf-8").read()
-    assert "N2G graph" in page
+    site_dir = os.path.dirname(index)  # wherever the site keeps its neuron pages' data
+    text = "".join(open(os.path.join(r, f), encoding="utf-8", errors="replace").read()
+                   for r, _, fs in os.walk(site_dir) for f in fs if f.endswith((".html", ".js", ".json")))
+    assert "N2G" in text and "<svg" in text and "firing" in text
 
 
 def test_cli_explain(tiny, code_scan, tmp_path, capsys):
@@ -110,3 +111,35 @@ def test_cli_explain(tiny, code_scan, tmp_path, capsys):
     cfg = g.config
     assert cfg.pivots_per_example == 3 and cfg.end_values == "calibrated" and cfg.augment_pivots == "all"
     assert cfg.n_substitutes == 7 and g.meta["augmenter"]["name"] == "token_probe"
+
+
+def test_default_explain_layer_equals_per_neuron_fits_and_scores_detection(tiny, code_scan):
+    """The default configuration: one pooled fit of two neurons gives each the graph its own fit gives, and every
+    score (paper's, simulation, detection) for N2G and both baselines."""
+    neurons = [int(n) for n in np.argsort(-code_scan.stats.max[1])[:2]]
+    graphs = ml.n2g.explain_layer(tiny, code_scan, 1, neurons, k=8, progress=False)
+    assert graphs.cost["fit_forward_calls"] <= 2 * 10
+    for n in neurons:
+        alone = ml.n2g.NeuronGraph.fit(tiny, 1, n, code_scan.top_examples(1, n, 8), seed=0,
+                                       max_activation=float(code_scan.stats.max[1, n]),
+                                       window=code_scan.meta.get("max_length"))
+        pooled = graphs[n]
+        assert [lab for lab, _ in alone.trie.paths()] == [lab for lab, _ in pooled.trie.paths()]
+        np.testing.assert_allclose([v for _, v in alone.trie.paths()], [v for _, v in pooled.trie.paths()],
+                                   atol=1e-5)
+        # the default's token fallback: fitted on the same training tokens
+        assert alone.fallback["kind"] == pooled.fallback["kind"] == "token"
+        assert [k for k, _ in alone.fallback["table"]] == [k for k, _ in pooled.fallback["table"]]
+        np.testing.assert_allclose([v for _, v in alone.fallback["table"]], [v for _, v in pooled.fallback["table"]],
+                                   atol=1e-5)
+        s = pooled.scores
+        assert set(s) == {"n2g", "token", "ngram"}
+        for m in s.values():
+            assert {"firing_f1", "correlation", "detection_balanced_accuracy", "detection_auc"} <= set(m)
+        ev = pooled.meta["evaluation"]
+        assert ev["n_contexts"] > ev["n_test_texts"] and 0 < ev["n_firing_contexts"] < ev["n_contexts"]
+        assert pooled.examples["detection_docs"] and not set(pooled.examples["detection_docs"]) & \
+            set(code_scan.top_examples(1, n, 8).docs.tolist())
+    row = graphs.neuron_table().iloc[0]
+    assert row["winner"] in ("n2g", "token", "ngram") and "n2g_detection_auc" in row
+    assert "loses_to_token_lookup" in graphs.table()

@@ -35,8 +35,8 @@ def test_prune_keeps_the_right_window(context_at, expected_start):
     ids = [1] * 30
     ids[25] = 7          # the pivot
     ids[context_at] = 5  # the context it needs
-    cfg = N2GConfig(n_substitutes=0, post_context=2)
-    (trie, stats), = fit_tries(_context_forward(), [(0, 1.0, [Prompt(tuple(ids), 25)])], cfg, NoAugmentation(), 99)
+    cfg = N2GConfig.paper(n_substitutes=0, post_context=2)
+    (trie, stats, _), = fit_tries(_context_forward(), [(0, 1.0, [Prompt(tuple(ids), 25)])], cfg, NoAugmentation(), 99)
     # the shortest prefix starting 5, 10, ... 30 tokens back that still holds the 5; else the whole prefix
     assert stats.pruned_lengths == [25 - expected_start + 1 + 2]
     assert stats.prune_fallbacks == (1 if expected_start == 0 else 0)
@@ -57,8 +57,8 @@ def test_extra_pivot_window_keeps_it_firing():
     ids[30] = 7   # the main pivot
     ids[12] = 6   # the context token 8 needs to fire
     ids[20] = 8   # an extra pivot: 0.6 in the whole example
-    cfg = N2GConfig(n_substitutes=0, pivots_per_example=2)
-    (trie, _), = fit_tries(_two_token_forward(), [(0, 1.0, [Prompt(tuple(ids), 30)])], cfg, NoAugmentation(), 99)
+    cfg = N2GConfig.paper(n_substitutes=0, pivots_per_example=2)
+    (trie, _, _), = fit_tries(_two_token_forward(), [(0, 1.0, [Prompt(tuple(ids), 30)])], cfg, NoAugmentation(), 99)
     # Windows starting 5 tokens before the 8 keep 0.35 > 0.5 * 0.6 but do not fire: the window must reach the 6.
     starts = [p[0] for p, _ in trie.paths()]
     assert 8 in starts and 7 in starts
@@ -86,8 +86,8 @@ def test_augmenting_every_pivot_finds_firing_tokens_the_example_lacks():
     aug = _Substitutes({8: [9, 2], 7: [3]})
 
     def fit(**kw):
-        (trie, stats), = fit_tries(rule, [(0, 1.0, [Prompt(tuple(ids), 35)])],
-                                   N2GConfig(pivots_per_example=4, **kw), aug, 99)
+        (trie, stats, _), = fit_tries(rule, [(0, 1.0, [Prompt(tuple(ids), 35)])],
+                                   N2GConfig.paper(pivots_per_example=4, **kw), aug, 99)
         return trie, stats
 
     main, s_main = fit()
@@ -120,7 +120,7 @@ def test_masked_rows_stop_at_the_last_token_that_matters():
     ids = list(range(10, 50))
     ids[31], ids[33], ids[35], ids[37] = 8, 5, 7, 8
     aug = _Substitutes({7: [9, 3], 5: [6]})
-    (trie, stats), = fit_tries(run, [(0, 1.0, [Prompt(tuple(ids), 35)])], N2GConfig(), aug, 99)
+    (trie, stats, _), = fit_tries(run, [(0, 1.0, [Prompt(tuple(ids), 35)])], N2GConfig.paper(), aug, 99)
     # The window is ids[30:40]: the pivot at 5, its context 5 at 3, firing 8s at 1 and 7 (post context).
     assert stats.pruned_lengths == [10]
     assert sorted(p for p, _ in trie.paths()) == [(7, IGNORE, 5), (8,), (9, IGNORE, 5)]

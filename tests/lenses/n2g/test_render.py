@@ -26,4 +26,4 @@ def test_demo_page_uses_the_shared_page_shell(tmp_path):
     page = open(path, encoding="utf-8").read()
     assert page_marker() in page and CSS in page and "<title>N2G graphs</title>" in page
     assert "of &lt;tiny&gt;</h1>" in page and "&lt;b&gt;five" in page and "<b>five" not in page
-    assert "href='../site/L0/N3.html'" in page and "not evaluated" in page
+    assert "href='../site/index.html#L0/N3'" in page and "not evaluated" in page

@@ -227,3 +227,28 @@ def test_view_rows_are_left_aligned(tiny):
     cells = re.findall(r"<td[^>]*>", page)
     assert len(cells) == 6 and all("text-align:left" in c for c in cells)
     assert ".nsv td{" in page and "text-align:left}" in page.split(".nsv td{")[1].split(".nsv")[0]
+
+
+def test_view_links_the_neuron_ids_a_site_has(tiny, tmp_path):
+    """Each neuron id of the view is a link to its page when the site has one (``to_html(site=)`` with links
+    relative to where it is shown, ``save_html(site=)`` with a site directory, linked relatively from the page)."""
+    import json
+
+    from mri_lens.render.links import SiteLinks
+
+    view = ml.neuroscope.view(tiny, PROMPTS, hi=1.0, layers=[0, 1], max_neurons_per_layer=3)
+    (l0, a), (l1, b) = (0, int(view.neurons[0][0])), (1, int(view.neurons[1][1]))
+    page = view.to_html(site=SiteLinks("s", {l0: frozenset([a]), l1: frozenset([b])}))
+    ids = re.findall(r"<td class='nid'[^>]*>(.*?)<br>", page)
+    assert len(ids) == 6
+    linked = [i for i in ids if i.startswith("<a ")]
+    assert linked == [f"<a class='neuron' href='s/index.html#L0/N{a}'>L0/N{a}</a>",
+                      f"<a class='neuron' href='s/index.html#L1/N{b}'>L1/N{b}</a>"]
+    assert [i for i in ids if not i.startswith("<a ")] == [f"L{l}/N{n}" for l in (0, 1) for n in view.neurons[l]
+                                                          if (l, n) not in ((l0, a), (l1, b))]
+    site = tmp_path / "demo" / "site"
+    site.mkdir(parents=True)
+    (site / "manifest.json").write_text(json.dumps({"format": "mri_lens.site", "layers": {"0": [a]}}))
+    saved = open(view.save_html(tmp_path / "demo" / "view.html", site=site), encoding="utf-8").read()
+    assert f"href='site/index.html#L0/N{a}'" in saved and saved.count("class='neuron'") == 1
+    assert "class='neuron'" not in view.to_html()
