@@ -147,8 +147,10 @@ class _LocalSession:
         if engine.device is not None:
             model.to(engine.device)
         self.adapter = as_adapter(model, prepend_bos=options.prepend_bos, padding_side=options.padding_side)
-        self.cap = get_backend(self.adapter, options.backend)
+        self.cap = get_backend(self.adapter, options.backend, units=options.units)
         self.facts = model_facts(self.adapter, self.cap)
+        if options.units is not None:  # latents are computed where the model runs
+            self.cap.units.to(self.adapter.device)
 
     def __enter__(self) -> "_LocalSession":
         return self

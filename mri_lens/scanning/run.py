@@ -100,7 +100,7 @@ def _meta(plan: ScanPlan, options: ScanOptions, facts: dict[str, Any]) -> dict[s
         "max_batch_tokens": options.max_batch_tokens, "n_docs": plan.n_docs, "n_sequences": int(len(plan.seq_doc)),
         "n_input_tokens": int(len(plan.seq_tokens)), "corpus_fingerprint": plan.corpus_fingerprint,
         "weights_sha256": plan.model["weights_sha256"], "versions": library_versions(), "plan_hash": plan.hash,
-        "n_shards": plan.n_shards,
+        "n_shards": plan.n_shards, "units": plan.options.get("units") or {"kind": "mlp_post", "unit_noun": "neuron"},
     }
 
 
