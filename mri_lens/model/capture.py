@@ -261,14 +261,27 @@ class HuggingFaceBackend(CaptureBackend):
 
 def _hf_hook(module, where: str, take):
     """A forward (pre-)hook on ``module`` handing its first input or first output to ``take``."""
-    if where == "in":
+    if where in ("in", "norm"):
         def pre(mod, args, kwargs):
-            take(args[0] if args else kwargs["hidden_states"])
+            x = args[0] if args else kwargs["hidden_states"]
+            take(_normalised(mod, x) if where == "norm" else x)
         return module.register_forward_pre_hook(pre, with_kwargs=True)
 
     def post(mod, args, output):
         take(output[0] if isinstance(output, (tuple, list)) else output)
     return module.register_forward_hook(post)
+
+
+def _normalised(norm, x):
+    """What a LayerNorm (centred, scaled) or RMSNorm (scaled) module makes of ``x`` before its weight and bias:
+    TL's ``hook_normalized``."""
+    import torch
+
+    x = x.float()
+    eps = getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-5
+    if isinstance(norm, torch.nn.LayerNorm):
+        x = x - x.mean(-1, keepdim=True)
+    return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
 
 
 _BACKENDS = {"transformer_lens": TransformerLensBackend, "tl": TransformerLensBackend, "hf": HuggingFaceBackend}

@@ -15,13 +15,14 @@ from .hf import HFArchitecture, hf_down_projections, hf_text_model
 
 __all__ = ["HF_SITES", "hf_sites", "hf_site_modules"]
 
-_GATED = {"mlp_pre": ("mlp.gate_proj", "out"), "mlp_in": ("mlp", "in"), "mlp_out": ("mlp", "out"),
+# mlp_in is TL's ln2.hook_normalized: the MLP's LayerNorm input normalised, before its weight and bias ("norm")
+_GATED = {"mlp_pre": ("mlp.gate_proj", "out"), "mlp_in": ("post_attention_layernorm", "norm"), "mlp_out": ("mlp", "out"),
           "attn_out": ("self_attn", "out"), "attn_z": ("self_attn.o_proj", "in"),
           "resid_mid": ("post_attention_layernorm", "in")}
 
 # model_type -> {hook kind: (module path inside a block, "in" | "out")}
 HF_SITES: dict[str, dict[str, tuple[str, str]]] = {
-    "gpt2": {"mlp_pre": ("mlp.c_fc", "out"), "mlp_in": ("mlp", "in"), "mlp_out": ("mlp", "out"),
+    "gpt2": {"mlp_pre": ("mlp.c_fc", "out"), "mlp_in": ("ln_2", "norm"), "mlp_out": ("mlp", "out"),
              "attn_out": ("attn", "out"), "attn_z": ("attn.c_proj", "in"), "resid_mid": ("ln_2", "in")},
     **{mt: _GATED for mt in ("llama", "mistral", "qwen2", "qwen3")},
     "bert": {"mlp_pre": ("intermediate.dense", "out"), "attn_z": ("attention.output.dense", "in")},
@@ -41,7 +42,8 @@ def _get(root: Any, path: str) -> Any:
 
 
 def hf_site_modules(model: Any, arch: HFArchitecture, kind: str, layers: Sequence[int]) -> dict[int, tuple[Any, str]]:
-    """``{layer: (module, "in" | "out")}``: hook the module's first input or its (first) output."""
+    """``{layer: (module, "in" | "out" | "norm")}``: hook the module's first input, its (first) output, or its
+    input normalised as the module (a LayerNorm / RMSNorm) normalises it, before its weight and bias."""
     if kind == "mlp_post":
         return {l: (m, "in") for l, m in hf_down_projections(model, layers, arch).items()}
     mt = str(model.config.model_type)
