@@ -63,7 +63,8 @@ def _scan_setup(args):
                           max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length,
                           overflow=args.overflow, pooling=args.pooling, top_k=args.top_k, dtype=args.dtype,
                           padding_side=args.padding_side, backend=args.backend, shard_tokens=args.shard_tokens,
-                          shard_bytes=args.shard_mb << 20 if args.shard_mb else None)
+                          shard_bytes=args.shard_mb << 20 if args.shard_mb else None,
+                          units=getattr(args, "units", None))
     if args.engine == "ray":
         engine = RayEngine(workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker,
                            threads_per_worker=args.threads_per_worker, max_attempts=args.max_attempts,

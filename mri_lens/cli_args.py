@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label-col", default=None)
     s.add_argument("--out", required=True, help="output directory (checked before any work)")
     s.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: all)")
+    s.add_argument("--units", default=None, help="what to scan: MLP neurons (default), a hook kind (resid_post, "
+                   "attn_z, embed...), sae:LAYER=DIR or transcoder:LAYER=DIR (SAELens directories)")
     s.add_argument("--batch-size", type=positive_int, default=32)
     s.add_argument("--max-batch-tokens", type=non_negative_int, default=2048, help="0: no limit")
     s.add_argument("--max-length", type=positive_int, default=None)

@@ -18,7 +18,7 @@ from ..errors import ModelAdapterError, ScanError
 from .hf import HF_ARCHITECTURES, hf_architecture, hf_down_projections  # noqa: F401 - their documented home
 from .hf import config_experts
 from .hf_sites import hf_site_modules
-from .units import UnitSet, as_units
+from .units import UnitSet, as_units, units_for_scan
 
 __all__ = ["CaptureBackend", "HF_ARCHITECTURES", "HuggingFaceBackend", "TransformerLensBackend", "get_backend",
            "hf_architecture", "hf_down_projections", "scan_token_activations", "token_activations"]
@@ -331,9 +331,10 @@ def token_activations(model: Any, token_ids: Sequence[Sequence[int]], layers: Se
     return results
 
 
-def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: int | None = None
-                           ) -> list[np.ndarray]:
-    """Recompute per-token activations of a few documents of ``scan`` from ``model``: ``[n_tokens, d_mlp]`` each.
+def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: int | None = None,
+                           units: Any = None) -> list[np.ndarray]:
+    """Recompute per-token activations of a few documents of ``scan`` from ``model``: ``[n_tokens, width]`` each,
+    of the scan's units (:func:`mri_lens.model.units.units_for_scan`; MLP neurons: ``width = d_mlp``).
 
     The same tokens as the scan saw (special tokens included); the model must be the one scanned. A document
     the scan split into windows (``overflow="windows"``) is run window by window, as in the scan: every window
@@ -351,7 +352,7 @@ def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: in
         for s in range(0, len(toks), step):
             pieces.append(toks[s:s + step])
             owner.append(i)
-    out = token_activations(model, pieces, [layer])
+    out = token_activations(model, pieces, [layer], units=units_for_scan(scan, units))
     acts: list[list[np.ndarray]] = [[] for _ in docs]
     for i, o in zip(owner, out):
         acts[i].append(o[layer])

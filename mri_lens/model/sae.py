@@ -24,7 +24,9 @@ from .unit_base import HOOK_KINDS, UnitSet, hook_layer, hook_width, model_dims, 
 
 __all__ = ["ARCHITECTURES", "LatentUnits", "SAEEncoder", "read_sae_dir", "from_spec", "save_sae_dir"]
 
-ARCHITECTURES = ("standard", "jumprelu", "topk")
+# architecture -> its activation: SAELens's SAEs and transcoders (a skip transcoder encodes as a transcoder)
+ARCHITECTURES = {"standard": "relu", "jumprelu": "jumprelu", "topk": "topk", "transcoder": "relu",
+                 "skip_transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
 NORMALISATIONS = ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm")
 CFG_NAME, WEIGHTS_NAME = "cfg.json", "sae_weights.safetensors"
 _TEMPLATE_KIND = {t: k for k, (t, _) in HOOK_KINDS.items() if k != "embed"}
@@ -74,7 +76,8 @@ def read_sae_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     t = load_file(wpath)
     if "threshold" not in t and "log_threshold" in t:
         t["threshold"] = t.pop("log_threshold").exp()
-    need = ["W_enc", "b_enc", "W_dec", "b_dec"] + (["threshold"] if cfg.get("architecture") == "jumprelu" else [])
+    jump = ARCHITECTURES[cfg.get("architecture", "standard")] == "jumprelu"
+    need = ["W_enc", "b_enc", "W_dec", "b_dec"] + (["threshold"] if jump else [])
     lacking = [k for k in need if k not in t]
     if lacking:
         raise _err(f"SAE directory {name!r}", f"{WEIGHTS_NAME} lacks {', '.join(lacking)}")
@@ -98,6 +101,7 @@ class SAEEncoder:
 
         self.cfg = dict(cfg)
         self.architecture = cfg.get("architecture", "standard")
+        self.activation = ARCHITECTURES[self.architecture]
         self.d_in, self.d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
         self.hook = _hook_of(cfg)
         self.norm = cfg.get("normalize_activations", "none") or "none"
@@ -106,7 +110,7 @@ class SAEEncoder:
         f32 = {k: v.detach().to(torch.float32) for k, v in tensors.items()
                if k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
         self.t = f32
-        self.apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
+        self.apply_b_dec = bool(cfg.get("apply_b_dec_to_input", "transcoder" not in self.architecture))
         if self.apply_b_dec and tuple(f32["b_dec"].shape) != (self.d_in,):
             raise ModelAdapterError(f"apply_b_dec_to_input is set but b_dec has shape {tuple(f32['b_dec'].shape)}, "
                                     f"not [d_in={self.d_in}] (a transcoder's b_dec is its output bias)")
@@ -140,9 +144,9 @@ class SAEEncoder:
             x = x - self.t["b_dec"]
         pre = torch.addmm(self.t["b_enc"], x.reshape(-1, self.d_in), self.t["W_enc"]).view(*x.shape[:-1],
                                                                                          self.d_sae)
-        if self.architecture == "standard":
+        if self.activation == "relu":
             return pre.relu_()
-        if self.architecture == "jumprelu":
+        if self.activation == "jumprelu":
             return pre.relu_().mul_(pre > self.t["threshold"])
         if self.dec_norm is not None:
             pre = pre.mul_(self.dec_norm)

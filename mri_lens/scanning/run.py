@@ -76,8 +76,11 @@ def scan(model: Any, corpus: Corpus | Sequence[str], options: ScanOptions | None
             result = assemble(plan, session.in_memory(plan, progress), meta=meta,
                               tokenizer_json=session.facts["tokenizer_json"], in_memory=True)
             result.meta["seconds"] = round(time.perf_counter() - t_start, 3)
-            return result
-        return _scan_to_disk(outdir, plan, session, meta, engine.name, progress, t_start)
+        else:
+            result = _scan_to_disk(outdir, plan, session, meta, engine.name, progress, t_start)
+    if options.units is not None:  # the lenses recompute activations of these units (SAE weights are not saved)
+        result.unit_set = options.units
+    return result
 
 
 def _warn_about_plan(plan: ScanPlan, options: ScanOptions, n_docs: int) -> None:

@@ -33,14 +33,20 @@ def _write(out_dir: str, rel: str, title: str, body: str) -> str:
     return write_page(os.path.join(out_dir, rel), title, body, site=True, assets=out_dir, owned=True)
 
 
-def _logit_effects(adapter: Any, layer: int) -> tuple[np.ndarray | None, str]:
+def _logit_effects(adapter: Any, layer: int, scan: Any = None) -> tuple[np.ndarray | None, str]:
     """Direct effect of each neuron of ``layer`` on the logits, ``W_out[layer] @ W_U`` ``[d_mlp, d_vocab]`` (final
     LayerNorm ignored), read through the adapter: ``(effects, "")``, or ``(None, why)`` when the model has no
     unembedding (an encoder, a model without its language-model head)."""
     import torch
 
+    from ...model.units import units_for_scan
+
     try:
-        w_out = adapter.neuron_output_weights(layer)  # [d_mlp, d_model]
+        units = units_for_scan(scan) if scan is not None else None
+        # [d_mlp, d_model]; other units: their own output directions (an SAE latent's decoder row)
+        w_out = adapter.neuron_output_weights(layer) if units is None else units.output_directions(adapter, layer)
+        if w_out is None:
+            return None, f"{units.describe_short()} have no output direction in the residual stream"
         w_u = adapter.unembedding()  # [d_model, d_vocab]
     except ModelAdapterError as e:
         return None, str(e)
@@ -99,7 +105,7 @@ def site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Sequence[int] 
         ranked = _examples_for_layer(scan, li, ids, k, bands, per_band, n_random, seed, has_max)
         pages = LayerPages(scan=scan, adapter=adapter, li=li, layer=l,
                            acts=_example_activations(adapter, scan, l, ranked, batch_size), stoks=stoks,
-                           effects=_logit_effects(adapter, l), n_logits=n_logits, has_max=has_max, bands=bands,
+                           effects=_logit_effects(adapter, l, scan), n_logits=n_logits, has_max=has_max, bands=bands,
                            links=links)
         rows = _write_neuron_pages(out_dir, pages, ids.tolist(), ranked, seed, n2g)
         search.extend([l, n, toks_txt] for n, _, _, _, toks_txt in rows)
@@ -113,7 +119,8 @@ def _checked_site_args(scan, adapter: Any, layers: list[int], neurons: Sequence[
     """The neuron ids of the site ``[n]``, after checking the layers, the model against the scan and ``k``."""
     for l in layers:
         scan.layer_index(l)
-    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
+    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp and scan.meta.get("units", {}).get(
+            "kind", "mlp_post") == "mlp_post":
         raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
     ids = np.arange(scan.d_mlp) if neurons is None else np.unique(np.asarray(list(neurons), dtype=np.int64))
     if len(ids) == 0 or ids.min() < 0 or ids.max() >= scan.d_mlp:
