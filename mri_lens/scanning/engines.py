@@ -227,6 +227,7 @@ class _RaySession:
 
         bar = _bar(queue.tokens, progress, "scan (ray)")
         try:
-            run_shards(self.pool, plan, queue, outdir.part_path, bar=bar, stats=self.engine.stats)
+            run_shards(self.pool, plan, queue, outdir.part_path, bar=bar, stats=self.engine.stats,
+                       units=self.options.units)
         finally:
             bar.close()
