@@ -130,7 +130,8 @@ def main() -> None:
             "training tokens |", "|---|---|---|---|---|---|---|"]
     for kind, name, layer, k_in, k_out, l1, hook, hook_out in jobs:
         x, xh = activations(model, tr, layer, k_in), activations(model, ho, layer, k_in)
-        y, yh = (x, xh) if kind == "sae" else (activations(model, tr, layer, k_out), activations(model, ho, layer, k_out))
+        y, yh = (x, xh) if kind == "sae" else (activations(model, tr, layer, k_out),
+                                               activations(model, ho, layer, k_out))
         t = train(x, y, args.d_sae, steps=args.steps, l1=l1, apply_b_dec=kind == "sae", seed=layer)
         ev = {**evaluate(t, xh, yh, kind == "sae"), "training_tokens": int(len(x)), "steps": args.steps,
               "l1": l1, "torch": torch.__version__}

@@ -16,7 +16,8 @@ from .hf import HFArchitecture, hf_down_projections, hf_text_model
 __all__ = ["HF_SITES", "hf_sites", "hf_site_modules"]
 
 # mlp_in is TL's ln2.hook_normalized: the MLP's LayerNorm input normalised, before its weight and bias ("norm")
-_GATED = {"mlp_pre": ("mlp.gate_proj", "out"), "mlp_in": ("post_attention_layernorm", "norm"), "mlp_out": ("mlp", "out"),
+_GATED = {"mlp_pre": ("mlp.gate_proj", "out"), "mlp_in": ("post_attention_layernorm", "norm"),
+          "mlp_out": ("mlp", "out"),
           "attn_out": ("self_attn", "out"), "attn_z": ("self_attn.o_proj", "in"),
           "resid_mid": ("post_attention_layernorm", "in")}
 

@@ -162,7 +162,8 @@ class _ObjectEncoder:
         missing = [a for a in ("encode", "W_dec") if not hasattr(sae, a)]
         if cfg is None or missing or not isinstance(getattr(cfg, "d_sae", None), int):
             raise ModelAdapterError(f"{type(sae).__name__} is not a SAELens SAE (it needs encode, W_dec, cfg.d_in, "
-                                    "cfg.d_sae and cfg.metadata.hook_name); pass a SAELens SAE or a saved SAE directory")
+                                    "cfg.d_sae and cfg.metadata.hook_name); pass a SAELens SAE or a saved SAE "
+                                    "directory")
         meta = getattr(cfg, "metadata", None)
         self.sae, self.cfg = sae, cfg
         self.architecture = str(getattr(cfg, "architecture", lambda: "object")()

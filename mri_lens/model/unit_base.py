@@ -113,7 +113,8 @@ class UnitSet:
             layers = default
         layers = adapter.check_layers(None if layers is None else list(layers))
         if default is not None and not set(layers) <= set(default):
-            raise ModelAdapterError(f"{self.describe_short()} cover layers {default}, not {sorted(set(layers) - set(default))}")
+            extra = sorted(set(layers) - set(default))
+            raise ModelAdapterError(f"{self.describe_short()} cover layers {default}, not {extra}")
         names = _tl_hook_names(adapter)
         for l in layers:
             name = self.hook_name(adapter, l)

@@ -53,8 +53,9 @@ def scan(model: Any, corpus: Corpus | Sequence[str], options: ScanOptions | None
     **overrides: :class:`~mri_lens.ScanOptions` fields replacing those of ``options`` (``layers=[3]``,
         ``top_k=50``...); anything else raises ``TypeError``.
 
-    Every option is checked before a model is loaded or run. Returns a :class:`~mri_lens.Scan` with
-    ``pooled(name)`` of shape ``[n_docs, n_layers, d_mlp]``, ``stats``, ``top``/``bottom`` top-k lists.
+    Every option is checked before a model is loaded or run (``units``: its hooks and any SAE's width too). Returns
+    a :class:`~mri_lens.Scan` with ``pooled(name)`` of shape ``[n_docs, n_layers, width]`` (``width``: ``d_mlp``
+    for MLP neurons, else the units', ``meta["units"]``), ``stats``, ``top``/``bottom`` top-k lists.
     """
     t_start = time.perf_counter()
     options = resolve_options(options, overrides)

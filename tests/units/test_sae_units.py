@@ -136,3 +136,20 @@ def test_sharded_scan_of_latents_equals_one_process_and_units_are_checked(tiny, 
     c = ml.scan(tiny, TEXTS[4:], units=units, progress=False)
     merged = ml.merge_scans([a, c])
     np.testing.assert_allclose(merged.pooled("max"), one.pooled("max"), rtol=1e-5, atol=1e-5)  # other batches
+
+
+@pytest.mark.parametrize("which", ["sae", "transcoder"])
+def test_shipped_sae_and_transcoder_equal_encode_of_the_cache(tiny, which):
+    from safetensors.numpy import load_file
+
+    path = ml.models.tiny_sae_dir() if which == "sae" else ml.models.tiny_transcoder_dir()
+    cfg = json.load(open(os.path.join(path, "cfg.json"), encoding="utf-8"))
+    t = {k: v.astype(np.float64) for k, v in load_file(os.path.join(path, "sae_weights.safetensors")).items()}
+    layer, kind = (2, "resid_post") if which == "sae" else (1, "mlp_in")
+    assert cfg["metadata"]["hook_name"] == ("blocks.2.hook_resid_post" if which == "sae"
+                                            else "blocks.1.ln2.hook_normalized")
+    units = ml.units.sae({layer: path}) if which == "sae" else ml.units.transcoder({layer: path})
+    scan = scan_of(tiny, units)
+    check_scan(scan, tl_per_token(tiny, scan, [layer], kind, _latents(cfg, t)), skip=1, atol=2e-5)
+    card = json.load(open(os.path.join(path, "training.json"), encoding="utf-8"))
+    assert card["fraction_of_variance_explained"] > 0.5 and card["l0"] < cfg["d_sae"] / 4

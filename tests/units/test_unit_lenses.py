@@ -19,8 +19,7 @@ from saes import make_sae
 @pytest.fixture(scope="module")
 def shipped():
     """The SAE and transcoder trained on the tiny LM (shipped beside it)."""
-    here = os.path.dirname(ml.models.tiny_lm_dir())
-    return os.path.join(here, "tiny_sae_resid2"), os.path.join(here, "tiny_transcoder_mlp1")
+    return ml.models.tiny_sae_dir(), ml.models.tiny_transcoder_dir()
 
 
 def test_recomputed_activations_of_latents_match_the_scan(tiny, shipped):
@@ -93,3 +92,16 @@ def test_cli_scan_of_units(tmp_path):
                  "--out", str(tmp_path / "sae_run"), "--quiet"]) == 0
     s = ml.Scan.load(tmp_path / "sae_run")
     assert s.meta["units"]["kind"] == "sae" and s.layers == [2] and s.d_mlp == 48
+
+
+def test_mri_maps_of_hidden_states(tiny):
+    """LLM-MRI's own units: the embeddings and the residual stream; points are units (neurons mode) or
+    documents (documents mode)."""
+    texts = TEXTS * 3
+    scan = ml.scan(tiny, texts, units="resid_post", layers=[1, 2], batch_size=8, progress=False)
+    neurons = ml.mri.RegionMaps(grid=3, seed=0, n_jobs=1, n_epochs=20).fit(scan, progress=False)
+    assert neurons.region_act_.shape[:2] == (2, len(texts))
+    docs = ml.mri.RegionMaps(grid=3, mode="documents", seed=0, n_jobs=1, n_epochs=20).fit(scan, progress=False)
+    assert docs.region_act_.shape[:2] == (2, len(texts))
+    emb = ml.scan(tiny, texts, units="embed", batch_size=8, progress=False)
+    assert emb.layers == [0] and emb.d_mlp == tiny.cfg.d_model
