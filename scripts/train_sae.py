@@ -9,7 +9,7 @@ tenth file held out for the card's numbers. Seeded, CPU, a few minutes.
 
 Usage::
 
-    python scripts/train_sae.py --out mri_lens/model/bundled [--steps 3000]
+    python scripts/train_sae.py --out mri_lens/model/bundled [--steps 800]
 
 Writes ``<out>/tiny_sae_resid2/`` and ``<out>/tiny_transcoder_mlp1/`` (cfg.json, sae_weights.safetensors,
 training.json) and ``<out>/SAE_CARD.md``.
@@ -63,7 +63,7 @@ def activations(model, seqs, layer: int, kind: str) -> torch.Tensor:
 
 
 def train(x: torch.Tensor, y: torch.Tensor, d_sae: int, *, steps: int, l1: float, apply_b_dec: bool,
-          seed: int) -> dict[str, torch.Tensor]:
+          seed: int, batch: int = 512) -> dict[str, torch.Tensor]:
     """A ReLU dictionary ``y ~ relu((x - b_dec?) @ W_enc + b_enc) @ W_dec + b_dec``: MSE plus an L1 penalty on
     latents weighted by their decoder norms; Adam."""
     g = torch.Generator().manual_seed(seed)
@@ -74,9 +74,9 @@ def train(x: torch.Tensor, y: torch.Tensor, d_sae: int, *, steps: int, l1: float
              ).requires_grad_()
     b_enc = torch.zeros(d_sae, requires_grad=True)
     b_dec = y.mean(0).clone().requires_grad_()
-    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=1e-3)
+    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=2e-3)
     for step in range(steps):
-        idx = torch.randint(0, len(x), (1024,), generator=g)
+        idx = torch.randint(0, len(x), (batch,), generator=g)
         xb, yb = x[idx], y[idx]
         f = torch.relu((xb - b_dec if apply_b_dec else xb) @ W_enc + b_enc)
         rec = f @ W_dec + b_dec
@@ -84,6 +84,8 @@ def train(x: torch.Tensor, y: torch.Tensor, d_sae: int, *, steps: int, l1: float
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if step % 100 == 0:
+            print(f"step {step}: loss {loss.item():.4f}", flush=True)
     return {"W_enc": W_enc.detach(), "b_enc": b_enc.detach(), "W_dec": W_dec.detach(), "b_dec": b_dec.detach()}
 
 
@@ -111,15 +113,15 @@ def cfg_for(kind: str, d_in: int, d_sae: int, d_out: int, hook: str, hook_out: s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--tokens", type=int, default=200_000)
-    ap.add_argument("--d-sae", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--tokens", type=int, default=60_000)
+    ap.add_argument("--d-sae", type=int, default=512)
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
     model = ml.models.tiny_lm(device="cpu")
     train_texts, held_texts = stdlib_texts()
-    tr, ho = windows(model, train_texts, args.tokens), windows(model, held_texts, 30_000)
+    tr, ho = windows(model, train_texts, args.tokens), windows(model, held_texts, 20_000)
     jobs = [("sae", "tiny_sae_resid2", 2, "resid_post", "resid_post", 3e-3, "blocks.2.hook_resid_post", None),
             ("transcoder", "tiny_transcoder_mlp1", 1, "mlp_in", "mlp_out", 3e-3, "blocks.1.ln2.hook_normalized",
              "blocks.1.hook_mlp_out")]
@@ -129,6 +131,7 @@ def main() -> None:
             "", "| directory | reads | d_in -> d_sae | L0 | fraction of variance explained | dead latents | "
             "training tokens |", "|---|---|---|---|---|---|---|"]
     for kind, name, layer, k_in, k_out, l1, hook, hook_out in jobs:
+        print(f"{name}: reading activations", flush=True)
         x, xh = activations(model, tr, layer, k_in), activations(model, ho, layer, k_in)
         y, yh = (x, xh) if kind == "sae" else (activations(model, tr, layer, k_out),
                                                activations(model, ho, layer, k_out))

@@ -8,7 +8,10 @@ unit's output direction in the residual stream ``[width, d_model]`` (for logit e
 latents of :mod:`mri_lens.model.sae` are unit sets too.
 
 Hook kinds (:data:`HOOK_KINDS`), with their TransformerLens hook names: ``mlp_post`` (the MLP neurons),
-``mlp_pre`` (before the activation function), ``mlp_in`` (the MLP's input, after its LayerNorm), ``mlp_out``,
+``mlp_pre`` (before the activation function), ``mlp_in`` (TL's ``ln2.hook_normalized``, what transcoders read:
+the MLP's LayerNorm input normalised; on TL >= 3 bridges and the Hugging Face backend before the LayerNorm's
+weight and bias, on a TL 2 ``HookedTransformer`` after them, which equals "before" once the LayerNorm is folded
+into the next weights as ``from_pretrained`` does by default), ``mlp_out``,
 ``attn_out``, ``attn_z`` (each head's mixed values, ``n_heads x d_head`` flattened head-major), ``resid_pre``,
 ``resid_mid``, ``resid_post`` and ``embed`` (the embeddings, hidden state 0: one layer, numbered 0).
 """
