@@ -110,19 +110,26 @@ def cfg_for(kind: str, d_in: int, d_sae: int, d_out: int, hook: str, hook_out: s
     return cfg
 
 
+def _row(name: str, hook: str, hook_out: str | None, d_in: int, d_sae: int, ev: dict) -> str:
+    reads = f"`{hook}`" + (f" -> `{hook_out}`" if hook_out else "")
+    return (f"| `{name}` | {reads} | {d_in} -> {d_sae} | {ev['l0']} | {ev['fraction_of_variance_explained']} | "
+            f"{ev['dead_latents']} | {ev['training_tokens']} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--tokens", type=int, default=60_000)
     ap.add_argument("--d-sae", type=int, default=512)
+    ap.add_argument("--only", choices=("sae", "transcoder"), default=None, help="train one of the two")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
     model = ml.models.tiny_lm(device="cpu")
     train_texts, held_texts = stdlib_texts()
     tr, ho = windows(model, train_texts, args.tokens), windows(model, held_texts, 20_000)
-    jobs = [("sae", "tiny_sae_resid2", 2, "resid_post", "resid_post", 3e-3, "blocks.2.hook_resid_post", None),
+    jobs = [("sae", "tiny_sae_resid2", 2, "resid_post", "resid_post", 1.0, "blocks.2.hook_resid_post", None),
             ("transcoder", "tiny_transcoder_mlp1", 1, "mlp_in", "mlp_out", 3e-3, "blocks.1.ln2.hook_normalized",
              "blocks.1.hook_mlp_out")]
     card = ["# The tiny LM's SAE and transcoder", "",
@@ -131,6 +138,11 @@ def main() -> None:
             "", "| directory | reads | d_in -> d_sae | L0 | fraction of variance explained | dead latents | "
             "training tokens |", "|---|---|---|---|---|---|---|"]
     for kind, name, layer, k_in, k_out, l1, hook, hook_out in jobs:
+        if args.only and kind != args.only:  # the other one stays as trained
+            with open(os.path.join(args.out, name, "training.json"), encoding="utf-8") as f:
+                ev = json.load(f)
+            card.append(_row(name, hook, hook_out, 128, args.d_sae, ev))
+            continue
         print(f"{name}: reading activations", flush=True)
         x, xh = activations(model, tr, layer, k_in), activations(model, ho, layer, k_in)
         y, yh = (x, xh) if kind == "sae" else (activations(model, tr, layer, k_out),
@@ -142,9 +154,7 @@ def main() -> None:
         save_sae_dir(path, cfg_for(kind, x.shape[1], args.d_sae, y.shape[1], hook, hook_out), t)
         with open(os.path.join(path, "training.json"), "w", encoding="utf-8") as f:
             json.dump(ev, f, indent=1)
-        card.append(f"| `{name}` | `{hook}`{' -> `' + hook_out + '`' if hook_out else ''} | {x.shape[1]} -> "
-                    f"{args.d_sae} | {ev['l0']} | {ev['fraction_of_variance_explained']} | {ev['dead_latents']} | "
-                    f"{ev['training_tokens']} |")
+        card.append(_row(name, hook, hook_out, x.shape[1], args.d_sae, ev))
         print(name, ev)
     with open(os.path.join(args.out, "SAE_CARD.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(card) + "\n\nNumbers on held-out tokens (BOS excluded). L0: latents active per token.\n")

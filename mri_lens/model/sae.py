@@ -166,9 +166,8 @@ class _ObjectEncoder:
                                     "directory")
         meta = getattr(cfg, "metadata", None)
         self.sae, self.cfg = sae, cfg
-        self.architecture = str(getattr(cfg, "architecture", lambda: "object")()
-                                if callable(getattr(cfg, "architecture", None)) else
-                                getattr(cfg, "architecture", "object"))
+        arch = getattr(cfg, "architecture", "object")  # SAELens 6: a classmethod of the config
+        self.architecture = str(arch() if callable(arch) else arch)
         self.d_in, self.d_sae = int(cfg.d_in), int(cfg.d_sae)
         self.hook = (getattr(meta, "hook_name", None) if meta is not None else None) or getattr(cfg, "hook_name", None)
         self.hook_z = getattr(cfg, "reshape_activations", "none") == "hook_z"
