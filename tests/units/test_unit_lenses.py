@@ -57,7 +57,7 @@ def test_n2g_explains_an_sae_latent(tiny, shipped):
     adapter = as_adapter(tiny)
     run = Forward(adapter, get_backend(adapter, None, units=scan.unit_set), 2, 2048)
     doc = int(scan.top.docs[0, n, 0])
-    text_ids = [int(t) for t in scan.tokens(doc)[1:]]
+    text_ids = tuple(int(t) for t in scan.tokens(doc)[1:])
     got = run([(text_ids, n)])[0]  # the N2G runner's activations: through the SAE's encoder
     assert float(got.max()) == pytest.approx(float(scan.top.values[0, n, 0]), rel=1e-4, abs=1e-4)
 
