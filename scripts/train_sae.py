@@ -103,7 +103,8 @@ def cfg_for(kind: str, d_in: int, d_sae: int, d_out: int, hook: str, hook_out: s
            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": kind == "sae",
            "normalize_activations": "none", "reshape_activations": "none",
            "metadata": {"hook_name": hook, "model_name": "mri_lens tiny_lm", "prepend_bos": True,
-                        "context_size": 128, "sae_lens_training_version": None}}
+                        "context_size": 128, "sae_lens_version": "6.0.0",  # SAELens >= 6 reads metadata
+                        "sae_lens_training_version": "6.0.0"}}
     if kind == "transcoder":
         cfg["d_out"] = d_out
         cfg["metadata"]["hook_name_out"] = hook_out

@@ -90,7 +90,7 @@ def read_sae_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
 
 def _hook_of(cfg: Mapping[str, Any]) -> str | None:
     meta = cfg.get("metadata") or {}
-    return meta.get("hook_name") or cfg.get("hook_name")
+    return meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")  # SAELens 6, 5, older
 
 
 class SAEEncoder:

@@ -17,7 +17,7 @@ def make_sae(path, d_in: int, d_sae: int, hook: str, *, arch: str = "standard", 
         t["threshold"] = torch.rand(d_sae, generator=g) * 0.5
     cfg = {"architecture": arch, "d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu",
            "apply_b_dec_to_input": "transcoder" not in arch, "normalize_activations": "none",
-           "reshape_activations": "none", "metadata": {"hook_name": hook}, **cfg_extra}
+           "reshape_activations": "none", "metadata": {"hook_name": hook, "sae_lens_version": "6.0.0"}, **cfg_extra}
     save_sae_dir(path, cfg, t)
     return str(path), cfg, {k: v.numpy().astype(np.float64) for k, v in t.items()}
 
