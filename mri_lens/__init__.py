@@ -17,6 +17,7 @@ from .errors import (CategoryError, CorpusError, GraphError, ModelAdapterError, 
                      ScanFileError)
 from .model import HFModel, ModelSpec, load_model
 from .model import bundled as models
+from .model import units
 from .results import Scan
 from .scanning import LocalEngine, RayEngine, ScanOptions, merge_scans, scan
 from .lenses import mri, n2g, neuroscope
@@ -25,7 +26,7 @@ from .render import report
 
 __all__ = [
     "__version__", "scan", "ScanOptions", "LocalEngine", "RayEngine", "Scan", "merge_scans", "Corpus",
-    "load_model", "ModelSpec", "HFModel", "models",
+    "load_model", "ModelSpec", "HFModel", "models", "units",
     "datasets", "MriLensError", "ScanError", "ScanFileError", "CorpusError", "CategoryError", "GraphError",
     "ModelAdapterError", "mri", "neuroscope", "n2g", "report", "effects",
 ]

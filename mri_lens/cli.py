@@ -80,7 +80,8 @@ def _scan_setup(args):
                           max_batch_tokens=args.max_batch_tokens or None, max_length=args.max_length,
                           overflow=args.overflow, pooling=args.pooling, top_k=args.top_k, dtype=args.dtype,
                           padding_side=args.padding_side, backend=args.backend, shard_tokens=args.shard_tokens,
-                          shard_bytes=args.shard_mb << 20 if args.shard_mb else None)
+                          shard_bytes=args.shard_mb << 20 if args.shard_mb else None,
+                          units=getattr(args, "units", None))
     if args.engine == "ray":
         engine = RayEngine(workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker,
                            threads_per_worker=args.threads_per_worker, max_attempts=args.max_attempts,
@@ -227,8 +228,11 @@ def cmd_explain(args) -> int:
     from .lenses.n2g import N2GConfig, explain_layer
 
     out = check_save_target(args.out, "mri_lens.n2g", overwrite=args.force)
-    cfg = N2GConfig(pivots_per_example=args.pivots, end_values=args.end_values, augment_pivots=args.augment,
-                    n_substitutes=args.substitutes)
+    chosen = {name: v for name, v in (("pivots_per_example", args.pivots), ("end_values", args.end_values),
+                                      ("augment_pivots", args.augment), ("augmenter", args.augmenter),
+                                      ("n_substitutes", args.substitutes), ("fallback", args.fallback))
+              if v is not None}
+    cfg = N2GConfig.paper(**chosen) if args.paper else N2GConfig(**chosen)
     if args.engine == "ray":
         s = _checked_scan(args.scan, args.layer, args.neurons)
         model = args.model or s.meta.get("model_id") or ""
@@ -239,7 +243,7 @@ def cmd_explain(args) -> int:
     for layer in args.layer:
         graphs = explain_layer(model, s, layer, args.neurons, k=args.top_k, config=cfg, seed=args.seed,
                                out_dir=out, evaluate=not args.no_eval, progress=not args.quiet,
-                               augmenter=args.augmenter, overwrite=args.force, engine=args.engine,
+                               overwrite=args.force, engine=args.engine,
                                workers=args.workers, address=args.address)
         done[layer] = graphs
         print(f"{graphs!r}")

@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label-col", default=None)
     s.add_argument("--out", required=True, help="output directory (checked before any work)")
     s.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: all)")
+    s.add_argument("--units", default=None, help="what to scan: MLP neurons (default), a hook kind (resid_post, "
+                   "attn_z, embed...), sae:LAYER=DIR or transcoder:LAYER=DIR (SAELens directories)")
     s.add_argument("--batch-size", type=positive_int, default=32)
     s.add_argument("--max-batch-tokens", type=non_negative_int, default=2048, help="0: no limit")
     s.add_argument("--max-length", type=positive_int, default=None)
@@ -313,16 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "pages: index.html, L<layer>/index.html)")
     _examples_arg(e, minimum=2, what="at least 2 (train and test examples)",
                   help="top examples per neuron (half train, half test)")
-    e.add_argument("--pivots", type=positive_int, default=1, help="pivots per example (1: the paper's method)")
-    e.add_argument("--end-values", choices=("firing", "calibrated"), default="firing",
-                   help="END node values: 'firing' (the paper) or 'calibrated' on the whole training examples")
-    e.add_argument("--augment", choices=("main", "all"), default="main",
-                   help="windows augmented: each example's main pivot's (the paper) or every pivot's")
-    e.add_argument("--augmenter", choices=("embedding", "probe", "none"), default="embedding",
-                   help="substitutes: nearest tokens in the model's embedding (default), the tokens the neuron "
-                        "itself ranks highest when run alone ('probe'), or no augmentation")
-    e.add_argument("--substitutes", type=non_negative_int, default=5,
-                   help="substitutes per important token (the paper: 5)")
+    e.add_argument("--paper", action="store_true",
+                   help="the paper's method (N2GConfig.paper()) instead of the measured default (N2GConfig())")
+    e.add_argument("--pivots", type=positive_int, default=None, help="pivots per example (default 20; the paper: 1)")
+    e.add_argument("--end-values", choices=("firing", "calibrated"), default=None,
+                   help="END node values: 'calibrated' on the whole training examples (default) or 'firing' (the "
+                        "paper)")
+    e.add_argument("--augment", choices=("main", "all"), default=None,
+                   help="windows augmented: each example's main pivot's (default, the paper) or every pivot's")
+    e.add_argument("--augmenter", choices=("embedding", "probe", "none"), default=None,
+                   help="substitutes: the tokens the neuron itself ranks highest when run alone ('probe', default), "
+                        "nearest tokens in the model's embedding (the paper), or no augmentation")
+    e.add_argument("--substitutes", type=non_negative_int, default=None,
+                   help="substitutes per important token (default 10; the paper: 5)")
+    e.add_argument("--fallback", choices=("none", "token", "mean"), default=None,
+                   help="what a token no pattern covers predicts: its token-lookup value (default), the mean, or "
+                        "0 (the paper)")
     e.add_argument("--seed", type=non_negative_int, default=0)
     e.add_argument("--no-eval", action="store_true", help="skip the held-out scoring")
     _engine_args(e)

@@ -17,6 +17,8 @@ from .adapter import ModelAdapter, as_adapter
 from ..errors import ModelAdapterError, ScanError
 from .hf import HF_ARCHITECTURES, hf_architecture, hf_down_projections  # noqa: F401 - their documented home
 from .hf import config_experts
+from .hf_sites import hf_site_modules
+from .units import UnitSet, as_units, units_for_scan
 
 __all__ = ["CaptureBackend", "HF_ARCHITECTURES", "HuggingFaceBackend", "TransformerLensBackend", "get_backend",
            "hf_architecture", "hf_down_projections", "scan_token_activations", "token_activations"]
@@ -45,8 +47,9 @@ class CaptureBackend(ABC):
 
     name: str = "abstract"
 
-    def __init__(self, adapter: ModelAdapter):
+    def __init__(self, adapter: ModelAdapter, units: UnitSet | None = None):
         self.adapter = adapter
+        self.units = as_units(units)  # what each layer's activations are: MLP neurons unless told otherwise
 
     def describe(self) -> dict[str, Any]:
         """What a saved result records about how its activations were captured."""
@@ -55,6 +58,34 @@ class CaptureBackend(ABC):
     @abstractmethod
     def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
         """Activations of the given layers for one padded batch."""
+
+    def _unit_hook(self, layers: Sequence[int], dev, consume, out: dict, seen: set):
+        """``make(layer) -> f(raw activations)``: raw hook tensor -> float32 on ``dev`` -> the units'
+        ``[batch, pos, width]`` -> ``out`` or ``consume``; raises :class:`_StopForward` after the last layer."""
+        import torch
+
+        units, last = self.units, max(layers)
+        plain = units.is_default
+        widths = {} if plain else {l: units.input_width(self.adapter, l) for l in layers}
+
+        def make(layer: int):
+            def take(act) -> None:
+                seen.add(layer)
+                act = act.detach().to(device=dev, dtype=torch.float32)
+                if not plain:
+                    got = int(act[0, 0].numel()) if act.dim() > 2 else int(act.shape[-1])
+                    if widths[layer] is not None and got != widths[layer]:
+                        raise ModelAdapterError(f"`{units.hook_name(self.adapter, layer)}` hands activations {got} "
+                                                f"wide, not {widths[layer]}")
+                    act = units.encode(layer, act)
+                if consume is None:
+                    out[layer] = act
+                else:
+                    consume(layer, act)
+                if layer == last:
+                    raise _StopForward
+            return take
+        return make
 
 
 class TransformerLensBackend(CaptureBackend):
@@ -74,29 +105,23 @@ class TransformerLensBackend(CaptureBackend):
         import torch
 
         layers = list(layers)
-        last = max(layers)
         out: dict[int, Any] = {}
         seen: set[int] = set()
-        dev = tokens.device
-        d_mlp = self.adapter.d_mlp
+        d_mlp = self.adapter.d_mlp if self.units.is_default else None
+        # No copy: the model is done with each tensor once the forward returns (inference mode, no graph); the
+        # last layer's hook stops the forward: not the rest of the model, not the unembedding
+        take = self._unit_hook(layers, tokens.device, consume, out, seen)
 
         def make_hook(layer: int):
+            f = take(layer)
+
             def hook(act, hook=None):  # TL passes the HookPoint as `hook`
-                seen.add(layer)
                 if d_mlp is not None and act.shape[-1] != d_mlp:
                     raise self._width_error(layer, int(act.shape[-1]))
-                # No copy: the model is done with this tensor once the forward returns (inference mode, no graph).
-                act = act.detach().to(device=dev, dtype=torch.float32)
-                if consume is None:
-                    out[layer] = act
-                else:
-                    consume(layer, act)
-                if layer == last:  # nothing after this hook is needed: not the rest of the model, not the unembedding
-                    raise _StopForward
-                return None
+                f(act)
             return hook
 
-        fwd_hooks = [(self.adapter.hook_name(l), make_hook(l)) for l in layers]
+        fwd_hooks = [(self.units.hook_name(self.adapter, l), make_hook(l)) for l in layers]
         model = self.adapter.model
         with torch.inference_mode():
             try:
@@ -106,7 +131,8 @@ class TransformerLensBackend(CaptureBackend):
                 pass
         missing = [l for l in layers if l not in seen]
         if missing:
-            raise ModelAdapterError(f"hooks for layers {missing} never fired ({self.adapter.hook_name(missing[0])})")
+            raise ModelAdapterError(f"hooks for layers {missing} never fired "
+                                    f"({self.units.hook_name(self.adapter, missing[0])})")
         return out
 
     def _width_error(self, layer: int, width: int) -> ModelAdapterError:
@@ -147,8 +173,8 @@ class HuggingFaceBackend(CaptureBackend):
 
     name = "hf"
 
-    def __init__(self, adapter: ModelAdapter, fused_activations: bool = True):
-        super().__init__(adapter)
+    def __init__(self, adapter: ModelAdapter, fused_activations: bool = True, units: UnitSet | None = None):
+        super().__init__(adapter, units)
         if not getattr(adapter, "is_hf", False):
             raise ModelAdapterError(
                 "the 'hf' capture backend needs a plain Hugging Face model: load it with "
@@ -177,26 +203,13 @@ class HuggingFaceBackend(CaptureBackend):
         import torch
 
         layers = list(layers)
-        last = max(layers)
         out: dict[int, Any] = {}
         seen: set[int] = set()
         model = self.adapter.model.model
-        modules = hf_down_projections(model, layers, self.arch)
-        dev = tokens.device  # with a device_map, later layers may live elsewhere: all go to the tokens' device
-
-        def make_hook(layer: int):
-            def hook(module, args):
-                seen.add(layer)
-                # a copy only when the model is not float32 or the layer is on another device
-                act = args[0].detach().to(device=dev, dtype=torch.float32)
-                if consume is None:
-                    out[layer] = act
-                else:
-                    consume(layer, act)
-                if layer == last:  # later blocks never run
-                    raise _StopForward
-                return None
-            return hook
+        sites = self._sites(model, layers)
+        # with a device_map, later layers may live elsewhere: all go to the tokens' device; a copy only when the
+        # model is not float32 or the layer is on another device; the last layer's hook stops the forward
+        take = self._unit_hook(layers, tokens.device, consume, out, seen)
 
         kwargs: dict[str, Any] = {"input_ids": tokens, "attention_mask": attention_mask}
         if self.arch.causal:
@@ -218,7 +231,7 @@ class HuggingFaceBackend(CaptureBackend):
             for m in fused:  # an instance attribute shadows the class's forward until it is deleted again
                 m.forward = _gelu_tanh
             for l in layers:
-                handles.append(modules[l].register_forward_pre_hook(make_hook(l)))
+                handles.append(_hf_hook(*sites[l], take(l)))
             with torch.inference_mode():
                 try:
                     self._run(**kwargs)
@@ -231,21 +244,60 @@ class HuggingFaceBackend(CaptureBackend):
                 m.__dict__.pop("forward", None)
         missing = [l for l in layers if l not in seen]
         if missing:
-            raise ModelAdapterError(f"down-projection hooks for layers {missing} never fired "
-                                    f"({self.arch.layers}.{missing[0]}.{self.arch.down_proj})")
+            raise ModelAdapterError(f"hooks for layers {missing} never fired ({self.arch.layers}.{missing[0]})")
         return out
+
+    def _sites(self, model, layers: Sequence[int]) -> dict[int, tuple[Any, str]]:
+        """``{layer: (module, "in" | "out")}`` of the units' tensor, one layer at a time (kinds may differ)."""
+        sites: dict[int, tuple[Any, str]] = {}
+        for l in layers:
+            kind = self.units.site(l)
+            if kind is None:
+                raise ModelAdapterError(f"`{self.units.hook_name(self.adapter, l)}` is a TransformerLens hook "
+                                        "name; the Hugging Face backend reads hook kinds (mri_lens.units.HOOK_KINDS)")
+            sites.update(hf_site_modules(model, self.arch, kind, [l]))
+        return sites
+
+
+def _hf_hook(module, where: str, take):
+    """A forward (pre-)hook on ``module`` handing its first input or first output to ``take``."""
+    if where in ("in", "norm"):
+        def pre(mod, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            take(_normalised(mod, x) if where == "norm" else x)
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(mod, args, output):
+        take(output[0] if isinstance(output, (tuple, list)) else output)
+    return module.register_forward_hook(post)
+
+
+def _normalised(norm, x):
+    """What a LayerNorm (centred, scaled) or RMSNorm (scaled) module makes of ``x`` before its weight and bias:
+    TL's ``hook_normalized``."""
+    import torch
+
+    x = x.float()
+    eps = getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-5
+    if isinstance(norm, torch.nn.LayerNorm):
+        x = x - x.mean(-1, keepdim=True)
+    return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
 
 
 _BACKENDS = {"transformer_lens": TransformerLensBackend, "tl": TransformerLensBackend, "hf": HuggingFaceBackend}
 
 
-def get_backend(adapter: ModelAdapter, backend: str | CaptureBackend | None = None) -> CaptureBackend:
+def get_backend(adapter: ModelAdapter, backend: str | CaptureBackend | None = None,
+                units: UnitSet | None = None) -> CaptureBackend:
     """Resolve a backend name or pass an instance through.
 
     Default: ``"hf"`` for a plain Hugging Face model (:class:`~mri_lens.HFModel`), ``"transformer_lens"`` for a
-    TransformerLens model.
+    TransformerLens model. ``units``: what each layer's activations are (default: MLP neurons; see
+    :mod:`mri_lens.model.units`).
     """
     if isinstance(backend, CaptureBackend):
+        if units is not None:
+            backend.units = as_units(units)
         return backend
     name = backend or ("hf" if getattr(adapter, "is_hf", False) else "transformer_lens")
     if name not in _BACKENDS:
@@ -253,18 +305,21 @@ def get_backend(adapter: ModelAdapter, backend: str | CaptureBackend | None = No
     if name != "hf" and getattr(adapter, "is_hf", False):
         raise ModelAdapterError(f"the {name!r} capture backend needs a TransformerLens model; this is a plain "
                                 "Hugging Face model (use backend='hf')")
-    return _BACKENDS[name](adapter)
+    return _BACKENDS[name](adapter, units=units)
 
 
 def token_activations(model: Any, token_ids: Sequence[Sequence[int]], layers: Sequence[int] | None = None, *,
-                      backend: str | CaptureBackend | None = None, batch_size: int = 16) -> list[dict[int, Any]]:
+                      backend: str | CaptureBackend | None = None, batch_size: int = 16,
+                      units: UnitSet | str | None = None) -> list[dict[int, Any]]:
     """Per-token activations of a handful of already-tokenised sequences (special tokens included).
 
-    Returns one ``{layer: ndarray [n_tokens, d_mlp]}`` per sequence, pad positions removed.
+    Returns one ``{layer: ndarray [n_tokens, width]}`` per sequence, pad positions removed; ``units``: what is
+    read (default: MLP neurons, ``width = d_mlp``; see :mod:`mri_lens.model.units`).
     """
     adapter = as_adapter(model)
-    layers = adapter.check_layers(layers)
-    cap = get_backend(adapter, backend)
+    unit_set = as_units(units)
+    layers = unit_set.check(adapter, layers)
+    cap = get_backend(adapter, backend, units=unit_set)
     results: list[dict[int, Any]] = []
     for b in range(0, len(token_ids), batch_size):
         seqs = [list(s) for s in token_ids[b:b + batch_size]]
@@ -276,9 +331,10 @@ def token_activations(model: Any, token_ids: Sequence[Sequence[int]], layers: Se
     return results
 
 
-def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: int | None = None
-                           ) -> list[np.ndarray]:
-    """Recompute per-token activations of a few documents of ``scan`` from ``model``: ``[n_tokens, d_mlp]`` each.
+def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: int | None = None,
+                           units: Any = None) -> list[np.ndarray]:
+    """Recompute per-token activations of a few documents of ``scan`` from ``model``: ``[n_tokens, width]`` each,
+    of the scan's units (:func:`mri_lens.model.units.units_for_scan`; MLP neurons: ``width = d_mlp``).
 
     The same tokens as the scan saw (special tokens included); the model must be the one scanned. A document
     the scan split into windows (``overflow="windows"``) is run window by window, as in the scan: every window
@@ -296,7 +352,7 @@ def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: in
         for s in range(0, len(toks), step):
             pieces.append(toks[s:s + step])
             owner.append(i)
-    out = token_activations(model, pieces, [layer])
+    out = token_activations(model, pieces, [layer], units=units_for_scan(scan, units))
     acts: list[list[np.ndarray]] = [[] for _ in docs]
     for i, o in zip(owner, out):
         acts[i].append(o[layer])

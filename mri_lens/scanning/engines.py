@@ -147,8 +147,10 @@ class _LocalSession:
         if engine.device is not None:
             model.to(engine.device)
         self.adapter = as_adapter(model, prepend_bos=options.prepend_bos, padding_side=options.padding_side)
-        self.cap = get_backend(self.adapter, options.backend)
+        self.cap = get_backend(self.adapter, options.backend, units=options.units)
         self.facts = model_facts(self.adapter, self.cap)
+        if options.units is not None:  # latents are computed where the model runs
+            self.cap.units.to(self.adapter.device)
 
     def __enter__(self) -> "_LocalSession":
         return self
@@ -225,6 +227,7 @@ class _RaySession:
 
         bar = _bar(queue.tokens, progress, "scan (ray)")
         try:
-            run_shards(self.pool, plan, queue, outdir.part_path, bar=bar, stats=self.engine.stats)
+            run_shards(self.pool, plan, queue, outdir.part_path, bar=bar, stats=self.engine.stats,
+                       units=self.options.units)
         finally:
             bar.close()

@@ -324,6 +324,17 @@ def _doc_id_arrays(scans: list[Scan], doc_ids: Any) -> list[np.ndarray]:
     return ids
 
 
+def units_of(meta: dict) -> dict:
+    """The units a scan's meta records (MLP neurons for a scan made before units were recorded)."""
+    return meta.get("units") or {"kind": "mlp_post", "unit_noun": "neuron"}
+
+
+def _units_text(meta: dict) -> str:
+    u = units_of(meta)
+    fp = u.get("fingerprint")
+    return f"{u.get('kind')!r} units" + (f" (weights {fp[:12]}...)" if fp else "")
+
+
 _SAME_KEYS = ("model_id", "architecture", "n_layers", "d_mlp", "hook_template", "prepend_bos", "include_bos",
               "max_length", "overflow", "dtype", "top_k", "pooling", "special_prefix", "special_suffix")
 
@@ -332,6 +343,9 @@ def _check_same_model(scans: list[Scan]) -> None:
     """Refuse scans of different models (name, weights, tokenizer) or options."""
     first = scans[0].meta
     for i, s in enumerate(scans[1:], 1):
+        if units_of(s.meta) != units_of(first):
+            raise ScanError(f"cannot merge scans of different units: scan 0 has {_units_text(first)}, scan {i} "
+                            f"{_units_text(s.meta)}")
         diff = [k for k in _SAME_KEYS if s.meta.get(k) != first.get(k)]
         if diff:
             raise ScanError(f"cannot merge scans of different models or options (they differ in {diff})")

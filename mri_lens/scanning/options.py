@@ -81,6 +81,15 @@ def _poolings(v: Any) -> tuple[str, ...]:
     return items
 
 
+def _units(v: Any):
+    """``None`` (MLP neurons) or a :class:`~mri_lens.model.units.UnitSet` (strings resolved; SAE directories read)."""
+    from ..model.units import as_units
+
+    if v is None:
+        return None
+    return None if v is None else as_units(v)
+
+
 def _edges(v: Any) -> tuple[float, ...] | None:
     if v is None:
         return None
@@ -127,6 +136,10 @@ class ScanOptions:
         :func:`~mri_lens.scanning.histogram.default_histogram_edges`).
     backend: capture backend, ``"transformer_lens"`` (also ``"tl"``) or ``"hf"`` (default ``None``: ``"hf"`` for a
         plain Hugging Face model, else TransformerLens hooks).
+    units: what each layer's activations are (default ``None``: the MLP neurons): a hook kind
+        (``"resid_post"``, ``"attn_z"``...), a TransformerLens hook template, ``"sae:LAYER=DIR"``, or
+        ``mri_lens.units.hook/sae/transcoder(...)`` (see :mod:`mri_lens.model.units`). Recorded in the scan and
+        its plan (with a fingerprint of any SAE or transcoder weights).
     shard_tokens, shard_bytes: a shard holds at most this many counted tokens and this many bytes of pooled
         values in memory while it is computed (default ``None``: one shard without ``out``; with it
         :data:`DEFAULT_SHARD_TOKENS` and :data:`DEFAULT_SHARD_BYTES`, which bound a worker's memory whatever
@@ -149,6 +162,7 @@ class ScanOptions:
     backend: str | None = None
     shard_tokens: int | None = None
     shard_bytes: int | None = None
+    units: Any = None
 
     def __post_init__(self) -> None:
         checked = {
@@ -167,6 +181,7 @@ class ScanOptions:
             "backend": None if self.backend is None else _choice("backend", self.backend, CAPTURE_BACKENDS),
             "shard_tokens": _int("shard_tokens", self.shard_tokens, 1, optional=True),
             "shard_bytes": _int("shard_bytes", self.shard_bytes, 1, optional=True),
+            "units": _units(self.units),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

@@ -173,18 +173,30 @@ def model_facts(adapter: Any, cap: Any) -> dict[str, Any]:
             "tokenizer_json": adapter.tokenizer_json()}
 
 
+def resolve_units(adapter: Any, options: Any) -> tuple[Any, list[int], int]:
+    """``(units, layers, width)``: the scan's :class:`~mri_lens.model.units.UnitSet`, its layers checked against
+    the model (hooks exist, SAE widths match) and the units' width; every error before the model runs."""
+    from ..model.units import as_units
+
+    units = as_units(options.units)
+    layers = units.check(adapter, None if options.layers is None else list(options.layers))
+    return units, layers, int(units.width(adapter, layers[0]))
+
+
 def plan_scan(adapter: Any, corpus: Any, options: Any, backend: str) -> ScanPlan:
     """The plan of a scan of ``corpus`` with :class:`~mri_lens.scanning.options.ScanOptions` ``options`` through
     ``adapter``'s model captured by backend ``backend`` (its name): the options resolved against the model (its
     layers, its context) as the plan records them. The same call on any copy of the model gives the same plan."""
-    layers = adapter.check_layers(None if options.layers is None else list(options.layers))
+    units, layers, width = resolve_units(adapter, options)
     resolved = {"layers": layers, "batch_size": options.batch_size, "max_batch_tokens": options.max_batch_tokens,
                 "max_length": adapter.max_length(options.max_length), "overflow": options.overflow,
                 "pooling": list(options.pooling), "top_k": options.top_k, "dtype": options.dtype,
                 "include_bos": options.include_bos, "backend": backend,
                 "histogram_edges": [float(x) for x in options.edges()]}
+    if not units.is_default:  # MLP neurons leave the plan (and its hash) as it always was
+        resolved["units"] = units.describe(adapter, layers)
     return make_plan(adapter, corpus, layers=layers, options=resolved, shard_tokens=options.shard_tokens,
-                     shard_bytes=options.shard_bytes)
+                     shard_bytes=options.shard_bytes, width=width)
 
 
 def _sequences(adapter: Any, corpus: Any, options: dict[str, Any], n_skip: int):
@@ -227,7 +239,7 @@ def _shard_bounds(batches: list[np.ndarray], counted: list[int], seq_doc: np.nda
 
 
 def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str, Any],
-              shard_tokens: int | None = None, shard_bytes: int | None = None) -> ScanPlan:
+              shard_tokens: int | None = None, shard_bytes: int | None = None, width: int | None = None) -> ScanPlan:
     """Tokenise ``corpus``, plan its batches and cut them into shards of at most ``shard_tokens`` counted tokens
     and ``shard_bytes`` of pooled values in memory (float32 rows of its documents: what a worker holds while it
     computes a shard; None: no limit; both None: one shard). A shard holds at least one batch. ``options``: the
@@ -247,11 +259,12 @@ def make_plan(adapter: Any, corpus: Any, *, layers: list[int], options: dict[str
     starts[1:] = np.cumsum(lengths)
     batches = plan_batches(lengths, options["batch_size"], options["max_batch_tokens"])
     counted = [int(lengths[b].sum()) - n_skip * len(b) for b in batches]
-    row_bytes = len(layers) * int(adapter.d_mlp) * len(options["pooling"]) * 4  # one document's pooled rows
+    width = int(adapter.d_mlp if width is None else width)  # units per layer (MLP neurons: d_mlp)
+    row_bytes = len(layers) * width * len(options["pooling"]) * 4  # one document's pooled rows
     bounds = _shard_bounds(batches, counted, seq_doc, row_bytes, shard_tokens, shard_bytes)
     return ScanPlan(options=options, model=model_identity(adapter), corpus_fingerprint=corpus.fingerprint(),
                     n_docs=len(corpus), n_truncated=n_over, n_skip=n_skip,
                     seq_tokens=np.concatenate(seqs).astype(np.int32) if seqs else np.zeros(0, np.int32),
                     seq_starts=starts, seq_doc=seq_doc, seq_offset=seq_offset, seq_is_last=seq_is_last,
                     batches=batches, shard_bounds=np.asarray(bounds, dtype=np.int64), layers=list(layers),
-                    d_mlp=int(adapter.d_mlp), labels=corpus.labels, label_names=corpus.label_names)
+                    d_mlp=width, labels=corpus.labels, label_names=corpus.label_names)

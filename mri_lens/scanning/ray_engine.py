@@ -176,9 +176,12 @@ class ShardWorker:
         return plan, model_facts(self.adapter, self.cap)
 
     def run(self, shard: Any, layers: Sequence[int], edges: np.ndarray, part_dir: str, plan_hash: str,
-            stats: str = "auto") -> dict:
+            stats: str = "auto", units: Any = None) -> dict:
+        from ..model.units import as_units
         from .shard import run_shard
 
+        if units is not None or not self.cap.units.is_default:  # the plan's units (SAE latents...), on this device
+            self.cap.units = as_units(units).to(self.adapter.device)
         t0 = time.perf_counter()
         part = run_shard(self.adapter, self.cap, shard, layers, edges=edges, progress=_fault_for(shard.index),
                          stats=stats)
@@ -345,15 +348,16 @@ def plan_on_pool(pool: actor_pool, corpus: Any, options: Any) -> tuple[Any, dict
 
 
 def run_shards(pool: actor_pool, plan: Any, queue: Any, part_path: Callable[[int], str], *, bar: Any = None,
-               stats: str = "auto") -> list[dict]:
+               stats: str = "auto", units: Any = None) -> list[dict]:
     """Compute the shards ``queue`` hands out (``next(block)``, ``done(i)``) on ``pool``, each written to
     ``part_path(i)``. Returns the workers' summaries (index, tokens, compute and save seconds, pid) in completion
     order."""
     edges = np.asarray(plan.options["histogram_edges"], dtype=np.float32)
     out = []
+    units_ref = None if units is None else pool.ray.put(units)  # stored once, not sent with every shard
 
     def submit(actor, i):
-        return actor.run.remote(plan.shard(i), plan.layers, edges, part_path(i), plan.hash, stats)
+        return actor.run.remote(plan.shard(i), plan.layers, edges, part_path(i), plan.hash, stats, units_ref)
 
     for i, summary in pool.run(submit, queue, what="shard"):
         queue.done(i)

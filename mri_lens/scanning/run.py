@@ -53,8 +53,9 @@ def scan(model: Any, corpus: Corpus | Sequence[str], options: ScanOptions | None
     **overrides: :class:`~mri_lens.ScanOptions` fields replacing those of ``options`` (``layers=[3]``,
         ``top_k=50``...); anything else raises ``TypeError``.
 
-    Every option is checked before a model is loaded or run. Returns a :class:`~mri_lens.Scan` with
-    ``pooled(name)`` of shape ``[n_docs, n_layers, d_mlp]``, ``stats``, ``top``/``bottom`` top-k lists.
+    Every option is checked before a model is loaded or run (``units``: its hooks and any SAE's width too). Returns
+    a :class:`~mri_lens.Scan` with ``pooled(name)`` of shape ``[n_docs, n_layers, width]`` (``width``: ``d_mlp``
+    for MLP neurons, else the units', ``meta["units"]``), ``stats``, ``top``/``bottom`` top-k lists.
     """
     t_start = time.perf_counter()
     options = resolve_options(options, overrides)
@@ -76,8 +77,11 @@ def scan(model: Any, corpus: Corpus | Sequence[str], options: ScanOptions | None
             result = assemble(plan, session.in_memory(plan, progress), meta=meta,
                               tokenizer_json=session.facts["tokenizer_json"], in_memory=True)
             result.meta["seconds"] = round(time.perf_counter() - t_start, 3)
-            return result
-        return _scan_to_disk(outdir, plan, session, meta, engine.name, progress, t_start)
+        else:
+            result = _scan_to_disk(outdir, plan, session, meta, engine.name, progress, t_start)
+    if options.units is not None:  # the lenses recompute activations of these units (SAE weights are not saved)
+        result.unit_set = options.units
+    return result
 
 
 def _warn_about_plan(plan: ScanPlan, options: ScanOptions, n_docs: int) -> None:
@@ -100,7 +104,7 @@ def _meta(plan: ScanPlan, options: ScanOptions, facts: dict[str, Any]) -> dict[s
         "max_batch_tokens": options.max_batch_tokens, "n_docs": plan.n_docs, "n_sequences": int(len(plan.seq_doc)),
         "n_input_tokens": int(len(plan.seq_tokens)), "corpus_fingerprint": plan.corpus_fingerprint,
         "weights_sha256": plan.model["weights_sha256"], "versions": library_versions(), "plan_hash": plan.hash,
-        "n_shards": plan.n_shards,
+        "n_shards": plan.n_shards, "units": plan.options.get("units") or {"kind": "mlp_post", "unit_noun": "neuron"},
     }
 
 

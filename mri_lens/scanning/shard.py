@@ -320,7 +320,7 @@ def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *,
     split_seq = ~np.isin(spec.doc, spec.complete)  # [n_seq]: sequences of documents split across shards
     layer_pos = {layer: i for i, layer in enumerate(layers)}
     dev = adapter.device
-    d_mlp = int(adapter.d_mlp)
+    d_mlp = int(spec.d_mlp)  # the units' width per layer (MLP neurons: the model's d_mlp)
     with torch.inference_mode():
         acc = _Accumulator(len(touched), len(layers), d_mlp, pooling, int(opts["top_k"]), edges, dev,
                            dedup=opts["dedup"], stats=stats)
@@ -345,8 +345,8 @@ def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *,
 
             def consume(layer, X):  # runs inside the forward: one layer's activations alive at a time
                 if X.shape[-1] != d_mlp:
-                    raise ScanError(f"layer {layer}'s neuron hook gave {X.shape[-1]} values per token, the model "
-                                    f"has d_mlp={d_mlp}")
+                    raise ScanError(f"layer {layer}'s units gave {X.shape[-1]} values per token, the scan's plan "
+                                    f"has {d_mlp} per layer")
                 acc.update(layer_pos[layer], X, stat_mask, docs, offsets, last_pos, is_last, layer, rows_local,
                            split_rows)
 

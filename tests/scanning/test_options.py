@@ -63,7 +63,7 @@ def test_signature_lists_every_field_documented():
     params = inspect.signature(ml.ScanOptions).parameters
     assert list(params) == ["layers", "batch_size", "max_batch_tokens", "max_length", "overflow", "pooling", "top_k",
                             "dtype", "include_bos", "prepend_bos", "padding_side", "histogram_edges", "backend",
-                            "shard_tokens", "shard_bytes"]
+                            "shard_tokens", "shard_bytes", "units"]
     doc = ml.ScanOptions.__doc__
     assert all(name in doc for name in params)
     named = [p for p in inspect.signature(ml.scan).parameters.values() if p.kind != p.VAR_KEYWORD]

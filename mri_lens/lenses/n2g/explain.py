@@ -160,7 +160,8 @@ def explain_layer(model: Any, scan: Any, layer: int, neurons: Sequence[int] | No
 
 def _checked_neurons(adapter: Any, scan: Any, neurons: Sequence[int] | None, k: int, chunk_size: int) -> list[int]:
     """The sorted neuron ids to explain, after checking the model against the scan and ``k``, ``chunk_size``."""
-    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
+    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp and scan.meta.get("units", {}).get(
+            "kind", "mlp_post") == "mlp_post":
         raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
     ids = list(range(scan.d_mlp)) if neurons is None else sorted({int(n) for n in neurons})
     if not ids or ids[0] < 0 or ids[-1] >= scan.d_mlp:
@@ -252,12 +253,13 @@ class _LocalJob:
                  mask: int, width: int, seed: int, evaluate: bool, n_random: int | None, backend: Any,
                  progress: _NeuronBar, bands: tuple[int, int] = (5, 2)):
         from ...model.capture import get_backend
+        from ...model.units import units_for_scan
 
         self.adapter, self.scan, self.li, self.layer, self.k = adapter, scan, li, layer, k
         self.cfg, self.aug, self.mask, self.width = cfg, aug, mask, width
         self.seed, self.evaluate, self.n_random = seed, evaluate, n_random
         self.progress, self.bands = progress, bands
-        cap = get_backend(adapter, backend)
+        cap = get_backend(adapter, backend, units=units_for_scan(scan))  # the scan's units: neurons or latents
         self.fit_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress,
                                        share_prefixes=cfg.share_prefixes)
         self.eval_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress,

@@ -71,7 +71,14 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def similar_by_weights(adapter: Any, layer: int, k: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
+def _output_directions(adapter: Any, layer: int, units: Any):
+    """What each unit writes to the residual stream ``[width, d_model]``: ``W_out`` rows for MLP neurons (``units``
+    None), else the unit set's own directions (an SAE latent's decoder row), or None where it has none."""
+    return adapter.neuron_output_weights(layer) if units is None else units.output_directions(adapter, layer)
+
+
+def similar_by_weights(adapter: Any, layer: int, k: int = 8, units: Any = None
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
     """The ``k`` neurons of the same layer whose output directions (rows of ``W_out[layer]``, what each neuron
     writes to the residual stream) are closest by cosine, self excluded: ``(idx [d_mlp, k] int64, cos [d_mlp, k]
     float32)``, most similar first. A neuron with an all-zero output row has no neighbours and is nobody's
@@ -83,8 +90,10 @@ def similar_by_weights(adapter: Any, layer: int, k: int = 8) -> tuple[np.ndarray
     k = _check_k(k)
     adapter = as_adapter(adapter)
     try:
-        w = adapter.neuron_output_weights(layer)  # [d_mlp, d_model]
+        w = _output_directions(adapter, layer, units)  # [width, d_model]
     except ModelAdapterError:
+        return None
+    if w is None:
         return None
     with torch.no_grad():
         w = w.detach().float()
@@ -230,8 +239,8 @@ def emitted_token_mask(adapter: Any, scan: Any = None, *, controls: bool = False
     return mask
 
 
-def logit_effects(adapter: Any, layer: int, n_top: int = 10, n_bottom: int = 5, mask: np.ndarray | None = None
-                  ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None, str]:
+def logit_effects(adapter: Any, layer: int, n_top: int = 10, n_bottom: int = 5, mask: np.ndarray | None = None,
+                  units: Any = None) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None, str]:
     """Direct logit effects of every neuron of ``layer``: ``W_out[layer] @ W_U`` ``[d_mlp, d_vocab]`` (the final
     LayerNorm is ignored: a direction, not the logit change a forward pass would show), over the tokens ``mask``
     ``[d_vocab]`` allows (None: every token; :func:`emitted_token_mask` leaves out the ones no text produces).
@@ -244,10 +253,12 @@ def logit_effects(adapter: Any, layer: int, n_top: int = 10, n_bottom: int = 5, 
 
     adapter = as_adapter(adapter)
     try:
-        w_out = adapter.neuron_output_weights(layer)  # [d_mlp, d_model]
+        w_out = _output_directions(adapter, layer, units)  # [width, d_model]
         w_u = adapter.unembedding()  # [d_model, d_vocab]
     except ModelAdapterError as e:
         return None, str(e)
+    if w_out is None:
+        return None, f"{units.describe_short()} have no output direction in the residual stream"
     n_top, n_bottom = _check_k(n_top), _check_k(n_bottom)
     d_vocab = int(w_u.shape[1])
     keep = np.ones(d_vocab, bool) if mask is None else np.asarray(mask, dtype=bool)

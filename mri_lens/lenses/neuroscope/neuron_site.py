@@ -107,7 +107,7 @@ def site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Sequence[int] 
     q = scan.stats.quantile(np.array([0.5, 0.9, 0.99]))  # [3, n_layers, d_mlp]
 
     examples = _examples(adapter, scan, layers, plans, batch_size, progress)
-    if ablation:
+    if ablation and _neurons(scan):  # the estimate edits MLP neurons; other units get none
         for l, est in _ablation(adapter, scan, layers, plans, batch_size, progress).items():
             facts[l].ablation = est
     written, rows = [], {}
@@ -122,6 +122,13 @@ def site(scan, model: Any, out_dir: str | os.PathLike, *, layers: Sequence[int] 
     return _write_viewer(out_dir, scan, title, layers, ids)
 
 
+def _neurons(scan) -> bool:
+    """Whether the scan's units are the MLP neurons (the default), rather than other hook points or latents."""
+    from ...model.units import units_for_scan
+
+    return units_for_scan(scan).is_default
+
+
 def _checked_site_args(scan, adapter: Any, layers: list[int], neurons: Sequence[int] | None, k: int,
                        per_band: int, n_random: int, batch_size: int) -> list[int]:
     """The neuron ids of the site, after checking the layers, the model against the scan and the counts."""
@@ -129,7 +136,7 @@ def _checked_site_args(scan, adapter: Any, layers: list[int], neurons: Sequence[
         raise ScanError("layers is empty: give at least one scanned layer")
     for l in layers:
         scan.layer_index(l)
-    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp:
+    if adapter.d_mlp is not None and int(adapter.d_mlp) != scan.d_mlp and _neurons(scan):
         raise ScanError(f"the model has d_mlp={adapter.d_mlp} but the scan has {scan.d_mlp}: pass the scanned model")
     ids = np.arange(scan.d_mlp) if neurons is None else np.unique(np.asarray(list(neurons), dtype=np.int64))
     if len(ids) == 0 or ids.min() < 0 or ids.max() >= scan.d_mlp:

@@ -174,6 +174,7 @@ def doc_activations(model: Any, scan, docs: list[int], layers: list[int], batch_
     pass per batch; a document the scan split into windows is run window by window, as
     :func:`mri_lens.model.capture.scan_token_activations` runs it (every window but the last ``max_length`` long)."""
     from ...model.capture import token_activations
+    from ...model.units import units_for_scan
 
     width = int(scan.meta.get("max_length") or 0)
     pieces, owner = [], []
@@ -184,7 +185,8 @@ def doc_activations(model: Any, scan, docs: list[int], layers: list[int], batch_
             pieces.append(toks[s:s + step])
             owner.append(i)
     parts: list[dict[int, list[np.ndarray]]] = [{l: [] for l in layers} for _ in docs]
-    for i, o in zip(owner, token_activations(model, pieces, layers, batch_size=batch_size)):
+    for i, o in zip(owner, token_activations(model, pieces, layers, batch_size=batch_size,
+                                                      units=units_for_scan(scan))):
         for l in layers:
             parts[i][l].append(o[l])
     return [{l: a[l][0] if len(a[l]) == 1 else np.concatenate(a[l]) for l in layers} for a in parts]

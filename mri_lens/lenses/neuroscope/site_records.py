@@ -43,8 +43,11 @@ def layer_facts(adapter: Any, scan, layer: int, n_logits: tuple[int, int], mask:
     """Everything but the ablation estimate (which needs the examples): cheap, from weights and the scan."""
     from . import neuron_facts as nf
 
-    logits, why = nf.logit_effects(adapter, layer, n_logits[0], n_logits[1], mask=mask)
-    return LayerFacts(weights=nf.similar_by_weights(adapter, layer), activation=nf.similar_by_activation(scan, layer),
+    from ...model.units import units_for_scan
+
+    units = units_for_scan(scan)  # MLP neurons, or the scan's other units (their own output directions)
+    logits, why = nf.logit_effects(adapter, layer, n_logits[0], n_logits[1], mask=mask, units=units)
+    return LayerFacts(weights=nf.similar_by_weights(adapter, layer, units=units), activation=nf.similar_by_activation(scan, layer),
                       categories=nf.category_means(scan, layer), logits=logits, no_logits=why)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from ...errors import ModelAdapterError
 
-__all__ = ["ModelSpec", "load_named_model", "tiny_lm", "tiny_lm_dir", "minilm", "minilm_dir"]
+__all__ = ["ModelSpec", "load_named_model", "tiny_lm", "tiny_lm_dir", "tiny_sae_dir", "tiny_transcoder_dir", "minilm",
+           "minilm_dir"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -17,6 +18,18 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def tiny_lm_dir() -> str:
     """Directory of the shipped tiny GPT-2-style LM (Hugging Face format); see MODEL_CARD.md beside it."""
     return os.path.join(_HERE, "tiny_lm")
+
+
+def tiny_sae_dir() -> str:
+    """Directory (SAELens's saved format) of an SAE trained on the tiny LM's ``blocks.2.hook_resid_post``:
+    ``mri_lens.units.sae({2: tiny_sae_dir()})``; see SAE_CARD.md beside it."""
+    return os.path.join(_HERE, "tiny_sae_resid2")
+
+
+def tiny_transcoder_dir() -> str:
+    """Directory (SAELens's saved format) of a transcoder trained on the tiny LM's MLP 1 (reads
+    ``blocks.1.ln2.hook_normalized``, predicts ``blocks.1.hook_mlp_out``): ``mri_lens.units.transcoder({1: ...})``."""
+    return os.path.join(_HERE, "tiny_transcoder_mlp1")
 
 
 def tiny_lm(**kwargs: Any) -> Any:

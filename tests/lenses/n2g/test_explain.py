@@ -99,6 +99,9 @@ def test_cli_explain(tiny, code_scan, tmp_path, capsys):
     assert "N2G graphs written" in printed
     files = sorted(os.listdir(out / "L1"))
     assert "summary.csv" in files and any(f.startswith("N") for f in files)
+    # no option given: the measured default configuration, not the paper's
+    first = ml.n2g.NeuronGraph.load(out / "L1" / next(f for f in files if f.startswith("N") and f.endswith(".json")))
+    assert first.config == ml.n2g.N2GConfig() != ml.n2g.N2GConfig.paper()
     assert main(["explain", "--scan", scan_dir, "--model", "tiny", "--layer", "0", "--neurons", "9999", "--out",
                  str(out), "--quiet"]) == 2
     # the extensions are reachable from the command line and recorded in each saved graph
