@@ -153,7 +153,8 @@ def cmd_find(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """MiniLM-L6 on drug reviews: scan, MRI, report; Neuroscope and N2G on the tiny LM (:func:`pipelines.demo`)."""
+    """MiniLM-L6 on drug reviews: scan, MRI, report; Neuroscope and N2G on the tiny LM's neurons and on its SAE
+    and transcoder latents (:func:`pipelines.demo`)."""
     from .pipelines import demo
 
     demo(args.out, limit=args.limit, batch_size=args.batch_size, device=args.device, progress=not args.quiet,

@@ -147,13 +147,16 @@ def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, 
     MiniLM-L6 on drug reviews (positive vs negative): scan, MRI page, report, and a Neuroscope site of the neurons
     those pages name (an encoder: no logit effects). The tiny LM on standard-library code labelled prose
     (comments, docstrings) or code: scan, MRI page, report, the thresholded Neuroscope view of the sequence
-    prompts, N2G graphs of the 12 strongest layer-0 neurons, and a site of every neuron. Each
-    neuron id on a page links to its site page; each site page links to the neuron's MRI region.
+    prompts, N2G graphs of the 12 strongest layer-0 neurons, and a site of every neuron; then its shipped SAE
+    (layer 2) and transcoder (layer 1) on the same code: a site of the 32 strongest latents of each, the SAE's 4
+    strongest with their N2G graphs. Each neuron id on a page links to its site page; each site page of a neuron
+    links to the neuron's MRI region.
 
     Writes under ``out`` (claimed as a demo directory first): ``index.html`` (the MiniLM report, linking every
     part), ``mri/``, ``scan/``, ``reviews_site/`` (MiniLM); ``code_report.html``, ``code_mri/``,
-    ``neuroscope_view.html``, ``site/``, ``n2g/`` (tiny LM); one shared ``assets/`` (plotly.js). ``limit``: only
-    the first N reviews (and N code documents). Returns the paths and seconds per stage.
+    ``neuroscope_view.html``, ``site/``, ``n2g/``, ``sae_site/``, ``transcoder_site/`` (tiny LM); one shared
+    ``assets/`` (plotly.js). ``limit``: only the first N reviews (and N code documents). Returns the paths and
+    seconds per stage.
     """
     from .lenses.mri import embedding
 
@@ -188,7 +191,10 @@ def _demo_links() -> list[tuple[str, str]]:
             ("tiny LM on code, MRI: region maps, co-activation graph, enriched regions", "code_mri/index.html"),
             ("tiny LM, Neuroscope view of in-context sequence prompts", "neuroscope_view.html"),
             ("tiny LM on code, Neuroscope site: every neuron, searchable", "site/index.html"),
-            ("tiny LM, N2G graphs: 12 layer-0 neurons explained as token patterns", "n2g/index.html")]
+            ("tiny LM, N2G graphs: 12 layer-0 neurons explained as token patterns", "n2g/index.html"),
+            ("tiny LM on code, Neuroscope site of SAE latents (layer 2), with N2G graphs of the 4 strongest",
+             "sae_site/index.html"),
+            ("tiny LM on code, Neuroscope site of transcoder latents (layer 1)", "transcoder_site/index.html")]
 
 
 def _demo_report(out: str, reviews: dict[str, Any], overwrite: bool) -> str:
@@ -256,7 +262,8 @@ def _code_demo(out: str, *, limit: int | None, device: str | None, progress: boo
     t0 = time.perf_counter()
     tiny = models.tiny_lm(device=device)
     view = neuroscope.view(tiny, neuroscope.prompts.sequence_prompts(), hi=3.0, lo=0.0, select="hi")
-    code = scan(tiny, _labelled_code(limit or 200), overflow="windows", progress=progress)
+    corpus = _labelled_code(limit or 200)
+    code = scan(tiny, corpus, overflow="windows", progress=progress)
     t_scan = time.perf_counter() - t0
     fit = _fit_mri(code, os.path.join(out, "code_mri"), grid=10, mode="neurons", seed=0, min_weight=5,
                    top_edges=3, n_jobs=-1, progress=progress, overwrite=overwrite, echo=echo)
@@ -270,6 +277,7 @@ def _code_demo(out: str, *, limit: int | None, device: str | None, progress: boo
     site = neuroscope.site(code, tiny, site_dir, links=neuron_links(fit.maps, "../code_mri/index.html"),
                            title="mri_lens demo: every tiny-LM neuron on standard-library code", n2g=n2g_graphs,
                            overwrite=overwrite, progress=progress)
+    latents = _latent_sites(tiny, corpus, out, progress=progress, overwrite=overwrite)
     t3 = time.perf_counter()
     view.save_html(os.path.join(out, "neuroscope_view.html"), summary=True,
                    title="mri_lens demo: tiny LM, thresholded view of in-context sequence prompts",
@@ -283,6 +291,36 @@ def _code_demo(out: str, *, limit: int | None, device: str | None, progress: boo
                                       ("its MRI page", "code_mri/index.html"), ("its neuron site", "site/index.html")],
                                overwrite=overwrite, assets=out, site=site_dir)
     seconds = {"tiny LM scan and view": t_scan, "tiny LM MRI": t1 - t_scan - t0, "N2G": t2 - t1,
-               "tiny LM site": t3 - t2, "tiny LM pages": time.perf_counter() - t3}
+               "tiny LM site": t3 - t2 - latents["seconds"], "tiny LM latent sites": latents["seconds"],
+               "tiny LM pages": time.perf_counter() - t3}
     say("tiny LM: " + ", ".join(f"{k.removeprefix('tiny LM ')} {v:.1f} s" for k, v in seconds.items()))
-    return {"site": site, "code_mri": mri, "code_report": report, "seconds": seconds}
+    return {"site": site, "sae_site": latents["sae_site"], "transcoder_site": latents["transcoder_site"],
+            "code_mri": mri, "code_report": report, "seconds": seconds}
+
+
+def _latent_sites(tiny: Any, corpus: Any, out: str, *, progress: bool, overwrite: bool, n_site: int = 32,
+                  n_n2g: int = 4) -> dict[str, Any]:
+    """The shipped SAE (layer 2) and transcoder (layer 1) latents of the tiny LM on the demo's code corpus: one
+    scan each, a Neuroscope site of the ``n_site`` latents with the highest max (``sae_site/``,
+    ``transcoder_site/``), the SAE's ``n_n2g`` strongest with their N2G graphs on their pages."""
+    from . import models
+    from .model import units as unit_kinds
+    from .lenses import neuroscope
+    from .lenses.n2g import explain_layer
+    from .scanning.run import scan
+
+    t0 = time.perf_counter()
+    sites: dict[str, Any] = {}
+    for name, layer, units in (("sae", 2, unit_kinds.sae({2: models.tiny_sae_dir()})),
+                               ("transcoder", 1, unit_kinds.transcoder({1: models.tiny_transcoder_dir()}))):
+        latents = scan(tiny, corpus, overflow="windows", units=units, progress=progress)
+        order = np.argsort(-latents.stats.max[latents.layer_index(layer)], kind="stable")  # [d_sae], strongest first
+        graphs = {}
+        if name == "sae":  # N2G explains SAE latents through the SAE's encoder
+            fitted = explain_layer(tiny, latents, layer, sorted(int(n) for n in order[:n_n2g]), progress=False)
+            graphs = {(layer, n): g for n, g in fitted.items()}
+        sites[f"{name}_site"] = neuroscope.site(
+            latents, tiny, os.path.join(out, f"{name}_site"), neurons=sorted(int(n) for n in order[:n_site]),
+            title=f"mri_lens demo: the {n_site} strongest tiny-LM {name} latents (layer {layer}) on "
+                  "standard-library code", n2g=graphs or None, overwrite=overwrite, progress=progress)
+    return {**sites, "seconds": time.perf_counter() - t0}

@@ -24,7 +24,8 @@ CATEGORIES = ["positive", "negative"]
 N_DOCS = 60  # the fixture's --limit
 SITE = "mri_lens.site"  # a Neuroscope site's manifest format
 PARTS = ("mri/index.html", "reviews_site/index.html", "code_report.html", "code_mri/index.html",
-         "neuroscope_view.html", "site/index.html", "n2g/index.html")
+         "neuroscope_view.html", "site/index.html", "n2g/index.html", "sae_site/index.html",
+         "transcoder_site/index.html")
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,35 @@ def test_tiny_lm_pages_are_of_labelled_code_and_link_its_neurons(out, tiny):
     assert len(linked) >= 8 and all(int(n) in reviews[int(l)] for l, n in linked)
 
 
+def _site_records(site: pathlib.Path, layer: int) -> dict[int, dict]:
+    """``{neuron: record}`` of one layer of a site, read from its data files (``MRI_SITE.chunk(layer, i, [...])``)."""
+    records = {}
+    for f in sorted((site / "data").glob(f"L{layer}_*.js")):
+        text = f.read_text(encoding="utf-8")
+        recs, _ = json.JSONDecoder().raw_decode(text, text.index("["))
+        records.update({r["n"]: r for r in recs})
+    return records
+
+
+@pytest.mark.parametrize("kind, layer", [("sae", 2), ("transcoder", 1)])
+def test_latent_sites_hold_the_32_strongest_latents_and_sae_n2g(out, tiny, kind, layer):
+    """The sites of the shipped SAE (layer 2) and transcoder (layer 1) latents hold the 32 latents with the highest
+    max over the first 60 standard-library chunks, computed here again; the SAE's 4 strongest pages carry their N2G
+    graph (fitted through the SAE's encoder), no other page does."""
+    units = (ml.units.sae({2: ml.models.tiny_sae_dir()}) if kind == "sae"
+             else ml.units.transcoder({1: ml.models.tiny_transcoder_dir()}))
+    scan = ml.scan(tiny, ml.datasets.stdlib_code(n_docs=N_DOCS), overflow="windows", units=units, progress=False)
+    order = np.argsort(-scan.stats.max[0], kind="stable")
+    site = out / f"{kind}_site"
+    assert _site_neurons(site) == {layer: sorted(int(n) for n in order[:32])}
+    records = _site_records(site, layer)
+    assert sorted(records) == sorted(int(n) for n in order[:32])
+    with_graph = sorted(n for n, r in records.items() if "g" in r)
+    assert with_graph == (sorted(int(n) for n in order[:4]) if kind == "sae" else [])
+    assert all("lg" in r for r in records.values())  # logit effects through the decoder
+    assert f"{kind}_site/index.html" in _links((out / "index.html").read_text(encoding="utf-8"))
+
+
 # ---------------------------------------------------------------------------------------------- the link walker
 class _Refs(HTMLParser):
     """Every ``href`` and ``src`` of a page, and every ``id`` it defines."""
@@ -208,6 +238,9 @@ def _link_problem(root: pathlib.Path, page: pathlib.Path, ref: str, parsed: dict
 def test_every_link_of_every_page_resolves(out, tiny):
     pages = list(out.rglob("*.html"))
     assert len(pages) >= 8
+    # the walk covers every site, the latent sites included (their pages and their data files)
+    assert {s.name for s in _sites(out)} == {"reviews_site", "site", "sae_site", "transcoder_site"}
+    assert {out / "sae_site" / "index.html", out / "transcoder_site" / "index.html"} <= set(pages)
     n_links = sum(len(_parse(p).refs) for p in pages)
     assert n_links > 100
     assert broken_links(out) == []
