@@ -21,7 +21,7 @@ from .hf_sites import hf_site_modules
 from .units import UnitSet, as_units, units_for_scan
 
 __all__ = ["CaptureBackend", "HF_ARCHITECTURES", "HuggingFaceBackend", "TransformerLensBackend", "get_backend",
-           "hf_architecture", "hf_down_projections", "scan_token_activations", "token_activations"]
+           "hf_architecture", "hf_down_projections", "scan_token_activations", "scan_windows", "token_activations"]
 
 
 def _gelu_tanh(x):
@@ -331,6 +331,20 @@ def token_activations(model: Any, token_ids: Sequence[Sequence[int]], layers: Se
     return results
 
 
+def scan_windows(scan: Any, docs: Sequence[int]) -> tuple[list[list[int]], list[int]]:
+    """The token sequences the scan ran for ``docs``, window by window (``overflow="windows"``: every window but
+    the last exactly ``max_length`` tokens long), and for each the position in ``docs`` it belongs to."""
+    width = int(scan.meta.get("max_length") or 0)
+    pieces, owner = [], []
+    for i, d in enumerate(docs):
+        toks = scan.tokens(int(d))
+        step = width if width and len(toks) > width else max(len(toks), 1)
+        for s in range(0, len(toks), step):
+            pieces.append(toks[s:s + step])
+            owner.append(i)
+    return pieces, owner
+
+
 def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: int | None = None,
                            units: Any = None) -> list[np.ndarray]:
     """Recompute per-token activations of a few documents of ``scan`` from ``model``: ``[n_tokens, width]`` each,
@@ -344,14 +358,7 @@ def scan_token_activations(model: Any, scan: Any, docs: Sequence[int], layer: in
     layer = scan.layers[0] if layer is None else int(layer)
     if layer not in scan.layers:
         raise ScanError(f"layer {layer} was not scanned; this scan has layers {scan.layers}")
-    width = int(scan.meta.get("max_length") or 0)
-    pieces, owner = [], []
-    for i, d in enumerate(docs):
-        toks = scan.tokens(int(d))
-        step = width if width and len(toks) > width else max(len(toks), 1)
-        for s in range(0, len(toks), step):
-            pieces.append(toks[s:s + step])
-            owner.append(i)
+    pieces, owner = scan_windows(scan, docs)
     out = token_activations(model, pieces, [layer], units=units_for_scan(scan, units))
     acts: list[list[np.ndarray]] = [[] for _ in docs]
     for i, o in zip(owner, out):

@@ -173,17 +173,10 @@ def doc_activations(model: Any, scan, docs: list[int], layers: list[int], batch_
     """Per-token activations ``{layer: [n_tokens, d_mlp]}`` of scanned documents for several layers in one forward
     pass per batch; a document the scan split into windows is run window by window, as
     :func:`mri_lens.model.capture.scan_token_activations` runs it (every window but the last ``max_length`` long)."""
-    from ...model.capture import token_activations
+    from ...model.capture import scan_windows, token_activations
     from ...model.units import units_for_scan
 
-    width = int(scan.meta.get("max_length") or 0)
-    pieces, owner = [], []
-    for i, d in enumerate(docs):
-        toks = scan.tokens(int(d))
-        step = width if width and len(toks) > width else max(len(toks), 1)
-        for s in range(0, len(toks), step):
-            pieces.append(toks[s:s + step])
-            owner.append(i)
+    pieces, owner = scan_windows(scan, docs)
     parts: list[dict[int, list[np.ndarray]]] = [{l: [] for l in layers} for _ in docs]
     for i, o in zip(owner, token_activations(model, pieces, layers, batch_size=batch_size,
                                                       units=units_for_scan(scan))):
