@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from cached_scan import stdlib_scan
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -49,12 +51,7 @@ def main(argv=None) -> int:
 
     tiny = ml.models.tiny_lm(device="cpu")
     t0 = time.perf_counter()
-    if args.scan and os.path.exists(args.scan):
-        scan = ml.Scan.load(args.scan)
-    else:
-        scan = ml.scan(tiny, ml.datasets.stdlib_code(n_docs=args.docs), overflow="windows", top_k=20, progress=False)
-        if args.scan:
-            scan.save(args.scan)
+    scan = stdlib_scan(ml, tiny, args.docs, args.scan, top_k=20)
     print(f"{scan!r}  ({time.perf_counter() - t0:.1f} s)", flush=True)
     li = scan.layer_index(args.layer)
     live = np.flatnonzero((scan.top.values[li, :, 0] > 0.25) & (scan.top.docs[li, :, 19] >= 0))

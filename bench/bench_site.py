@@ -17,17 +17,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cached_scan import stdlib_scan  # noqa: E402
 
 GPT2_SMALL_NEURONS = 12 * 3072
-
-
-def _scan(ml, model, docs: int, path: str | None):
-    if path and os.path.exists(os.path.join(path, "manifest.json")):
-        return ml.Scan.load(path)
-    scan = ml.scan(model, ml.datasets.stdlib_code(docs), overflow="windows", pooling=("mean", "max"), progress=False)
-    if path:
-        scan.save(path)
-    return scan
 
 
 def _timed(module, name: str, spent: dict[str, float]) -> None:
@@ -56,7 +50,7 @@ def main() -> None:
     args = p.parse_args()
 
     model = ml.models.tiny_lm(device="cpu")
-    scan = _scan(ml, model, args.docs, args.scan)
+    scan = stdlib_scan(ml, model, args.docs, args.scan, pooling=("mean", "max"))
     spent: dict[str, float] = {}
     _timed(neuron_site, "extract_examples", spent)
     _timed(neuron_site, "_ablation", spent)

@@ -18,6 +18,8 @@ into the next weights as ``from_pretrained`` does by default), ``mlp_out``,
 
 from __future__ import annotations
 
+import abc
+
 import hashlib
 from typing import Any, Sequence
 
@@ -70,7 +72,7 @@ def hook_layer(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-class UnitSet:
+class UnitSet(abc.ABC):
     """What a scan reads per layer (see the module docstring). Subclasses set ``kind`` and override what differs.
 
     ``site(layer)``: the hook kind of the tensor read at ``layer`` (a key of :data:`HOOK_KINDS`, or None for a
@@ -81,8 +83,9 @@ class UnitSet:
     kind = "abstract"
     unit_noun = "unit"
 
+    @abc.abstractmethod
     def site(self, layer: int) -> str | None:
-        raise NotImplementedError
+        """The hook kind read at ``layer`` (each unit set says its own)."""
 
     def hook_name(self, adapter: Any, layer: int) -> str:
         return HOOK_KINDS[self.site(layer)][0].format(layer=layer)
