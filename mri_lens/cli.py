@@ -191,7 +191,12 @@ def cmd_mri(args) -> int:
         if result.labels is None:
             raise CategoryError(f"--categories {','.join(cats)} given but the scan has no labels")
         check_categories(cats, result.label_names, "the scan")
-    report, _ = mri_page(result, out, grid=args.grid, mode=args.mode, seed=args.seed, min_weight=args.min_weight,
+    if args.pooling is not None and args.pooling not in result.poolings:
+        raise ValueError(f"--pooling {args.pooling}: the scan kept {', '.join(result.poolings)} (scan again with "
+                         f"--pooling {args.pooling})")
+    report, _ = mri_page(result, out, grid=args.grid, mode=args.mode, seed=args.seed, reducer=args.reducer,
+                         n_components=args.components, scaling=args.scaling, pooling=args.pooling,
+                         threshold=args.threshold, positive_only=args.positive_only, min_weight=args.min_weight,
                          top_edges=args.top_edges, categories=cats, n_jobs=args.n_jobs, progress=not args.quiet,
                          overwrite=args.force)
     print(f"report: {report}  (maps/, graph.json, graph.graphml, graph.gexf beside it)")

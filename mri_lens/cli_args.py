@@ -205,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label-col", default=None)
     s.add_argument("--out", required=True, help="output directory (checked before any work)")
     s.add_argument("--layers", type=layer_list, default=None, help="e.g. 0,1 or 0-3 (default: all)")
-    s.add_argument("--units", default=None, help="what to scan: MLP neurons (default), a hook kind (resid_post, "
-                   "attn_z, embed...), sae:LAYER=DIR or transcoder:LAYER=DIR (SAELens directories)")
+    s.add_argument("--units", default=None, help="what to scan: MLP neurons (default), hidden_states (Hugging "
+                   "Face's numbering: 0 = embeddings), a hook kind (resid_post, attn_z, embed...), sae:LAYER=DIR or transcoder:LAYER=DIR (SAELens directories)")
     s.add_argument("--batch-size", type=positive_int, default=32)
     s.add_argument("--max-batch-tokens", type=non_negative_int, default=2048, help="0: no limit")
     s.add_argument("--max-length", type=positive_int, default=None)
@@ -284,6 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default=None, help="output directory (default: <scan>/mri)")
     m.add_argument("--grid", type=positive_int, default=10, help="n: regions form an n x n grid")
     m.add_argument("--mode", choices=("neurons", "documents"), default="neurons")
+    m.add_argument("--reducer", choices=("umap", "pca", "svd"), default="umap",
+                   help="how each layer is reduced (default: umap)")
+    m.add_argument("--components", type=positive_int, default=2,
+                   help="components per layer: 2 gives the grid and its co-activation graph; more give LLM-MRI's "
+                        "component graph (Spearman between neighbouring layers' components; --mode documents)")
+    m.add_argument("--scaling", choices=("zscore", "minmax", "none"), default="zscore",
+                   help="feature scaling before the reduction (default: zscore)")
+    m.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="which pooled activation of the scan (default: mean when the scan kept it; 'first' is "
+                        "[CLS] / the first token after BOS)")
+    m.add_argument("--threshold", type=finite_float, default=0.3,
+                   help="component graph: keep an edge when |Spearman rho| > this (default 0.3)")
+    m.add_argument("--positive-only", action="store_true",
+                   help="component graph: keep only rho > --threshold (LLM-MRI's rule)")
     m.add_argument("--seed", type=non_negative_int, default=0)
     m.add_argument("--min-weight", type=non_negative_int, default=5,
                    help="drop edges with fewer co-activating documents")

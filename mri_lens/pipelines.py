@@ -23,75 +23,110 @@ DEMO_KIND = "mri_lens.demo"
 
 @dataclass
 class _MriFit:
-    """What the MRI page is drawn from, fitted and saved under ``out`` before the page is written."""
+    """What the MRI page is drawn from, fitted and saved under ``out`` before the page is written. ``graph`` is the
+    co-activation graph of grid maps, or the component graph of maps with more than two components."""
 
     out: str
     maps: Any
     graph: Any
     probe: Any
     timings: dict[str, float]
+    evaluation: Any = None
 
 
 def mri_page(scan, out: str | os.PathLike, *, grid: int = 10, mode: str = "neurons", seed: int = 0,
+             reducer: str = "umap", n_components: int = 2, pooling: str | None = None, scaling: str = "zscore",
+             threshold: float = 0.3, positive_only: bool = False,
              min_weight: int = 5, top_edges: int | None = 3, categories: Sequence[str] | None = None,
              n_jobs: int = -1, progress: bool = True, title: str | None = None,
              links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
              assets: str | os.PathLike | None = None, echo: Callable[[str], Any] | None = print,
              site: str | os.PathLike | None = None) -> tuple[str, dict[str, float]]:
-    """Region maps + co-activation graph + probe of ``scan`` and the MRI page, all under ``out``.
+    """Region maps + graph + probes of ``scan`` and the MRI page, all under ``out``.
 
     ``out`` is claimed as an MRI page directory first (refused before any work unless free, empty or an earlier
     MRI page, see :func:`mri_lens.storage.write.claim_dir`); it receives ``maps/``, ``graph.json``, ``graph.graphml``,
-    ``graph.gexf`` and ``index.html``. ``top_edges``: keep an edge only if it is among the k heaviest out-edges
-    of its source or in-edges of its target (None or 0: keep all). ``assets``: where the shared plotly.js lives
-    (default ``out``). ``site``: a Neuroscope site directory of the same scan: neuron ids link to its pages.
-    Returns ``(path of index.html, seconds per stage)``.
+    ``graph.gexf`` and ``index.html``. ``reducer``, ``n_components``, ``scaling``, ``pooling`` (default: ``"mean"``
+    when the scan kept it, else its first pooling): see :class:`~mri_lens.lenses.mri.RegionMaps`. Two components
+    give the grid and the co-activation graph (``top_edges``: keep an edge only if it is among the k heaviest
+    out-edges of its source or in-edges of its target; None or 0: keep all); more give the component graph
+    (``threshold``, ``positive_only``: :func:`~mri_lens.lenses.mri.component_graph`). A labelled scan also gets the
+    full-vs-reduced evaluation (:func:`~mri_lens.lenses.mri.evaluate_reduction`). ``assets``: where the shared
+    plotly.js lives (default ``out``). ``site``: a Neuroscope site directory of the same scan: neuron ids link to
+    its pages. Returns ``(path of index.html, seconds per stage)``.
     """
-    fit = _fit_mri(scan, out, grid=grid, mode=mode, seed=seed, min_weight=min_weight, top_edges=top_edges,
-                   n_jobs=n_jobs, progress=progress, overwrite=overwrite, echo=echo)
+    maps_params = dict(grid=grid, mode=mode, seed=seed, reducer=reducer, n_components=n_components,
+                       scaling=scaling, pooling=pooling or _default_pooling(scan))
+    fit = _fit_mri(scan, out, maps_params, min_weight=min_weight, top_edges=top_edges, threshold=threshold,
+                   positive_only=positive_only, n_jobs=n_jobs, progress=progress, overwrite=overwrite, echo=echo)
     return _write_mri(fit, scan, categories=categories, title=title, links=links, overwrite=overwrite,
                       assets=assets, site=site), fit.timings
 
 
-def _fit_mri(scan, out: str | os.PathLike, *, grid: int, mode: str, seed: int, min_weight: int,
-             top_edges: int | None, n_jobs: int, progress: bool, overwrite: bool,
-             echo: Callable[[str], Any] | None) -> _MriFit:
-    """Claim ``out``, fit the region maps, the graph and the probe, save the maps and the graph files."""
-    from .lenses.mri import RegionMaps, coactivation_graph, separability, write_graph
+def _default_pooling(scan) -> str:
+    return "mean" if "mean" in scan.poolings else scan.poolings[0]
+
+
+def _labelled(scan) -> bool:
+    return scan.labels is not None and len(set(np.asarray(scan.labels).tolist())) >= 2
+
+
+def _fit_mri(scan, out: str | os.PathLike, maps_params: dict[str, Any], *, min_weight: int = 5,
+             top_edges: int | None = 3, threshold: float = 0.3, positive_only: bool = False, n_jobs: int = -1,
+             progress: bool = True, overwrite: bool = False,
+             echo: Callable[[str], Any] | None = None) -> _MriFit:
+    """Claim ``out``, fit the region maps, the graph (grid or component) and the probes, save the maps and the
+    graph files."""
+    from .lenses.mri import (RegionMaps, coactivation_graph, component_graph, evaluate_reduction, separability,
+                             write_graph)
 
     out = claim_dir(out, MRI_PAGE_KIND, overwrite=overwrite)
     t0 = time.perf_counter()
-    maps = RegionMaps.fit(scan, grid=grid, mode=mode, seed=seed, n_jobs=n_jobs, progress=progress)
-    t_maps = time.perf_counter() - t0
+    maps = RegionMaps.fit(scan, n_jobs=n_jobs, progress=progress, **maps_params)
+    timings = {"region maps": time.perf_counter() - t0}
     t1 = time.perf_counter()
-    g = coactivation_graph(maps, min_weight=min_weight, top_edges=top_edges or None,
-                           enrichment=maps.labels is not None)
-    t_graph = time.perf_counter() - t1
+    if maps.has_grid:
+        g = coactivation_graph(maps, min_weight=min_weight, top_edges=top_edges or None,
+                               enrichment=maps.labels is not None)
+    else:
+        g = component_graph(maps, threshold=threshold, positive_only=positive_only)
+    timings["graph"] = time.perf_counter() - t1
     maps.save(os.path.join(out, "maps"), overwrite=overwrite)
     for ext in ("json", "graphml", "gexf"):
         write_graph(g, os.path.join(out, f"graph.{ext}"), overwrite=overwrite)
-    t2 = time.perf_counter()
-    probe = separability(maps, scan, seed=seed) if scan.labels is not None and len(scan.label_names) >= 2 else None
-    t_probe = time.perf_counter() - t2
-    timings = {"region maps": t_maps, "graph": t_graph}
-    if probe is not None:
-        timings["probe"] = t_probe
+    probe = evaluation = None
+    if _labelled(scan):
+        t2 = time.perf_counter()
+        if maps.has_grid:
+            probe = separability(maps, scan, seed=maps.seed)
+            timings["probe"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        if maps.mode == "documents":  # neurons mode: the probe above compares the regions with the neurons
+            evaluation = evaluate_reduction(scan, maps, progress=progress)
+            timings["full vs reduced"] = time.perf_counter() - t3
     if echo is not None:
-        echo(f"{maps!r}\nregion maps: {t_maps:.1f} s, graph: {t_graph:.2f} s ({g.number_of_nodes()} regions, "
-             f"{g.number_of_edges()} edges)" + (f", probe: {t_probe:.1f} s" if probe is not None else ""))
-    return _MriFit(out, maps, g, probe, timings)
+        echo(f"{maps!r}\n" + ", ".join(f"{k}: {v:.1f} s" for k, v in timings.items())
+             + f" ({g.number_of_nodes()} nodes, {g.number_of_edges()} edges)")
+    return _MriFit(out, maps, g, probe, timings, evaluation)
 
 
 def _write_mri(fit: _MriFit, scan, *, categories: Sequence[str] | None, title: str | None,
                links: Sequence[tuple[str, str]], overwrite: bool, assets: str | os.PathLike | None,
                site: str | os.PathLike | None) -> str:
     """The MRI page ``fit.out/index.html`` (plotly.js shared under ``assets``, default ``fit.out``)."""
+    from .render.mri_components import write_component_report
     from .render.report import write_mri_report
 
-    return write_mri_report(fit.maps, fit.graph, scan, os.path.join(fit.out, "index.html"), categories=categories,
-                            probe=fit.probe, timings=fit.timings,
-                            title=title or f"mri_lens MRI: {scan.meta.get('model_id')}", links=links,
-                            overwrite=overwrite, assets=fit.out if assets is None else assets, site=site)
+    path = os.path.join(fit.out, "index.html")
+    title = title or f"mri_lens MRI: {scan.meta.get('model_id')}"
+    assets = fit.out if assets is None else assets
+    if not fit.maps.has_grid:
+        return write_component_report(fit.maps, fit.graph, scan, path, categories=categories,
+                                      evaluation=fit.evaluation, timings=fit.timings, title=title, links=links,
+                                      overwrite=overwrite, assets=assets)
+    return write_mri_report(fit.maps, fit.graph, scan, path, categories=categories, probe=fit.probe,
+                            evaluation=fit.evaluation, timings=fit.timings, title=title, links=links,
+                            overwrite=overwrite, assets=assets, site=site)
 
 
 def _mri_neurons(fit: _MriFit, scan, a: str, b: str) -> list[tuple[int, int]]:
@@ -153,7 +188,8 @@ def demo(out: str | os.PathLike = "mri_lens_demo", *, limit: int | None = None, 
     links to the neuron's MRI region.
 
     Writes under ``out`` (claimed as a demo directory first): ``index.html`` (the MiniLM report, linking every
-    part), ``mri/``, ``scan/``, ``reviews_site/`` (MiniLM); ``code_report.html``, ``code_mri/``,
+    part), ``mri/``, ``scan/``, ``reviews_site/``, ``hidden_mri/`` (MiniLM's hidden states at [CLS] reduced by
+    PCA, LLM-MRI's setting); ``code_report.html``, ``code_mri/``,
     ``neuroscope_view.html``, ``site/``, ``n2g/``, ``sae_site/``, ``transcoder_site/`` (tiny LM); one shared
     ``assets/`` (plotly.js). ``limit``: only the first N reviews (and N code documents). Returns the paths and
     seconds per stage.
@@ -187,6 +223,8 @@ def _demo_links() -> list[tuple[str, str]]:
     return [("MiniLM-L6 on reviews, MRI: region maps, co-activation graph, enriched regions, probe", "mri/index.html"),
             ("MiniLM-L6 on reviews, Neuroscope site: the neurons the report and the MRI page name",
              "reviews_site/index.html"),
+            ("MiniLM-L6 hidden states at [CLS], as LLM-MRI reads them: PCA to 10 components per layer, the component "
+             "graph, full vs reduced probe", "hidden_mri/index.html"),
             ("tiny LM on standard-library code (prose vs code): report", "code_report.html"),
             ("tiny LM on code, MRI: region maps, co-activation graph, enriched regions", "code_mri/index.html"),
             ("tiny LM, Neuroscope view of in-context sequence prompts", "neuroscope_view.html"),
@@ -227,8 +265,8 @@ def _reviews_demo(out: str, *, limit: int | None, batch_size: int, device: str |
     result = scan(model, corpus, batch_size=batch_size, pooling=("mean", "max"), progress=progress)
     t_scan = time.perf_counter() - t0
     say(f"{result!r}\nscan: {t_scan:.1f} s")
-    fit = _fit_mri(result, os.path.join(out, "mri"), grid=10, mode="neurons", seed=0, min_weight=5, top_edges=3,
-                   n_jobs=-1, progress=progress, overwrite=overwrite, echo=echo)
+    fit = _fit_mri(result, os.path.join(out, "mri"), dict(grid=10, mode="neurons", seed=0), min_weight=5,
+                   top_edges=3, progress=progress, overwrite=overwrite, echo=echo)
     say(f"MRI pipeline (scan + region maps + graph): {t_scan + fit.timings['region maps'] + fit.timings['graph']:.1f}"
         f" s (scan {t_scan:.1f}, maps {fit.timings['region maps']:.1f}, graph {fit.timings['graph']:.2f})")
     t1 = time.perf_counter()
@@ -243,8 +281,31 @@ def _reviews_demo(out: str, *, limit: int | None, batch_size: int, device: str |
                      title="mri_lens demo: MRI of MiniLM-L6 on drug reviews (positive vs negative)",
                      overwrite=overwrite, assets=out, site=site_dir)
     scan_dir = result.save(os.path.join(out, "scan"), overwrite=overwrite)
+    hidden = _hidden_states_mri(model, corpus, out, batch_size=batch_size, progress=progress, overwrite=overwrite,
+                                echo=echo)
     return {"result": result, "mri": mri, "scan": scan_dir, "reviews_site": site, "reviews_site_dir": site_dir,
-            "seconds": {"scan": t_scan, **fit.timings, "MiniLM site": t_site}}
+            "hidden_mri": hidden["page"],
+            "seconds": {"scan": t_scan, **fit.timings, "MiniLM site": t_site,
+                        "MiniLM hidden states MRI": hidden["seconds"]}}
+
+
+def _hidden_states_mri(model: Any, corpus: Any, out: str, *, batch_size: int, progress: bool, overwrite: bool,
+                       echo: Callable[[str], Any] | None) -> dict[str, Any]:
+    """LLM-MRI's own setting on the reviews: the hidden states (embeddings + every block's output) at [CLS], PCA to
+    10 components per layer, the component graph and the full-vs-reduced probe (``hidden_mri/``)."""
+    from .scanning.run import scan
+
+    t0 = time.perf_counter()
+    hidden = scan(model, corpus, units="hidden_states", pooling=("first",), batch_size=batch_size,
+                  progress=progress)
+    fit = _fit_mri(hidden, os.path.join(out, "hidden_mri"),
+                   dict(mode="documents", reducer="pca", n_components=10, pooling="first", seed=0),
+                   progress=progress, overwrite=overwrite, echo=echo)
+    page = _write_mri(fit, hidden, categories=REVIEWS, links=[("back to the demo report", "../index.html")],
+                      title="mri_lens demo: MiniLM-L6 hidden states at [CLS] (LLM-MRI's setting): PCA to 10 "
+                            "components, component graph, full vs reduced", overwrite=overwrite, assets=out,
+                      site=None)
+    return {"page": page, "seconds": time.perf_counter() - t0}
 
 
 def _code_demo(out: str, *, limit: int | None, device: str | None, progress: bool, overwrite: bool,
@@ -265,8 +326,8 @@ def _code_demo(out: str, *, limit: int | None, device: str | None, progress: boo
     corpus = _labelled_code(limit or 200)
     code = scan(tiny, corpus, overflow="windows", progress=progress)
     t_scan = time.perf_counter() - t0
-    fit = _fit_mri(code, os.path.join(out, "code_mri"), grid=10, mode="neurons", seed=0, min_weight=5,
-                   top_edges=3, n_jobs=-1, progress=progress, overwrite=overwrite, echo=echo)
+    fit = _fit_mri(code, os.path.join(out, "code_mri"), dict(grid=10, mode="neurons", seed=0), min_weight=5,
+                   top_edges=3, progress=progress, overwrite=overwrite, echo=echo)
     t1 = time.perf_counter()
     layer0 = code.stats.max[code.layer_index(0)]
     strongest = sorted(int(n) for n in np.argsort(-layer0, kind="stable")[:12])  # the 12 strongest layer-0 neurons

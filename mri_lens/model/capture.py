@@ -244,18 +244,21 @@ class HuggingFaceBackend(CaptureBackend):
                 m.__dict__.pop("forward", None)
         missing = [l for l in layers if l not in seen]
         if missing:
-            raise ModelAdapterError(f"hooks for layers {missing} never fired ({self.arch.layers}.{missing[0]})")
+            raise ModelAdapterError(f"hooks for layers {missing} never fired "
+                                    f"({self.arch.layers}.{self.units.block(missing[0])})")
         return out
 
     def _sites(self, model, layers: Sequence[int]) -> dict[int, tuple[Any, str]]:
-        """``{layer: (module, "in" | "out")}`` of the units' tensor, one layer at a time (kinds may differ)."""
+        """``{layer: (module, "in" | "out")}`` of the units' tensor, one layer at a time (kinds may differ; hidden
+        state ``l`` lives in block ``l - 1``: the unit set maps a scan layer to its block)."""
         sites: dict[int, tuple[Any, str]] = {}
         for l in layers:
             kind = self.units.site(l)
             if kind is None:
                 raise ModelAdapterError(f"`{self.units.hook_name(self.adapter, l)}` is a TransformerLens hook "
                                         "name; the Hugging Face backend reads hook kinds (mri_lens.units.HOOK_KINDS)")
-            sites.update(hf_site_modules(model, self.arch, kind, [l]))
+            b = self.units.block(l)
+            sites[l] = hf_site_modules(model, self.arch, kind, [b])[b]
         return sites
 
 

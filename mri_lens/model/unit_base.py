@@ -14,6 +14,8 @@ weight and bias, on a TL 2 ``HookedTransformer`` after them, which equals "befor
 into the next weights as ``from_pretrained`` does by default), ``mlp_out``,
 ``attn_out``, ``attn_z`` (each head's mixed values, ``n_heads x d_head`` flattened head-major), ``resid_pre``,
 ``resid_mid``, ``resid_post`` and ``embed`` (the embeddings, hidden state 0: one layer, numbered 0).
+:class:`HiddenStateUnits` (``"hidden_states"``) reads the embeddings and every block's output, numbered as
+Hugging Face's ``output_hidden_states``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any, Sequence
 
 from ..errors import ModelAdapterError
 
-__all__ = ["HOOK_KINDS", "UnitSet", "HookUnits", "hook_layer", "hook_width", "model_dims", "weights_sha256"]
+__all__ = ["HOOK_KINDS", "UnitSet", "HookUnits", "HiddenStateUnits", "hook_layer", "hook_width", "model_dims",
+           "weights_sha256"]
 
 # kind -> (TransformerLens hook name template, which model width it has)
 HOOK_KINDS: dict[str, tuple[str, str]] = {
@@ -87,8 +90,16 @@ class UnitSet(abc.ABC):
     def site(self, layer: int) -> str | None:
         """The hook kind read at ``layer`` (each unit set says its own)."""
 
+    def block(self, layer: int) -> int:
+        """The model block whose tensor is read at scan layer ``layer`` (the same number but for hidden states)."""
+        return layer
+
     def hook_name(self, adapter: Any, layer: int) -> str:
-        return HOOK_KINDS[self.site(layer)][0].format(layer=layer)
+        return HOOK_KINDS[self.site(layer)][0].format(layer=self.block(layer))
+
+    def layer_numbers(self, adapter: Any, layers: Sequence[int] | None) -> list[int]:
+        """``layers`` (``None``: every block) sorted, de-duplicated and checked against the model's blocks."""
+        return adapter.check_layers(layers)
 
     def default_layers(self, adapter: Any) -> list[int] | None:
         """The layers scanned when the options name none (``None``: every layer)."""
@@ -117,7 +128,7 @@ class UnitSet(abc.ABC):
         default = self.default_layers(adapter)
         if layers is None:
             layers = default
-        layers = adapter.check_layers(None if layers is None else list(layers))
+        layers = self.layer_numbers(adapter, None if layers is None else list(layers))
         if default is not None and not set(layers) <= set(default):
             extra = sorted(set(layers) - set(default))
             raise ModelAdapterError(f"{self.describe_short()} cover layers {default}, not {extra}")
@@ -125,9 +136,10 @@ class UnitSet(abc.ABC):
         for l in layers:
             name = self.hook_name(adapter, l)
             if names is not None and name not in names:
-                close = sorted(n for n in names if n.startswith(f"blocks.{l}.") and "hook" in n)
+                b = self.block(l)
+                close = sorted(n for n in names if n.startswith(f"blocks.{b}.") and "hook" in n)
                 raise ModelAdapterError(f"the model has no hook `{name}` (asked by {self.describe_short()}); "
-                                        f"hooks of block {l}: {', '.join(close[:40]) or 'none'}")
+                                        f"hooks of block {b}: {', '.join(close[:40]) or 'none'}")
         widths = {l: self.width(adapter, l) for l in layers}
         if len(set(widths.values())) > 1:
             raise ModelAdapterError(f"{self.describe_short()} have different widths per layer ({widths}); one scan "
@@ -181,8 +193,8 @@ class HookUnits(UnitSet):
         elif "{layer}" in which:
             self._kind, self.template = _BY_TEMPLATE.get(which), which
         else:
-            raise ValueError(f"unknown units {which!r}: a hook kind ({', '.join(HOOK_KINDS)}), 'sae:LAYER=DIR', "
-                             "'transcoder:LAYER=DIR' or a hook name template with {layer}, such as "
+            raise ValueError(f"unknown units {which!r}: a hook kind ({', '.join(HOOK_KINDS)}), 'hidden_states', "
+                             "'sae:LAYER=DIR', 'transcoder:LAYER=DIR' or a hook name template with {layer}, such as "
                              "'blocks.{layer}.attn.hook_z'")
         self.unit_noun = "neuron" if self._kind == "mlp_post" else "dimension"
         self._probed: dict[int, int] = {}
@@ -224,6 +236,63 @@ class HookUnits(UnitSet):
             w = adapter.input_embedding()
             return torch.eye(int(w.shape[1]), dtype=w.dtype, device=w.device)  # a residual dimension writes itself
         return None
+
+
+class HiddenStateUnits(UnitSet):
+    """The residual stream numbered as Hugging Face's ``output_hidden_states``: layer 0 is the embeddings (block
+    0's input, TL's ``blocks.0.hook_resid_pre``), layer ``i`` (1..n_layers) the output of block ``i - 1``
+    (``blocks.{i-1}.hook_resid_post``). So a scan has ``n_layers + 1`` layers (default: all), each ``d_model`` wide.
+
+    Layers 0..n_layers-1 equal ``output_hidden_states[i]`` (on a TransformerLens model whose weights were not
+    processed: TL 2's default ``center_writing_weights`` removes each position's mean from the residual stream).
+    The last layer is the last block's output as the residual stream carries it: a model with a final LayerNorm
+    (GPT-2, Llama; not BERT) applies that norm to the last entry of ``output_hidden_states``.
+    A TL 2 ``HookedEncoder`` (BERT) has its blocks' LayerNorm after ``hook_resid_post``: its block output is
+    ``hook_normalized_resid_post``, which is read there.
+    """
+
+    kind = "hidden_states"
+    unit_noun = "dimension"
+
+    def site(self, layer: int) -> str | None:
+        return "embed" if layer == 0 else "resid_post"
+
+    def block(self, layer: int) -> int:
+        return max(int(layer) - 1, 0)
+
+    def hook_name(self, adapter: Any, layer: int) -> str:
+        if layer > 0 and _post_norm_blocks(adapter):
+            return f"blocks.{self.block(layer)}.hook_normalized_resid_post"
+        return super().hook_name(adapter, layer)
+
+    def default_layers(self, adapter: Any) -> list[int] | None:
+        return list(range(adapter.n_layers + 1))
+
+    def layer_numbers(self, adapter: Any, layers: Sequence[int] | None) -> list[int]:
+        n = int(adapter.n_layers)
+        if layers is None:
+            return list(range(n + 1))
+        out = sorted({int(l) for l in ([layers] if isinstance(layers, int) else layers)})
+        bad = [l for l in out if not 0 <= l <= n]
+        if bad or not out:
+            raise ModelAdapterError(f"hidden states are numbered 0..{n} on this model (0: the embeddings, i: the "
+                                    f"output of block i-1 of {n}), got {list(layers)}")
+        return out
+
+    def describe_short(self) -> str:
+        return "the hidden states"
+
+    def output_directions(self, adapter: Any, layer: int):
+        import torch
+
+        w = adapter.input_embedding()
+        return torch.eye(int(w.shape[1]), dtype=w.dtype, device=w.device)  # a residual dimension writes itself
+
+
+def _post_norm_blocks(adapter: Any) -> bool:
+    """Whether ``adapter``'s TL model normalises each block's output after ``hook_resid_post`` (TL 2 BERT)."""
+    names = None if adapter is None else _tl_hook_names(adapter)
+    return names is not None and "blocks.0.hook_normalized_resid_post" in names
 
 
 def _probe_width(adapter: Any, name: str) -> int:

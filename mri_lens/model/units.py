@@ -2,6 +2,7 @@
 
 >>> import mri_lens as ml
 >>> ml.scan(model, corpus, units="resid_post")                          # doctest: +SKIP
+>>> ml.scan(model, corpus, units="hidden_states")  # Hugging Face's numbering: 0 = embeddings  # doctest: +SKIP
 >>> ml.scan(model, corpus, units=ml.units.hook("blocks.{layer}.attn.hook_z"))   # doctest: +SKIP
 >>> ml.scan(model, corpus, units=ml.units.sae({2: "my_sae_dir"}))       # doctest: +SKIP
 >>> ml.scan(model, corpus, units=ml.units.transcoder({1: "my_transcoder_dir"}))  # doctest: +SKIP
@@ -13,10 +14,11 @@ from typing import Any, Mapping
 
 from .sae import ARCHITECTURES, LatentUnits, SAEEncoder, from_spec, read_sae_dir, save_sae_dir
 from ..errors import ModelAdapterError
-from .unit_base import HOOK_KINDS, HookUnits, UnitSet, hook_layer
+from .unit_base import HOOK_KINDS, HiddenStateUnits, HookUnits, UnitSet, hook_layer
 
-__all__ = ["HOOK_KINDS", "ARCHITECTURES", "UnitSet", "HookUnits", "LatentUnits", "SAEEncoder", "as_units", "hook",
-           "neurons", "sae", "transcoder", "read_sae_dir", "save_sae_dir", "attach", "recorded", "units_for_scan"]
+__all__ = ["HOOK_KINDS", "ARCHITECTURES", "UnitSet", "HookUnits", "HiddenStateUnits", "LatentUnits", "SAEEncoder",
+           "as_units", "hook", "hidden_states", "neurons", "sae", "transcoder", "read_sae_dir", "save_sae_dir",
+           "attach", "recorded", "units_for_scan"]
 
 
 def neurons() -> HookUnits:
@@ -28,6 +30,12 @@ def hook(which: str) -> HookUnits:
     """The model's activations at a hook point: a kind of :data:`HOOK_KINDS` (``"resid_post"``) or a
     TransformerLens hook name template with ``{layer}`` (``"blocks.{layer}.attn.hook_z"``)."""
     return HookUnits(which)
+
+
+def hidden_states() -> HiddenStateUnits:
+    """The residual stream numbered as Hugging Face's ``output_hidden_states``: layer 0 the embeddings, layer ``i``
+    the output of block ``i - 1`` (``n_layers + 1`` layers, ``d_model`` wide; see :class:`HiddenStateUnits`)."""
+    return HiddenStateUnits()
 
 
 def sae(saes: Mapping[int, Any]) -> LatentUnits:
@@ -42,18 +50,20 @@ def transcoder(transcoders: Mapping[int, Any]) -> LatentUnits:
 
 
 def as_units(units: Any) -> UnitSet:
-    """A :class:`UnitSet` from ``None`` (MLP neurons), a hook kind or template, ``"sae:LAYER=DIR"`` /
-    ``"transcoder:LAYER=DIR"`` (the command line's form), or a unit set itself."""
+    """A :class:`UnitSet` from ``None`` (MLP neurons), a hook kind or template, ``"hidden_states"``,
+    ``"sae:LAYER=DIR"`` / ``"transcoder:LAYER=DIR"`` (the command line's form), or a unit set itself."""
     if units is None:
         return neurons()
     if isinstance(units, UnitSet):
         return units
     if isinstance(units, str) and units.split(":", 1)[0] in ("sae", "transcoder") and ":" in units:
         return from_spec(units)
+    if units == HiddenStateUnits.kind:
+        return hidden_states()
     if isinstance(units, str):
         return HookUnits(units)
-    raise ValueError(f"units must be None, a hook kind ({', '.join(HOOK_KINDS)}), a hook name template or "
-                     f"mri_lens.units.hook/sae/transcoder(...), got {type(units).__name__}")
+    raise ValueError(f"units must be None, a hook kind ({', '.join(HOOK_KINDS)}), 'hidden_states', a hook name "
+                     f"template or mri_lens.units.hook/hidden_states/sae/transcoder(...), got {type(units).__name__}")
 
 
 def recorded(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,6 +99,8 @@ def units_for_scan(scan: Any, units: Any = None) -> UnitSet:
     kind = rec.get("kind")
     if kind in HOOK_KINDS:
         return HookUnits(kind)
+    if kind == HiddenStateUnits.kind:
+        return hidden_states()
     if kind == "hook" and rec.get("hooks"):
         template, _ = hook_layer(next(iter(rec["hooks"].values())))
         return HookUnits(template)

@@ -14,7 +14,9 @@ import numpy as np
 
 from ..errors import CategoryError
 from ..lenses.mri import category_difference_figure, category_differences
-from .html import escape, figure_html, links_html, write_page
+from .html import escape
+from .mri_components import evaluation_section
+from .page import Html as _Html, Page as _Page, df_html as _df_html, fmt as _fmt, scan_label_counts, table as _table
 from .links import SiteLinks, neuron_link_html, region_anchor, site_links
 
 __all__ = ["write_scan_report", "write_mri_report", "scan_label_counts", "report_neurons"]
@@ -41,44 +43,9 @@ def _report_categories(scan, categories: Sequence[str]) -> tuple[str, str]:
     return cats[0], cats[1]
 
 
-class _Html(str):
-    """A table cell that is HTML already (built from escaped parts), written as is."""
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{v if isinstance(v, _Html) else escape(_fmt(v))}</td>" for v in r)
-                   + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _neuron(site: SiteLinks | None, layer: int, neuron: int) -> _Html:
     """A neuron's id cell, linked to its page when ``site`` has one."""
     return _Html(neuron_link_html(site, layer, neuron))
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.3g}"
-    return str(v)
-
-
-class _Page:
-    """One offline report page: a title, optional links, HTML parts and figures (plotly.js from the page shell:
-    inlined once, or the shared asset of ``assets``), so the page never loads anything from the network."""
-
-    def __init__(self, title: str, links: Sequence[tuple[str, str]] = (), site: SiteLinks | None = None):
-        self.title = title
-        self.site = site
-        self.parts = [f"<h1>{escape(title)}</h1>", links_html(links)]
-
-    def figure(self, fig) -> str:
-        return figure_html(fig)
-
-    def write(self, path: str | os.PathLike, overwrite: bool = False, assets: str | os.PathLike | None = None,
-              owned: bool = False) -> str:
-        return write_page(path, self.title, "\n".join(self.parts), plotly="asset" if assets is not None else "inline",
-                          assets=assets, overwrite=overwrite, owned=owned)
 
 
 def write_scan_report(scan, path: str | os.PathLike, *, title: str = "mri_lens report",
@@ -220,24 +187,9 @@ def _each_vs_rest_section(page: _Page, scan, top_neurons: int, max_categories: i
                                "top tokens"]))
 
 
-def scan_label_counts(scan) -> dict[str, int]:
-    if scan.labels is None:
-        return {}
-    c = np.bincount(scan.labels, minlength=len(scan.label_names))
-    return {n: int(k) for n, k in zip(scan.label_names, c)}
-
-
-def _df_html(df, n: int | None = None) -> str:
-    """A DataFrame as an HTML table; pandas escapes every cell."""
-    if n is not None:
-        df = df.head(n)
-    return ("<div class='wide'>" + df.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3g}", border=0,
-                                              na_rep="") + "</div>")
-
-
 def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str = "mri_lens MRI",
-                     categories: Sequence[str] | None = None, probe=None, timings: dict[str, float] | None = None,
-                     top_rows: int = 12, links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
+                     categories: Sequence[str] | None = None, probe=None, evaluation=None,
+                     timings: dict[str, float] | None = None, top_rows: int = 12, links: Sequence[tuple[str, str]] = (), overwrite: bool = False,
                      assets: str | os.PathLike | None = None, site: SiteLinks | str | os.PathLike | None = None) -> str:
     """Write the MRI lens as one offline HTML page: region images per category for every layer, the layer with the
     largest category contrast in detail (region images, neuron scatter), the co-activation graph, graph metrics,
@@ -250,6 +202,7 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
     categories: the categories to contrast (default: the first two label names); one category, or an
         unlabelled scan, gives the maps and the graph without the comparison.
     probe: a :func:`~mri_lens.lenses.mri.probe.separability` table (computed here when None and the scan is labelled).
+    evaluation: a full-vs-reduced :func:`~mri_lens.lenses.mri.evaluation.evaluate_reduction` result, shown when given.
     timings: seconds per stage, shown in the facts table.
     links: ``(text, href)`` pairs listed at the top; relative or http(s)/file URLs only (:func:`mri_lens.render.html.check_link_url`).
     overwrite: replace a file at ``path`` that is not an mri_lens page (default: refuse, see
@@ -274,6 +227,7 @@ def write_mri_report(maps, graph, scan, path: str | os.PathLike, *, title: str =
         _comparison_section(page, maps, graph, scan, cats, top_rows)
     if maps.labels is not None and len(counts) >= 2:
         _probe_section(page, maps, scan, probe)
+    evaluation_section(page, evaluation)
     _regions_section(page, maps, scan)
     return page.write(path, overwrite, assets)
 
@@ -282,10 +236,11 @@ def _mri_facts(maps, graph, scan, counts: dict[str, int], timings: dict[str, flo
     """The facts table of the MRI page: model, corpus, map parameters, graph size and trimming, timings."""
     facts = [("model", scan.meta.get("model_id")), ("documents", maps.n_docs), ("categories", counts or None),
              ("mode", f"{maps.mode} (points are {'neurons' if maps.mode == 'neurons' else 'documents'})"),
+             ("reduction", f"{getattr(maps, 'reducer', 'umap').upper()} to 2 components"),
              ("grid", f"{maps.grid} x {maps.grid} = {maps.n_regions} regions per layer ({maps.binning} bins)"),
              ("activation rule", f"{maps.rule} {maps.threshold_:g} on the region's mean neuron z-score"
               if maps.mode == "neurons" else "the document's own cell"),
-             ("pooling", maps.pooling), ("aligned across layers", maps.align), ("seed", maps.seed),
+             ("pooling", maps.pooling), ("aligned across layers", maps.aligned), ("seed", maps.seed),
              ("graph", f"{graph.number_of_nodes()} regions, {graph.number_of_edges()} edges kept of "
                        f"{graph.graph.get('n_edges_untrimmed', '?')} (trimming: "
                        + ", ".join(f"{k} {v}" for k, v in graph.graph.get("params", {}).items()

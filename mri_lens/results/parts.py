@@ -31,11 +31,12 @@ class ScanPart:
     ``bottom`` ``[n_layers, d_mlp, k]`` with global document ids. ``complete_docs`` ``[n_c]`` (sorted global ids
     of the documents whose every window is in this shard) with ``complete_tokens`` and final pooled values
     ``pooled_[name]`` ``[n_c, n_layers, d_mlp]`` (the scan's dtype); ``partial_docs`` ``[n_p]`` (documents with
-    windows in other shards too) with ``partial_tokens``, ``partial_has_last`` (this shard holds their last
-    window) and float32 aggregates ``partial_[name]`` ``[n_p, n_layers, d_mlp]`` (the maximum, minimum or last
-    value; for ``mean`` one row per window of those documents, ``window_docs`` ``[n_w]``, in batch order, whose
-    sums the merge adds in the order one process adds them), finished by the merge. A loaded part keeps its pooled values on disk
-    (``pooled_`` / ``partial_`` are then empty and :meth:`pooled_layer` reads one layer).
+    windows in other shards too) with ``partial_tokens``, ``partial_has_last`` / ``partial_has_first`` (this
+    shard holds their last / first window) and float32 aggregates ``partial_[name]`` ``[n_p, n_layers, d_mlp]``
+    (the maximum, minimum, last or first value; for ``mean`` one row per window of those documents,
+    ``window_docs`` ``[n_w]``, in batch order, whose sums the merge adds in the order one process adds them),
+    finished by the merge. A loaded part keeps its pooled values on disk (``pooled_`` / ``partial_`` are then
+    empty and :meth:`pooled_layer` reads one layer).
     """
 
     index: int
@@ -58,6 +59,7 @@ class ScanPart:
     partial_has_last: np.ndarray
     partial_: dict[str, np.ndarray]
     window_docs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    partial_has_first: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     meta: dict[str, Any] = field(default_factory=dict)
     loaded: LoadedResult | None = field(default=None, repr=False)
     poolings: list[str] = field(default_factory=list)

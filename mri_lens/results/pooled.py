@@ -29,11 +29,13 @@ def layer_file(prefix: str, name: str, layer: int) -> str:
     return f"{prefix}.{name}.L{int(layer)}.safetensors"
 
 
-LAZY_NAMES = r"(pooled|partial)\.(mean|max|min|last)\.L\d{1,5}\.safetensors"
+LAZY_NAMES = r"(pooled|partial)\.(mean|max|min|last|first)\.L\d{1,5}\.safetensors"
 PART_FORMAT = "mri_lens.scan_part"
-PART_SCHEMA = 1
+PART_SCHEMA = 2  # 2: partial_has_first (the "first" pooling); 1: parts written before it (they hold no first values)
 PART_STATS = "stats.safetensors"  # a part's statistics and top-k, read when the part is merged
-PART_DOCS = ("complete_docs", "complete_tokens", "partial_docs", "partial_tokens", "partial_has_last", "window_docs")
+PART_DOCS = ("complete_docs", "complete_tokens", "partial_docs", "partial_tokens", "partial_has_last", "window_docs",
+             "partial_has_first")
+_FILLS = {"mean": 0.0, "last": 0.0, "first": 0.0, "max": -np.inf, "min": np.inf}  # a split document's start value
 
 
 class PooledArrays(Mapping):
@@ -142,8 +144,13 @@ class PartDocs:
                              f"{part_dir_name(self.index)})")
         self.layers = [int(x) for x in r.meta["layers"]]
         self.poolings = [str(x) for x in r.meta["poolings"]]
+        arrays = dict(r.arrays)
+        if r.manifest.get("schema_version") == 1:  # written before "first" existed: no first window to flag
+            arrays.setdefault("partial_has_first", np.zeros(len(arrays["partial_docs"]), dtype=bool))
         for k in PART_DOCS:
-            setattr(self, k, np.asarray(r.arrays[k]))
+            setattr(self, k, np.asarray(arrays[k]))
+        if not len(self.partial_has_last) == len(self.partial_has_first) == len(self.partial_docs):
+            raise ValueError("its window flags do not match its split documents")
         expected = {layer_file(w, n, l) for w in ("pooled", "partial") for n in self.poolings for l in self.layers}
         if {k for k, v in r.lazy.items() if v.lazy} != expected:
             raise ValueError("its pooled files do not match its layers and poolings")
@@ -174,8 +181,7 @@ class SplitPooled(PooledArrays):
 
     def layer(self, name: str, li: int) -> np.ndarray:
         out = np.empty((self.n_docs, self.d_mlp), dtype=self.dtype)
-        fill = {"mean": 0.0, "last": 0.0, "max": -np.inf, "min": np.inf}[name]
-        acc = np.full((len(self.split_docs), self.d_mlp), fill, dtype=np.float32)
+        acc = np.full((len(self.split_docs), self.d_mlp), _FILLS[name], dtype=np.float32)
         for p in self.parts:
             if len(p.complete_docs):
                 out[np.asarray(p.complete_docs, dtype=np.int64)] = p.pooled_layer(name, li)
@@ -189,9 +195,9 @@ class SplitPooled(PooledArrays):
                     acc[idx] = np.maximum(acc[idx], rows)
                 elif name == "min":
                     acc[idx] = np.minimum(acc[idx], rows)
-                else:
-                    last = np.asarray(p.partial_has_last, dtype=bool)
-                    acc[idx[last]] = rows[last]
+                else:  # "last" / "first": the value of the part that holds the document's last / first window
+                    held = np.asarray(p.partial_has_last if name == "last" else p.partial_has_first, dtype=bool)
+                    acc[idx[held]] = rows[held]
         if len(self.split_docs):
             if name == "mean":
                 acc = acc / self.split_tokens.astype(np.float32)[:, None]

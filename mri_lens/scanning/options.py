@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["ScanOptions", "POOLINGS", "DEFAULT_TOP_K", "DEFAULT_SHARD_TOKENS", "DEFAULT_SHARD_BYTES",
            "resolve_options"]
 
-POOLINGS = ("mean", "max", "min", "last")
+POOLINGS = ("mean", "max", "min", "last", "first")
 OVERFLOWS = ("truncate", "windows", "error")
 DTYPES = ("float32", "float16")
 CAPTURE_BACKENDS = ("transformer_lens", "tl", "hf")  # the names mri_lens.model.capture.get_backend knows
@@ -118,8 +118,10 @@ class ScanOptions:
     overflow: texts longer than ``max_length``: ``"truncate"`` (default; one warning says how many),
         ``"windows"`` (consecutive windows, each with its own BOS; pooled values and top-k span all windows of a
         document) or ``"error"``.
-    pooling: per-document poolings to keep, among ``"mean"``, ``"max"``, ``"min"``, ``"last"`` (one name or a
-        list; default ``("mean", "max")``).
+    pooling: per-document poolings to keep, among ``"mean"``, ``"max"``, ``"min"``, ``"last"``, ``"first"`` (one
+        name or a list; default ``("mean", "max")``). ``"last"`` and ``"first"`` are the activations at the
+        document's last and first counted token (``"first"``: an encoder's [CLS]; a causal model's first token
+        after BOS, or BOS itself with ``include_bos=True``).
     top_k: examples kept per neuron in the top (by a document's max) and bottom (by its min) lists (default 20).
         At most the corpus's number of documents are kept: a larger value is capped (with a warning when it is
         above the default).

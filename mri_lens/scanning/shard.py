@@ -114,13 +114,13 @@ class _Accumulator:
         self.pooling = list(pooling)
         self.pooled = {}
         for p in self.pooling:
-            fill = {"mean": 0.0, "last": 0.0, "max": -math.inf, "min": math.inf}[p]
+            fill = {"mean": 0.0, "last": 0.0, "first": 0.0, "max": -math.inf, "min": math.inf}[p]
             self.pooled[p] = torch.full((n_docs, L, d), fill, dtype=torch.float32)
         self.doc_tokens = torch.zeros(n_docs, dtype=torch.float32)
         self.window_sums: list[list] = [[] for _ in range(L)]  # per layer: [rows, d] sums of split documents' windows
 
     def update(self, li: int, X, stat_mask, docs, pos_offset, last_pos, is_last_segment, layer: int,
-               local=None, split_rows=None) -> None:
+               local=None, split_rows=None, first_pos=None, is_first_segment=None) -> None:
         """Fold one batch of one layer in.
 
         X: [b, p, d] float32 activations, still in use by the model: read, never modified. stat_mask: [b, p] bool,
@@ -129,12 +129,17 @@ class _Accumulator:
         [b] bool, rows of documents whose windows reach into other shards: their per-window sums are kept, in
         batch order, so the merge adds them in the order one process adds them. pos_offset: [b]
         added to in-row positions to get the position in the document's stored tokens. last_pos: [b] row position
-        of the last counted token.
+        of the last counted token; is_last_segment: [b] bool, the row is its document's last window. first_pos /
+        is_first_segment: the same for the first counted token and the first window (needed for "first").
         """
         import torch
 
         b, p, d = X.shape
-        last_vals = X[torch.arange(b, device=X.device), last_pos] if "last" in self.pooled else None
+        rows = torch.arange(b, device=X.device)
+        # [b, d] the value at each row's last / first counted position, kept for the documents' last / first window
+        picked = {name: (X[rows, at], seg) for name, at, seg in (("last", last_pos, is_last_segment),
+                                                                 ("first", first_pos, is_first_segment))
+                  if name in self.pooled}
         mf = None
         if self.shift[li] is None or not self.use_kernel:
             mf = stat_mask.to(X.dtype).unsqueeze(1)  # [b, 1, p]
@@ -179,9 +184,10 @@ class _Accumulator:
                     buf[:, li].scatter_reduce_(0, idx.view(-1, 1).expand_as(vals), vals, "a" + p)
                 else:
                     buf[:, li].index_copy_(0, idx, vals)
-            elif p == "last":
-                sel = is_last_segment.cpu()
-                buf[:, li].index_copy_(0, idx[sel], last_vals[sel.to(X.device)].cpu())
+            else:  # "last", "first": one window of a document holds the position
+                vals, seg = picked[p]
+                sel = seg.cpu()
+                buf[:, li].index_copy_(0, idx[sel], vals[sel.to(X.device)].cpu())
 
     def _batch_info(self, stat_mask):
         """``(stat_mask, counted tokens, starts [b], ends [b])``: computed once per batch, shared by its layers.
@@ -303,7 +309,7 @@ def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *,
 
     Returns the partial scan (:class:`~mri_lens.results.parts.ScanPart`): statistics over the shard's counted tokens,
     top/bottom-k with global document ids, pooled values of the documents complete in this shard (final: mean
-    divided, cast to the scan's dtype) and partial aggregates (float32 sums / maxima / minima / last values) of
+    divided, cast to the scan's dtype) and partial aggregates (float32 sums / maxima / minima / last / first values) of
     the documents whose windows reach into other shards. ``progress``: a tqdm bar updated with counted tokens.
     ``stats``: the statistics implementation, ``"auto"`` (the fused numba kernel on CPU when numba is installed,
     else torch), ``"numba"`` or ``"torch"`` (:meth:`_Accumulator._fold_torch`, what every CUDA scan runs).
@@ -337,18 +343,20 @@ def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *,
                     stat_mask[rows, starts.to(stat_mask.device) + j] = False
             lens = torch.as_tensor(lengths[batch])
             last_pos = (starts + lens - 1).to(dev)
+            first_pos = (starts + n_skip).to(dev)  # the first counted position (the BOS skipped, if it is)
             docs = torch.as_tensor(spec.doc[batch], dtype=torch.long)
             rows_local = torch.as_tensor(local[batch], dtype=torch.long)
             split_rows = torch.as_tensor(split_seq[batch])
             offsets = torch.as_tensor(spec.offset[batch], dtype=torch.long).to(dev) - starts.to(dev)
             is_last = torch.as_tensor(spec.is_last[batch])
+            is_first = torch.as_tensor(spec.offset[batch] == 0)  # the document's first window
 
             def consume(layer, X):  # runs inside the forward: one layer's activations alive at a time
                 if X.shape[-1] != d_mlp:
                     raise ScanError(f"layer {layer}'s units gave {X.shape[-1]} values per token, the scan's plan "
                                     f"has {d_mlp} per layer")
                 acc.update(layer_pos[layer], X, stat_mask, docs, offsets, last_pos, is_last, layer, rows_local,
-                           split_rows)
+                           split_rows, first_pos, is_first)
 
             cap.forward(tokens, mask, layers, consume=consume)
             n_stat = stat_mask.sum(1)
@@ -357,6 +365,14 @@ def run_shard(adapter: Any, cap: Any, spec: ShardSpec, layers: Sequence[int], *,
                 progress.update(int(n_stat.sum()))
         acc.finish()
     return _part(acc, spec, touched, layers, edges, time.perf_counter() - t0)
+
+
+def _holds(spec: ShardSpec, touched: np.ndarray, complete: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """``[n_partial]`` bool: which documents of the shard that are split across shards have one of ``windows``
+    (``[n_seq]`` bool over the shard's sequences: their last, or their first, window) in this shard."""
+    seen = np.zeros(len(touched), dtype=bool)
+    seen[touched.searchsorted(spec.doc[windows])] = True
+    return seen[~complete]
 
 
 def _part(acc: _Accumulator, spec: ShardSpec, touched: np.ndarray, layers: list[int], edges: np.ndarray,
@@ -370,13 +386,8 @@ def _part(acc: _Accumulator, spec: ShardSpec, touched: np.ndarray, layers: list[
     counts = acc.doc_tokens  # [n_touched] float32
     dtype = np.float16 if spec.options["dtype"] == "float16" else np.float32
     pooled, partial = {}, {}
-    has_last = np.zeros(int((~complete).sum()), dtype=bool)
-    if (~complete).any():
-        last_seen = np.zeros(len(touched), dtype=bool)
-        for doc, last in zip(spec.doc.tolist(), spec.is_last.tolist()):
-            if last:
-                last_seen[touched.searchsorted(doc)] = True
-        has_last = last_seen[~complete]
+    has_last = _holds(spec, touched, complete, np.asarray(spec.is_last, dtype=bool))
+    has_first = _holds(spec, touched, complete, np.asarray(spec.offset) == 0)
     sel = np.flatnonzero(complete)
     rest = np.flatnonzero(~complete)
     every = len(sel) == len(touched)  # the usual shard: no document reaches into another one
@@ -408,6 +419,7 @@ def _part(acc: _Accumulator, spec: ShardSpec, touched: np.ndarray, layers: list[
         top=TopK(*(t.cpu().numpy() for t in acc.top)), bottom=TopK(*(t.cpu().numpy() for t in acc.bot)),
         complete_docs=touched[sel].astype(np.int64), complete_tokens=counts[sel].numpy().astype(np.int64),
         pooled_=pooled, partial_docs=touched[rest].astype(np.int64), window_docs=window_docs,
-        partial_tokens=counts[rest].numpy().astype(np.int64), partial_has_last=has_last, partial_=partial,
+        partial_tokens=counts[rest].numpy().astype(np.int64), partial_has_last=has_last,
+        partial_has_first=has_first, partial_=partial,
         meta={"seconds": round(seconds, 3), "n_sequences": int(len(spec.doc)), "n_tokens": int(acc.count),
               "n_input_tokens": int(len(spec.tokens)), "n_batches": len(spec.batches)})

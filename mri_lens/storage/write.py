@@ -75,6 +75,7 @@ __all__ = ["ResultWriter", "TENSORS", "DIR_KINDS", "FILE_KINDS", "PAGE_KIND", "c
 DIR_KINDS = {
     "mri_lens.scan": "saved scan",
     "mri_lens.region_maps": "saved region maps",
+    "mri_lens.reduction_evaluation": "saved full-vs-reduced evaluation",
     "mri_lens.n2g": "N2G output directory",
     "mri_lens.site": "Neuroscope site",
     "mri_lens.mri_page": "MRI page directory",
@@ -84,6 +85,7 @@ DIR_KINDS = {
 
 FILE_KINDS = {
     "mri_lens.coactivation_graph": "co-activation graph",
+    "mri_lens.component_graph": "component graph",
     "mri_lens.n2g.graph": "N2G neuron graph",
     "mri_lens.n2g.index": "N2G neuron index",
     "mri_lens.page": "mri_lens HTML page",

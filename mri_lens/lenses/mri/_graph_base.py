@@ -16,6 +16,7 @@ from ...errors import GraphError
 __all__: list[str] = []  # private helpers of mri_lens.lenses.mri
 
 GRAPH_KIND = "mri_lens.coactivation_graph"
+COMPONENT_GRAPH_KIND = "mri_lens.component_graph"  # components.py
 SCHEMA_VERSION = 1
 
 

@@ -2,7 +2,7 @@
 (:func:`_import_umap`), exact nearest neighbours (:func:`exact_knn`), one seeded fit per layer (:func:`_embed`),
 the loky worker pool that fits layers in parallel (:func:`embed_layers`), and the warm-up / compile entry points
 that start and JIT-compile those workers ahead of time (:func:`warm_up`, :func:`compile_umap`). Knows nothing of
-maps or scans: point clouds in, 2-D coordinates out."""
+maps or scans: point clouds in, low-dimensional (by default 2-D) coordinates out."""
 
 from __future__ import annotations
 
@@ -79,8 +79,9 @@ def _import_umap():
     return umap
 
 
-def _embed(points: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int | None, seed: int) -> np.ndarray:
-    """One UMAP fit: ``[n_points, n_features] -> [n_points, 2]`` float32 (runs in a worker process)."""
+def _embed(points: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int | None, seed: int,
+           n_components: int = 2) -> np.ndarray:
+    """One UMAP fit: ``[n_points, n_features] -> [n_points, n_components]`` float32 (runs in a worker process)."""
     umap = _import_umap()
 
     k = min(n_neighbors, len(points) - 1)
@@ -88,7 +89,7 @@ def _embed(points: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int 
     with warnings.catch_warnings():
         # umap-learn warns that a seed disables its threading; parallelism is across layers instead.
         warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs,
+        reducer = umap.UMAP(n_components=n_components, n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs,
                             random_state=seed, n_jobs=1, precomputed_knn=(knn[0], knn[1], None))
         out = reducer.fit_transform(points)
     return np.asarray(out, dtype=np.float32)
@@ -143,8 +144,9 @@ def warm_up(n_jobs: int = -1, n_layers: int = 64):
 
 def embed_layers(points: Iterable[np.ndarray], n_neighbors: int, min_dist: float, n_epochs: int | None,
                  seed: int, *, n_jobs: int | None = -1, progress: bool = True,
-                 n_layers: int | None = None) -> list[np.ndarray]:
-    """One UMAP map per layer: ``L x [n_points, n_features] -> L x [n_points, 2]`` float32, in the order given.
+                 n_layers: int | None = None, n_components: int = 2) -> list[np.ndarray]:
+    """One UMAP map per layer: ``L x [n_points, n_features] -> L x [n_points, n_components]`` float32, in the
+    order given.
 
     ``points`` may be a generator (``n_layers`` then says how many): layers are taken as workers are ready for
     them, so memory holds only the layers in flight. Sequential when ``n_jobs`` gives one worker (or there is one
@@ -153,7 +155,7 @@ def embed_layers(points: Iterable[np.ndarray], n_neighbors: int, min_dist: float
     """
     from tqdm.auto import tqdm
 
-    args = (n_neighbors, min_dist, n_epochs, seed)
+    args = (n_neighbors, min_dist, n_epochs, seed, n_components)
     if n_layers is None:
         points = list(points)
         n_layers = len(points)

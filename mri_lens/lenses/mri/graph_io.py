@@ -1,6 +1,7 @@
 """Files of the co-activation graph: GraphML and GEXF for other tools (string node ids ``"L<layer>_R<region>"``,
 lists and dicts as JSON strings), node-link JSON that :func:`load_graph_json` reads back exactly, with
-``(layer, region)`` tuple ids; every write is atomic and replaces only a graph file mri_lens wrote."""
+``(layer, region)`` tuple ids; every write is atomic and replaces only a graph file mri_lens wrote of the same
+kind. Component graphs (:mod:`.components`) are written the same way, with ids ``"L<layer>_C<component>"``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from ...storage.write import check_format, marker, read_json, save_text
 from ...errors import GraphError, ScanFileError
-from ._graph_base import GRAPH_KIND, SCHEMA_VERSION
+from ._graph_base import COMPONENT_GRAPH_KIND, GRAPH_KIND, SCHEMA_VERSION
 
 __all__ = ["write_graph", "load_graph_json"]
 
@@ -37,8 +38,10 @@ def _scalar(v: Any) -> Any:
 def _flat_copy(g, gexf: bool):
     import networkx as nx
 
+    part = "C" if g.graph.get("kind") == COMPONENT_GRAPH_KIND else "R"  # component graphs: "L<layer>_C<component>"
+
     def nid(n):
-        return f"L{n[0]}_R{n[1]}" if isinstance(n, tuple) and len(n) == 2 else str(n)
+        return f"L{n[0]}_{part}{n[1]}" if isinstance(n, tuple) and len(n) == 2 else str(n)
 
     h = nx.DiGraph()
     # Graph metadata as JSON strings (GEXF has no place for it; GraphML keeps it as graph data).
@@ -48,7 +51,8 @@ def _flat_copy(g, gexf: bool):
         attrs = {k: _scalar(v) for k, v in d.items()}
         if gexf:
             attrs["label"] = (f"layer {d['layer']} region {d['region']} ({d['row']}, {d['col']})"
-                              if "layer" in d else str(n))
+                              if "region" in d else f"layer {d['layer']} component {d['component']}"
+                              if "component" in d else str(n))
         h.add_node(nid(n), **attrs)
     h.add_edges_from((nid(u), nid(v), {k: _scalar(x) for k, x in d.items()}) for u, v, d in g.edges(data=True))
     return h
@@ -66,20 +70,21 @@ def write_graph(g, path: str | os.PathLike, *, format: str | None = None, overwr
     import networkx as nx
 
     fmt = format or os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    kind = COMPONENT_GRAPH_KIND if g.graph.get("kind") == COMPONENT_GRAPH_KIND else GRAPH_KIND
     if fmt in ("graphml", "gexf"):
         lines = list(nx.generate_graphml(_flat_copy(g, gexf=False)) if fmt == "graphml"
                      else nx.generate_gexf(_flat_copy(g, gexf=True)))
         # after the XML declaration: tells a later save that this file is ours to replace
         at = 1 if lines and lines[0].startswith("<?xml") else 0
-        lines.insert(at, f"<!-- {marker(GRAPH_KIND)} -->")
+        lines.insert(at, f"<!-- {marker(kind)} -->")
         text = "\n".join(lines)
     elif fmt == "json":
         data = nx.node_link_data(g, **_node_link_kwargs(nx.node_link_data))
-        data.setdefault("graph", {}).setdefault("kind", GRAPH_KIND)
+        data.setdefault("graph", {}).setdefault("kind", kind)
         text = json.dumps(data, allow_nan=False)
     else:
         raise GraphError(f"unknown graph format {fmt!r}; use 'graphml', 'gexf' or 'json' (or that file extension)")
-    return save_text(path, text + "\n", kind=GRAPH_KIND, overwrite=overwrite)
+    return save_text(path, text + "\n", kind=kind, overwrite=overwrite)
 
 
 def _graph_id(x: Any, source: str):
@@ -98,7 +103,9 @@ def load_graph_json(path: str | os.PathLike):
 
     source = os.fspath(path)
     data = read_json(path, "co-activation graph")
-    check_format(data, GRAPH_KIND, SCHEMA_VERSION, source, header=data.get("graph") if isinstance(data, dict) else None,
+    head = data.get("graph") if isinstance(data, dict) else None
+    kind = COMPONENT_GRAPH_KIND if isinstance(head, dict) and head.get("kind") == COMPONENT_GRAPH_KIND else GRAPH_KIND
+    check_format(data, kind, SCHEMA_VERSION, source, header=head,
                  hint=" (node-link JSON written by write_graph)")
     nodes, edges = data.get("nodes"), data.get("edges")
     if not isinstance(nodes, list) or not isinstance(edges, list) or not all(isinstance(n, dict) for n in nodes) \

@@ -1,6 +1,7 @@
-"""Metrics of a co-activation graph as pandas DataFrames (:class:`GraphMetrics`): per layer (degrees, strengths,
-density to the next layer), per node (centralities, betweenness on distance 1 / weight, PageRank, clustering), for
-the whole graph, per category and per pair of categories (edge-set Jaccard, weight correlations)."""
+"""Metrics of a co-activation graph or a component graph as pandas DataFrames (:class:`GraphMetrics`): per layer
+(degrees, strengths, density to the next layer), per node (centralities, betweenness on distance 1 / weight,
+PageRank, clustering), for the whole graph, per category and per pair of categories (edge-set Jaccard, weight
+correlations), LLM-MRI's metrics among them (from ``layer_metrics``), on all edges or on one category's."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ._graph_base import _edge_arrays, _node_arrays
+from ._graph_base import _graph_categories, _node_arrays
 from ._stats import _pair_stats
+from .layer_metrics import layer_degree_stats, llm_mri_summary, positive_edges, projections
 
 __all__ = ["GraphMetrics", "graph_metrics"]
 
@@ -48,6 +50,9 @@ class GraphMetrics:
         One row per category: active regions, edges carrying its documents, their total weight, enriched counts.
     category_pairs : DataFrame
         One row per pair of categories: edge-set Jaccard and Pearson/Spearman weight correlation on the union.
+    projections : DataFrame
+        Rows ``"even"`` and ``"odd"``: LLM-MRI's metrics of the even- and odd-layer projections (nodes, edges,
+        degree / strength mean and variance, average clustering, assortativity, density, average shortest path).
     """
 
     layers: Any
@@ -55,6 +60,7 @@ class GraphMetrics:
     summary: Any
     categories: Any = None
     category_pairs: Any = None
+    projections: Any = None
     _extra: dict = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
@@ -63,29 +69,69 @@ class GraphMetrics:
 
     def _repr_html_(self) -> str:
         parts = []
-        for name in ("summary", "layers", "categories", "category_pairs"):
+        for name in ("summary", "layers", "projections", "categories", "category_pairs"):
             df = getattr(self, name)
             if df is not None and len(df):
                 parts.append(f"<h4>{name}</h4>" + df.to_html(float_format=lambda v: f"{v:.4g}"))
         return "".join(parts)
 
 
-def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -> GraphMetrics:
-    """Per-layer, per-node, graph-level and per-category metrics of a co-activation graph.
+def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0,
+                  category: str | None = None) -> GraphMetrics:
+    """Per-layer, per-node, graph-level and per-category metrics of a co-activation graph or a component graph.
 
     Nothing here assumes an undirected or single-layer graph: clustering is taken on ``g.to_undirected()`` (zero by
     construction when every edge joins consecutive layers: such a graph has no triangles, so it is not recomputed),
-    betweenness on the distance 1 / weight, PageRank and strengths weighted by ``weight``; no assortativity.
+    betweenness on the distance 1 / weight, PageRank and strengths weighted by ``weight``.
+
+    LLM-MRI's metrics (its ``Metrics`` class) are included under these names. Degrees and strengths are in + out on
+    the directed graph, taken over the nodes that have at least one edge (its graphs hold no other node); variances
+    have ddof 1, skewness is bias-corrected and kurtosis is the bias-corrected excess kurtosis (pandas' conventions).
+    They count only edges of weight > 0 (a component graph's edge that passes for one category only has weight 0).
+
+    =========================================  =================================================================
+    LLM-MRI                                    here
+    =========================================  =================================================================
+    ``get_degree_by_layer()`` mean, var        ``layers``: ``degree_mean``, ``degree_var`` (also
+                                               ``strength_mean``, ``strength_var``)
+    ``mean_degree`` ... ``kurt_degree``        ``summary``: ``degree_mean``, ``degree_var``, ``degree_skew``,
+                                               ``degree_kurtosis``
+    ``mean_strength`` ... ``kurt_strength``    ``summary``: ``strength_mean``, ``strength_var``,
+                                               ``strength_skew``, ``strength_kurtosis``
+    ``assortativity``                          ``summary``: ``assortativity_weighted`` (networkx's
+                                               ``degree_assortativity_coefficient(g, weight="weight")``)
+    ``density``                                ``summary``: ``density_non_isolated`` (``density`` counts every
+                                               node, isolated regions included)
+    ``center_of_mass``                         ``summary``: ``center_of_mass``
+    ``center_of_strength``                     ``summary``: ``center_of_strength``
+    ``get_projection_metrics_even()`` /        ``projections`` rows ``"even"`` / ``"odd"`` (``mean_degree`` ->
+    ``_odd()``                                 ``degree_mean`` and so on; ``average_clustering``,
+                                               ``assortativity``, ``density``, ``average_shortest_path``)
+    ``Metrics`` of one category's graph        ``graph_metrics(g, category=c)``
+    =========================================  =================================================================
+
+    Centres: layer position ``i`` is the index of the node's layer in ``g.graph["layers"]`` (``n`` of them), centred
+    on the middle position ``(n - 1) / 2``. Centre of mass = the mean of ``i - (n - 1) / 2`` over the nodes; centre
+    of strength = sum over positions of the std of the strengths there times ``i - (n - 1) / 2`` (positions with
+    fewer than two nodes add nothing). The reference centres on ``n / 2`` instead (its layer index is the hidden-state
+    index ``0 .. n - 1``): on a graph of every hidden state its centre of mass is ours minus 1/2 and its centre of
+    strength ours minus half the sum of the per-layer stds. (Its loop also visits an index past the last layer, whose
+    empty std is NaN, so the centre of strength it returns is NaN.) Projections: see ``layer_metrics.projections``;
+    they are taken on the undirected graph (the reference's fail on its directed graphs).
 
     Parameters
     ----------
     g : networkx.DiGraph
-        A graph from :func:`coactivation_graph`.
+        A graph from :func:`coactivation_graph` or ``component_graph``: node attribute ``layer``,
+        ``g.graph["layers"]``, edge attribute ``weight`` (>= 0) and ``weight_<category>`` per category.
     betweenness_sources : int or None
         Number of sampled source nodes for betweenness (``networkx.betweenness_centrality(k=...)``); None: exact
         when nodes x edges <= 2e6, else sampled with ``int(2e6 / edges)`` sources (recorded in ``summary``).
     seed : int
         Seed of the source sampling.
+    category : str or None
+        Compute everything on that category's graph: the same nodes (``docs`` = ``docs_<category>``), the edges
+        with ``weight_<category>`` > 0, weighted by it (no per-category tables then). None: every edge.
 
     Returns
     -------
@@ -93,13 +139,33 @@ def graph_metrics(g, *, betweenness_sources: int | None = None, seed: int = 0) -
     """
     import pandas as pd
 
+    if category is not None:
+        g = _category_graph(g, category)
     cats = list(g.graph.get("categories", []))
     node_df, clus, k = _node_table(g, cats, betweenness_sources, seed)
-    layer_df = _layer_table(g, node_df)
-    summary_df = pd.DataFrame({"value": pd.Series(_summary(g, node_df, clus, k), dtype=object)})
+    positive = positive_edges(g)
+    layer_df = _layer_table(g, node_df, positive)
+    summary = {**_summary(g, node_df, clus, k), **llm_mri_summary(positive)}
+    summary_df = pd.DataFrame({"value": pd.Series(summary, dtype=object)})
     cat_df, pair_df = _category_tables(g, cats) if cats else (None, None)
     return GraphMetrics(layers=layer_df, nodes=node_df, summary=summary_df, categories=cat_df,
-                        category_pairs=pair_df)
+                        category_pairs=pair_df, projections=projections(positive))
+
+
+def _category_graph(g, category: str):
+    """One category's graph: every node (``docs`` replaced by ``docs_<category>``), the edges its documents use
+    (``weight_<category>`` > 0) with that weight as ``weight``; ``graph["categories"]`` empty."""
+    import networkx as nx
+
+    (c,) = _graph_categories(g, category)
+    h = nx.DiGraph() if g.is_directed() else nx.Graph()
+    h.graph.update(g.graph)
+    h.graph.update({"categories": [], "category": c,
+                    "n_docs": g.graph.get("category_sizes", {}).get(c)})
+    h.add_nodes_from((u, {**d, "docs": d.get(f"docs_{c}", 0)}) for u, d in g.nodes(data=True))
+    key = f"weight_{c}"
+    h.add_edges_from((u, v, {"weight": d[key]}) for u, v, d in g.edges(data=True) if d.get(key, 0) > 0)
+    return h
 
 
 def _betweenness_sources(n: int, m: int, requested: int | None) -> int | None:
@@ -157,12 +223,14 @@ def _node_table(g, cats: list[str], betweenness_sources: int | None, seed: int):
     return pd.DataFrame(rows), clus, k
 
 
-def _layer_table(g, node_df):
+def _layer_table(g, node_df, positive):
     """One row per layer ``[n_layers rows]``: nodes, active nodes, edges to the next layer, their density and
-    degree / strength statistics."""
+    degree / strength statistics (``degree_*`` / ``strength_*``: in + out, over the nodes with an edge, on
+    ``positive``: ``g`` without its edges of weight 0)."""
     import pandas as pd
 
     layers = list(g.graph.get("layers") or sorted(node_df["layer"].unique()) if g.number_of_nodes() else [])
+    linked = layer_degree_stats(positive, layers)
     lrows = []
     for i, layer in enumerate(layers):
         sub = node_df[node_df["layer"] == layer]
@@ -178,6 +246,7 @@ def _layer_table(g, node_df):
             row[f"{col}_mean"] = float(v.mean()) if len(v) else float("nan")
             row[f"{col}_std"] = float(v.std()) if len(v) else float("nan")
             row[f"{col}_max"] = float(v.max()) if len(v) else float("nan")
+        row.update(linked[layer])
         lrows.append(row)
     return pd.DataFrame(lrows)
 
@@ -204,14 +273,16 @@ def _category_tables(g, cats: list[str]):
     """``(one row per category, one row per pair of categories)`` as DataFrames."""
     import pandas as pd
 
-    _, _, e_by = _edge_arrays(g, cats)
+    # Float: a component graph's per-category weights are correlations; a co-activation graph's are counts.
+    e_by = np.array([[d.get(f"weight_{c}", 0) for c in cats] for *_, d in g.edges(data=True)],
+                    dtype=np.float64).reshape(g.number_of_edges(), len(cats))
     _, _, n_by = _node_arrays(g, cats)
     alpha = g.graph.get("enrichment", {}).get("alpha")
     crow = []
     for j, c in enumerate(cats):
         row = {"category": c, "docs": g.graph.get("category_sizes", {}).get(c),
                "active_nodes": int((n_by[:, j] > 0).sum()), "edges": int((e_by[:, j] > 0).sum()),
-               "total_weight": int(e_by[:, j].sum())}
+               "total_weight": _number(e_by[:, j].sum())}
         if alpha is not None and c in g.graph["enrichment"].get("categories", []):
             row["enriched_nodes"] = sum(1 for u in g.nodes if g.nodes[u].get(f"q_{c}", 1.0) < alpha)
             row["enriched_edges"] = sum(1 for *_, d in g.edges(data=True) if d.get(f"q_{c}", 1.0) < alpha)
@@ -223,3 +294,8 @@ def _category_tables(g, cats: list[str]):
     pair_df = pd.DataFrame(prow, columns=["a", "b", "edges_a", "edges_b", "edges_union", "jaccard", "pearson",
                                           "spearman"])
     return pd.DataFrame(crow), pair_df
+
+
+def _number(x: float) -> int | float:
+    """``x`` as an int when it is whole (summed counts), else as a float (summed correlations)."""
+    return int(x) if float(x).is_integer() else float(x)

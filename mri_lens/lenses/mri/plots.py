@@ -1,7 +1,9 @@
 """The region maps' plotly figures: a layer's region images per category with the log-odds panel
 (:func:`region_images`), the map's points over the grid (:func:`scatter`) and all layers side by side
-(:func:`small_multiples`). Each takes a fitted :class:`~mri_lens.lenses.mri.regions.RegionMaps` and reads it
-through its accessors; ``maps.figure(layer)``, ``maps.scatter(layer)`` and ``maps.small_multiples()`` call these."""
+(:func:`small_multiples`); for maps of any number of components, the explained variance and each layer's points
+on components 1 and 2 (:func:`component_figure`). Each takes a fitted
+:class:`~mri_lens.lenses.mri.regions.RegionMaps` and reads it through its accessors; ``maps.figure(layer)``,
+``maps.scatter(layer)``, ``maps.small_multiples()`` and ``maps.component_figure()`` call these."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from ...errors import ScanError
 
-__all__ = ["region_images", "scatter", "small_multiples"]
+__all__ = ["component_figure", "region_images", "scatter", "small_multiples"]
 
 
 def _pair(maps, categories: Sequence[str] | None) -> list[str]:
@@ -70,7 +72,7 @@ def scatter(maps, layer: int, a: str | None = None, b: str | None = None):
     """The body of :meth:`RegionMaps.scatter <mri_lens.lenses.mri.regions.RegionMaps.scatter>` (see there)."""
     import plotly.graph_objects as go
 
-    li = maps.layer_index(layer)
+    li = maps._grid_layer(layer)
     c = maps.coords_[li]
     cells = maps.cell_[li]
     fig = go.Figure()
@@ -117,7 +119,7 @@ def scatter(maps, layer: int, a: str | None = None, b: str | None = None):
     for y in ye:
         fig.add_shape(type="line", x0=xe[0], x1=xe[-1], y0=y, y1=y, line=dict(color="#bbb", width=1))
     fig.update_layout(title=f"Layer {layer}: {html.escape(title)}", height=520, width=600,
-                      xaxis_title="UMAP 1", yaxis_title="UMAP 2")
+                      xaxis_title=_axis_name(maps, 0), yaxis_title=_axis_name(maps, 1))
     return fig
 
 
@@ -156,3 +158,57 @@ def small_multiples(maps, categories: Sequence[str] | None = None, *, value: str
     fig.update_layout(height=170 * len(rows) + 90, width=max(500, 170 * L),
                       title=f"All layers: {'log-odds' if value == 'log-odds' else 'fraction active'} per region")
     return fig
+
+
+def _axis_name(maps, k: int) -> str:
+    return f"{'UMAP' if maps.reducer == 'umap' else 'PC' if maps.reducer == 'pca' else 'SV'} {k + 1}"
+
+
+def _point_groups(maps) -> list[tuple[str, np.ndarray]]:
+    """The groups of points drawn in their own colour: documents by category, neurons all together."""
+    if maps.mode == "documents":
+        return maps._category_masks(None)
+    return [("neurons", np.ones(maps.coords_.shape[1], bool))]
+
+
+def component_figure(maps, layers: Sequence[int] | None = None):
+    """The body of :meth:`RegionMaps.component_figure <mri_lens.lenses.mri.regions.RegionMaps.component_figure>`
+    (see there)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    maps._check_fitted()
+    layers = maps.layers if layers is None else [int(l) for l in layers]
+    idx = [maps.layer_index(l) for l in layers]
+    L, k = len(layers), maps.n_components
+    evr = maps.explained_variance_ratio_
+    top = evr is not None
+    specs = ([[{"colspan": L}] + [None] * (L - 1)] if top else []) + [[{} for _ in range(L)]]
+    fig = make_subplots(rows=len(specs), cols=L, specs=specs, horizontal_spacing=min(0.04, 0.5 / L),
+                        vertical_spacing=0.15, subplot_titles=(["explained variance ratio"] if top else [])
+                        + [f"L{l}" for l in layers])
+    if top:
+        for j in range(min(k, 10)):  # the first ten components: more lines are unreadable
+            fig.add_trace(go.Scatter(x=layers, y=evr[idx, j], mode="lines+markers", name=f"{_axis_name(maps, j)}",
+                                     legendgroup="evr", hovertemplate="layer %{x}<br>%{y:.3f}<extra>"
+                                     + _axis_name(maps, j) + "</extra>"), 1, 1)
+        fig.update_xaxes(title_text="layer", row=1, col=1)
+    row = 1 + top
+    for g, (name, m) in enumerate(_point_groups(maps)):
+        pts = np.flatnonzero(m)
+        for j, li in enumerate(idx):
+            c = maps.coords_[li]
+            y = c[pts, 1] if k > 1 else pts  # one component: drawn against the point's id
+            fig.add_trace(go.Scattergl(x=c[pts, 0], y=y, mode="markers", name=html.escape(name), legendgroup=name,
+                                       showlegend=j == 0 and maps.mode == "documents",
+                                       marker=dict(size=4, color=_COLOURS[g % len(_COLOURS)]),
+                                       customdata=pts, hovertemplate="point %{customdata}<extra>"
+                                       + html.escape(name) + "</extra>"), row, j + 1)
+    fig.update_xaxes(title_text=_axis_name(maps, 0), row=row)
+    fig.update_yaxes(title_text=_axis_name(maps, 1) if k > 1 else "point", row=row, col=1)
+    fig.update_layout(height=300 * row + 60, width=max(500, 220 * L),
+                      title=f"{maps.reducer.upper()} reduction, {k} components ({maps.mode} mode)")
+    return fig
+
+
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")

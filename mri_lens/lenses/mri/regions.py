@@ -1,4 +1,5 @@
-"""MRI region maps: per layer, a 2-D UMAP map cut into an n x n grid of regions (after the LLM-MRI paper).
+"""MRI region maps: per layer, a 2-D map (UMAP, PCA or SVD) cut into an n x n grid of regions (after the LLM-MRI
+paper), or an N-D reduction without a grid.
 
 Two modes, one object (:class:`RegionMaps`):
 
@@ -26,10 +27,19 @@ Grids (``binning``): ``"range"`` cuts each axis into equal-width bins over a rob
 quantiles (rows and columns hold about equally many points). Empty cells stay in the grid: region ids are always
 ``row * grid + col`` with ``0 <= row, col < grid`` (row = y bin, col = x bin).
 
-Alignment (``align=True``): each layer's map is centred, scaled to unit RMS radius and then rotated/reflected
-(weighted orthogonal Procrustes) onto the previous layer's map, so that a position, and so a region, means roughly
-the same thing from one layer to the next. In neurons mode the correspondences are each neuron's most correlated
-neuron in the previous layer (weighted by that correlation); in documents mode the documents themselves.
+Alignment (``align``; by default UMAP maps only): each UMAP map is centred and scaled to unit RMS radius; each
+layer's map is rotated/reflected (weighted orthogonal Procrustes) onto the previous layer's map, so that a
+position, and so a region, means roughly the same thing from one layer to the next. In neurons mode the
+correspondences are each neuron's most correlated neuron in the previous layer (weighted by that correlation); in
+documents mode the documents themselves.
+
+Reducers (``reducer``, ``n_components``, ``scaling``; fitted in :mod:`.reducers`): ``"umap"`` (default) places
+neighbours together, its axes mean nothing; ``"pca"`` and ``"svd"`` give component scores whose axes mean something
+(``components_``, ``explained_variance_ratio_``), so they are not aligned by default. Each reducer sees each neuron's
+pooled activations over documents z-scored (default), min-max scaled or raw; the region activations and the
+alignment's correspondences always use z-scores. With ``n_components == 2`` the map is cut into the grid; with any
+other number there is no grid (``has_grid`` is False): the components are read with :meth:`RegionMaps.coordinates`
+and joined across layers by ``ml.mri.component_graph(maps)``.
 
 Layers are fitted in parallel across processes (``n_jobs``); umap-learn is single-threaded once a seed is set.
 With the same scan and seed every map is identical; a different seed moves points and so region boundaries (see
@@ -49,8 +59,8 @@ import numpy as np
 from ...data.corpus import check_categories
 from ...errors import ScanError
 from . import maps_io, plots, summaries
-from .embedding import embed_layers
-from .geometry import _cells, _grid_edges, _normalise, _procrustes, standardise
+from .geometry import _cells, _grid_edges, _procrustes, standardise
+from .reducers import REDUCERS, SCALINGS, check_n_components, correspondence, reduce_layers, scale
 
 __all__ = ["RegionMaps"]
 
@@ -72,29 +82,39 @@ class _hybridmethod:
 
 
 class RegionMaps:
-    """Per-layer UMAP region maps of a :class:`~mri_lens.results.scan.Scan` (see the module docstring for the method).
+    """Per-layer region maps of a :class:`~mri_lens.results.scan.Scan` (see the module docstring for the method).
 
     Parameters
     ----------
     grid: n, the map is cut into ``n x n`` regions.
     mode: ``"neurons"`` (points are neurons) or ``"documents"`` (points are documents, LLM-MRI's semantics).
-    pooling: which pooled activation of the scan to use (``"mean"``, ``"max"``, ...).
+    pooling: which pooled activation of the scan to use (``"mean"``, ``"max"``, ``"first"``...).
+    reducer: ``"umap"``, ``"pca"`` or ``"svd"`` (scikit-learn; solvers and sign rule in :mod:`.reducers`).
+    n_components: dimensions of each layer's reduction; 2 gives the grid, any other number none.
+    scaling: ``"zscore"``, ``"minmax"`` or ``"none"``: each neuron's activations over documents before reduction.
     binning: ``"range"`` (equal width over a robust range) or ``"quantile"``.
     clip: percent of points clipped at each end of an axis for the robust range (``binning="range"``).
-    align: rotate each layer's map onto the previous one (weighted orthogonal Procrustes).
+    align: rotate each layer's map onto the previous one (weighted orthogonal Procrustes); ``None``: only UMAP maps
+        with 2 components. Needs ``n_components == 2``. Aligned PCA/SVD coordinates are rotated component scores
+        (``components_`` and ``explained_variance_ratio_`` stay those of the unrotated components).
     rule: ``"zscore"`` or ``"quantile"``: when a document activates a region (neurons mode).
     threshold: z-score (default 1.0) or quantile (default 0.9) of the rule.
     n_neighbors, min_dist, n_epochs: UMAP's parameters. Distances are Euclidean on z-scored features, which
         orders pairs of neurons exactly as their correlation over documents does; neighbours are exact.
         ``n_epochs=200`` is umap-learn's own choice for large datasets; its 500 for small ones (``None``) made the
         maps slower and changed the regions found enriched no more than a different seed does (bench/RESULTS.md).
-    seed: UMAP's ``random_state``; the same seed and scan give identical maps.
+    seed: the reducer's ``random_state``; the same seed and scan give identical maps.
     n_jobs: worker processes for the per-layer fits (-1: one per core, at most one per layer; 1: sequential).
 
     Attributes (after :meth:`fit`)
     ------------------------------
     layers_: model layer numbers mapped ``[n_layers]``.
-    coords_: map coordinates of every point ``[n_layers, n_points, 2]`` (aligned when ``align``).
+    coords_: map coordinates of every point, float32 ``[n_layers, n_points, n_components]`` (UMAP: centred, unit RMS
+        radius; PCA/SVD: the component scores; rotated when aligned).
+    components_: PCA/SVD loadings, float32 ``[n_layers, n_components, n_features]`` (n_features: documents in
+        neurons mode, neurons in documents mode); None for UMAP.
+    explained_variance_ratio_: float32 ``[n_layers, n_components]`` (PCA/SVD; None for UMAP).
+    The grid arrays below are None when ``n_components != 2``.
     cell_: region id of every point ``[n_layers, n_points]``.
     x_edges_, y_edges_: grid edges ``[n_layers, grid + 1]``.
     region_act_: region activation per document ``[n_layers, n_docs, n_regions]`` (neurons mode: mean z-score of
@@ -105,15 +125,20 @@ class RegionMaps:
     neuron_category_means_: mean z-score of each neuron per category ``[n_layers, n_categories, d_mlp]``
         (neurons mode, labelled scans; used for selectivity colours).
     labels_, label_names_: the scan's labels ``[n_docs]`` and their names (or None).
+    has_grid, aligned: whether the maps are cut into regions (2 components) and aligned (``align`` resolved).
     """
 
-    def __init__(self, grid: int = 10, *, mode: str = "neurons", pooling: str = "mean", binning: str = "range",
-                 clip: float = 1.0, align: bool = True, rule: str = "zscore", threshold: float | None = None,
+    def __init__(self, grid: int = 10, *, mode: str = "neurons", pooling: str = "mean", reducer: str = "umap",
+                 n_components: int = 2, scaling: str = "zscore", binning: str = "range", clip: float = 1.0,
+                 align: bool | None = None, rule: str = "zscore", threshold: float | None = None,
                  n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = 200, seed: int = 0,
                  n_jobs: int = -1):
         self.grid = grid
         self.mode = mode
         self.pooling = pooling
+        self.reducer = reducer
+        self.n_components = n_components
+        self.scaling = scaling
         self.binning = binning
         self.clip = clip
         self.align = align
@@ -148,6 +173,29 @@ class RegionMaps:
             raise ValueError(f"a quantile threshold must be in (0, 1), got {self.threshold!r}")
         if self.n_neighbors < 2:
             raise ValueError(f"n_neighbors must be >= 2, got {self.n_neighbors!r}")
+        if self.reducer not in REDUCERS:
+            raise ValueError(f"reducer must be one of {', '.join(map(repr, REDUCERS))}, got {self.reducer!r}")
+        k = self.n_components
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"n_components must be an integer >= 1, got {k!r}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {', '.join(map(repr, SCALINGS))}, got {self.scaling!r}")
+        if self.align not in (None, True, False) or (self.align and k != 2):
+            raise ValueError(f"align must be None, True or False, and True only with n_components=2; got "
+                             f"align={self.align!r} with n_components={k!r}")
+
+    @property
+    def has_grid(self) -> bool:
+        """Whether the maps are cut into a grid of regions (``n_components == 2``)."""
+        return self.n_components == 2
+
+    @property
+    def aligned(self) -> bool:
+        """Whether each layer's map is aligned onto the previous one: ``align`` resolved (``None``: UMAP maps with
+        2 components only)."""
+        if self.align is None:
+            return self.reducer == "umap" and self.n_components == 2
+        return bool(self.align)
 
     @property
     def threshold_(self) -> float:
@@ -176,11 +224,13 @@ class RegionMaps:
             raise ScanError(f"region maps need at least 4 documents, the scan has {n_docs}")
         if n_points < 4:
             raise ScanError(f"region maps need at least 4 points per layer, got {n_points}")
-        def z_of(l: int) -> np.ndarray:  # one layer's pooled activations, read from the scan, standardised
-            x = scan.pooled(self.pooling, layer=l)  # [n_docs, d_mlp]
+        check_n_components(self.n_components, self.reducer, n_points, n_docs if self.mode == "neurons" else d)
+
+        def read(l: int) -> np.ndarray:  # one layer's pooled activations, read from the scan [n_docs, d_mlp]
+            x = scan.pooled(self.pooling, layer=l)
             if not np.isfinite(x).all():
                 raise ScanError("the scan's pooled activations contain NaN or inf")
-            return standardise(x)
+            return x
 
         self.layers_ = layers
         self.labels_ = None if scan.labels is None else np.asarray(scan.labels, dtype=np.int64)
@@ -189,40 +239,52 @@ class RegionMaps:
         self.d_mlp_ = d
         self.scan_meta_ = {k: scan.meta.get(k) for k in ("model_id", "architecture", "hook_template", "prepend_bos")}
 
-        # Layers are read one at a time, twice (to embed, then to align and activate), so memory holds a few
-        # layers' z-scores, never all of them: a scan larger than memory maps as well as a small one.
-        points = ((z.T if self.mode == "neurons" else z) for z in map(z_of, layers))
-        coords = embed_layers(points, self.n_neighbors, self.min_dist, self.n_epochs, self.seed, n_jobs=self.n_jobs,
-                              progress=progress, n_layers=len(layers))
-        coords = [_normalise(c.astype(np.float64)) for c in coords]
-        self._place(coords, map(z_of, layers), n_points)
+        # Layers are read one at a time, twice (to reduce, then to align and activate), so memory holds a few
+        # layers' features, never all of them: a scan larger than memory maps as well as a small one.
+        features = (scale(read(l), self.scaling) for l in layers)
+        coords, comps, evr = reduce_layers(
+            (f.T if self.mode == "neurons" else f for f in features), reducer=self.reducer,
+            n_components=self.n_components, seed=self.seed, umap_args=(self.n_neighbors, self.min_dist, self.n_epochs),
+            n_jobs=self.n_jobs, progress=progress, n_layers=len(layers))
+        self.components_ = None if comps is None else np.stack(comps)
+        self.explained_variance_ratio_ = None if evr is None else np.stack(evr)
+        self._place(coords, (standardise(read(l)) for l in layers), n_points)
         return self
 
-    def _place(self, coords: list[np.ndarray], zs, n_points: int) -> None:
-        """Align each layer's map ``coords[i]`` ``[n_points, 2]`` onto the previous one, cut it into the grid and
-        activate its regions; ``zs`` yields each layer's z-scores ``[n_docs, d_mlp]`` in order. Sets every fitted
-        array."""
-        g, R = self.grid, self.grid * self.grid
-        L, n_docs, d = len(self.layers_), self.n_docs_, self.d_mlp_
+    def _alloc_grid(self, n_points: int) -> None:
+        """The grid arrays, zeroed (None without a grid)."""
+        g, R, L, n_docs = self.grid, self.grid * self.grid, len(self.layers_), self.n_docs_
+        if not self.has_grid:
+            self.cell_ = self.x_edges_ = self.y_edges_ = self.region_act_ = self.thresholds_ = self.activated_ = None
+            return
         self.cell_ = np.zeros((L, n_points), np.int32)
         self.x_edges_ = np.zeros((L, g + 1))
         self.y_edges_ = np.zeros((L, g + 1))
         self.region_act_ = np.zeros((L, n_docs, R), np.float32)
         self.thresholds_ = np.full((L, R), np.inf)
         self.activated_ = np.zeros((L, n_docs, R), bool)
+
+    def _place(self, coords: list[np.ndarray], zs, n_points: int) -> None:
+        """Align each layer's map ``coords[i]`` ``[n_points, n_components]`` onto the previous one, cut it into the
+        grid and activate its regions (with a grid); ``zs`` yields each layer's z-scores ``[n_docs, d_mlp]`` in
+        order, read only when needed. Sets every fitted array but the reducer's."""
+        g, L, d = self.grid, len(self.layers_), self.d_mlp_
+        self._alloc_grid(n_points)
         with_means = self.mode == "neurons" and self.labels_ is not None
         k = len(self.label_names_) if with_means else 0
         means = np.zeros((L, k, d), np.float32) if with_means else None
         z_prev = None
-        for i, z in enumerate(zs):
-            if self.align and i > 0:
+        for i in range(L):
+            z = next(zs) if self.has_grid or with_means else None
+            if self.aligned and i > 0:
                 src, w = self._correspondence(z, z_prev)
                 coords[i] = coords[i] @ _procrustes(coords[i], coords[i - 1][src], w)
-            c = coords[i].astype(np.float32)
-            xe, ye = _grid_edges(c, g, self.binning, self.clip)
-            self.x_edges_[i], self.y_edges_[i] = xe, ye
-            self.cell_[i] = _cells(c, xe, ye, g)
-            self._activate(i, z)
+            if self.has_grid:
+                c = coords[i].astype(np.float32)
+                xe, ye = _grid_edges(c, g, self.binning, self.clip)
+                self.x_edges_[i], self.y_edges_[i] = xe, ye
+                self.cell_[i] = _cells(c, xe, ye, g)
+                self._activate(i, z)
             for cat in range(k):
                 sel = self.labels_ == cat
                 if sel.any():
@@ -232,16 +294,8 @@ class RegionMaps:
         self.neuron_category_means_ = means
 
     def _correspondence(self, z_cur: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each point of this layer: the matching point of the previous layer and a weight ``[n_points]``."""
-        if self.mode == "documents":
-            n = z_cur.shape[0]
-            return np.arange(n), np.ones(n)
-        corr = (z_cur.T.astype(np.float64) @ z_prev.astype(np.float64)) / z_cur.shape[0]  # [d_cur, d_prev]
-        src = corr.argmax(1)
-        w = np.clip(corr[np.arange(len(src)), src], 0, None)
-        if w.sum() == 0:
-            w = np.ones_like(w)
-        return src, w
+        """The alignment's matching points and weights (:func:`.reducers.correspondence`)."""
+        return correspondence(z_cur, z_prev, self.mode)
 
     def _activate(self, i: int, z: np.ndarray) -> None:
         """Region activations, thresholds and the activated matrix of layer position ``i``."""
@@ -305,19 +359,32 @@ class RegionMaps:
         except ValueError:
             raise ScanError(f"layer {layer} was not mapped; these maps have layers {self.layers_}") from None
 
+    def coordinates(self, layer: int) -> np.ndarray:
+        """Every point's coordinates in model layer ``layer``'s reduction: float32 ``[n_points, n_components]``."""
+        return self.coords_[self.layer_index(layer)]
+
+    def _grid_layer(self, layer: int) -> int:
+        """The position of model layer ``layer`` among the mapped ones, for an accessor that needs the grid."""
+        li = self.layer_index(layer)
+        if not self.has_grid:
+            raise ValueError(f"these maps have {self.n_components} components, not 2, so no grid of regions: join "
+                             "their components across layers with ml.mri.component_graph(maps); read them with "
+                             "maps.coordinates(layer), draw them with maps.component_figure()")
+        return li
+
     def activated(self, layer: int) -> np.ndarray:
         """Which documents activate which regions of model layer ``layer``: bool ``[n_docs, n_regions]``."""
-        li = self.layer_index(layer)
+        li = self._grid_layer(layer)
         return self.activated_[li]
 
     def region_activation(self, layer: int) -> np.ndarray:
         """Region activation per document of model layer ``layer``: float32 ``[n_docs, n_regions]``."""
-        li = self.layer_index(layer)
+        li = self._grid_layer(layer)
         return self.region_act_[li]
 
     def region_neurons(self, layer: int, region: int) -> np.ndarray:
         """Neuron ids in ``region`` of model layer ``layer`` (empty in documents mode) ``[n]``."""
-        li = self.layer_index(layer)
+        li = self._grid_layer(layer)
         self._check_region(region)
         if self.mode != "neurons":
             return np.zeros(0, np.int64)
@@ -325,7 +392,7 @@ class RegionMaps:
 
     def region_documents(self, layer: int, region: int) -> np.ndarray:
         """Documents that activate ``region`` of model layer ``layer``, strongest first ``[n]``."""
-        li = self.layer_index(layer)
+        li = self._grid_layer(layer)
         self._check_region(region)
         docs = np.flatnonzero(self.activated_[li, :, region])
         return docs[np.argsort(-self.region_act_[li, docs, region], kind="stable")]
@@ -336,7 +403,7 @@ class RegionMaps:
 
     def region_sizes(self, layer: int) -> np.ndarray:
         """Points (neurons or documents) in each region ``[n_regions]``."""
-        li = self.layer_index(layer)
+        li = self._grid_layer(layer)
         return np.bincount(self.cell_[li], minlength=self.n_regions)
 
     def _category_masks(self, categories: Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
@@ -394,13 +461,21 @@ class RegionMaps:
         one row per category (fraction of its documents activating each region). Returns a plotly Figure."""
         return plots.small_multiples(self, categories, value=value)
 
+    def component_figure(self, layers: Sequence[int] | None = None):
+        """Maps of any number of components (N-D maps' figure): for PCA/SVD, the explained variance ratio of each
+        component across layers; for every reducer, each layer's points on components 1 and 2 (documents coloured
+        by category). ``layers``: model layer numbers (default all). Returns a plotly Figure."""
+        return plots.component_figure(self, layers)
+
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
+        head = (f"grid={self.grid}, " if self.has_grid else "") + \
+            f"mode={self.mode!r}, reducer={self.reducer!r}, n_components={self.n_components}"
         if not hasattr(self, "coords_"):
-            return f"RegionMaps(grid={self.grid}, mode={self.mode!r}, not fitted)"
+            return f"RegionMaps({head}, not fitted)"
         rule = f"{self.rule} {self.threshold_:g}" if self.mode == "neurons" else "own cell"
-        return (f"RegionMaps(grid={self.grid}, mode={self.mode!r}, layers={self.layers_}, n_docs={self.n_docs_}, "
-                f"points/layer={self.coords_.shape[1]}, rule={rule}, seed={self.seed})")
+        return (f"RegionMaps({head}, layers={self.layers_}, n_docs={self.n_docs_}, points/layer="
+                f"{self.coords_.shape[1]}" + (f", rule={rule}" if self.has_grid else "") + f", seed={self.seed})")
 
     def _repr_html_(self) -> str:
         return summaries.maps_html(self)

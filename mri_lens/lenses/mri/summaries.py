@@ -1,8 +1,8 @@
 """Summaries of fitted region maps (:class:`~mri_lens.lenses.mri.regions.RegionMaps`): per-category region images
 (fraction of a category's documents activating each region, mean region activation, log odds between two
-categories), the regions and document-regions tables (pandas), and the notebook display. Each function takes the
-fitted maps as its first argument and reads them through their accessors; the estimator's methods of the same
-names call these.
+categories), the regions and document-regions tables (pandas), and the notebook display (for maps without a grid:
+the explained variance, or the spread, of each layer's components). Each function takes the fitted maps as its
+first argument and reads them through their accessors; the estimator's methods of the same names call these.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def maps_html(maps) -> str:
     region, fraction of (document, region) pairs active, regions per document)."""
     if not hasattr(maps, "coords_"):
         return html.escape(repr(maps))
+    if not maps.has_grid:
+        return _components_html(maps)
     rows = []
     for i, l in enumerate(maps.layers_):
         sizes = np.bincount(maps.cell_[i], minlength=maps.n_regions)
@@ -107,3 +109,20 @@ def maps_html(maps) -> str:
     return (f"<div><b>{html.escape(repr(maps))}</b><table><tr><th>layer</th><th>non-empty regions</th>"
             f"<th>largest region</th><th>fraction (doc, region) active</th><th>regions per doc</th></tr>"
             f"{''.join(rows)}</table><i>maps.figure(layer), maps.scatter(layer), maps.small_multiples()</i></div>")
+
+
+def _components_html(maps) -> str:
+    """The notebook display of maps without a grid: per layer, the explained variance ratio of the first
+    components and their sum (PCA/SVD), or the spread of each coordinate (UMAP)."""
+    k = min(maps.n_components, 5)
+    linear = maps.explained_variance_ratio_ is not None
+    rows = []
+    for i, l in enumerate(maps.layers_):
+        v = maps.explained_variance_ratio_[i] if linear else maps.coords_[i].std(0)
+        cells = "".join(f"<td>{x:.3f}</td>" for x in v[:k])
+        total = f"<td>{float(v.sum()):.3f}</td>" if linear else ""
+        rows.append(f"<tr><td>{l}</td>{cells}{total}</tr>")
+    what = "explained variance ratio" if linear else "standard deviation"
+    head = "".join(f"<th>{what} {j + 1}</th>" for j in range(k)) + ("<th>total</th>" if linear else "")
+    return (f"<div><b>{html.escape(repr(maps))}</b><table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table>"
+            "<i>maps.coordinates(layer), maps.component_figure(), ml.mri.component_graph(maps)</i></div>")
