@@ -8,6 +8,8 @@ implement :class:`CaptureBackend`.
 
 from __future__ import annotations
 
+import contextlib
+
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
@@ -28,6 +30,25 @@ def _gelu_tanh(x):
     import torch
 
     return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+def _fusable(model: Any) -> list:
+    """transformers' ``NewGELUActivation`` modules of ``model`` whose forward can be swapped (one already wrapped,
+    e.g. by accelerate, keeps its own)."""
+    return [m for m in model.modules() if type(m).__name__ == "NewGELUActivation" and "forward" not in m.__dict__]
+
+
+@contextlib.contextmanager
+def _fused_gelu(modules: list):
+    """Run ``modules`` (see :func:`_fusable`) as torch's fused tanh GELU inside the block, restored in ``finally``:
+    an instance attribute shadows the class's forward until it is deleted again."""
+    try:
+        for m in modules:
+            m.forward = _gelu_tanh
+        yield
+    finally:
+        for m in modules:
+            m.__dict__.pop("forward", None)
 
 
 class _StopForward(Exception):
@@ -97,9 +118,22 @@ class TransformerLensBackend(CaptureBackend):
 
     Each hook checks that its activations are ``d_mlp`` wide: on a mixture-of-experts model (a TL bridge's
     ``mlp.hook_post`` there is the block output, ``d_model`` wide) it raises :class:`ModelAdapterError`.
+
+    ``fused_activations=True``: a TL bridge over a GPT-2-style model runs transformers' ``gelu_new`` modules as
+    torch's fused tanh GELU during each forward, as the Hugging Face backend does by default (same formula, float32
+    rounding apart; a ``HookedTransformer`` has no such modules and is unchanged). Off by default, so a scan reads
+    exactly the model's own activations; N2G's many short forwards turn it on.
     """
 
     name = "transformer_lens"
+
+    def __init__(self, adapter: ModelAdapter, units: UnitSet | None = None, fused_activations: bool = False):
+        super().__init__(adapter, units)
+        self._fused = _fusable(adapter.model) if fused_activations else []
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **({"fused_activations": ["gelu_new -> gelu(approximate='tanh')"]}
+                                      if self._fused else {})}
 
     def forward(self, tokens, attention_mask, layers: Sequence[int], consume=None) -> dict[int, Any]:
         import torch
@@ -123,7 +157,7 @@ class TransformerLensBackend(CaptureBackend):
 
         fwd_hooks = [(self.units.hook_name(self.adapter, l), make_hook(l)) for l in layers]
         model = self.adapter.model
-        with torch.inference_mode():
+        with torch.inference_mode(), _fused_gelu(self._fused):
             try:
                 model.run_with_hooks(tokens, return_type=None, fwd_hooks=fwd_hooks,
                                      **{self.adapter.mask_kwarg: attention_mask})
@@ -184,10 +218,8 @@ class HuggingFaceBackend(CaptureBackend):
         self.arch = adapter.model.arch
         self._run = adapter.model.text_model  # base_model, or a multimodal model's language model
         self.fused_activations = bool(fused_activations)
-        # the modules swapped during each forward (found once: the backend's model never changes); a module whose
-        # forward is already an instance attribute (wrapped, e.g. by accelerate) keeps it
-        self._fused = [m for m in self._run.modules() if type(m).__name__ == "NewGELUActivation"
-                       and "forward" not in m.__dict__] if self.fused_activations else []
+        # the modules swapped during each forward (found once: the backend's model never changes)
+        self._fused = _fusable(self._run) if self.fused_activations else []
         try:
             self._position_ids = "position_ids" in inspect.signature(self._run.forward).parameters
         except (TypeError, ValueError):
@@ -226,13 +258,10 @@ class HuggingFaceBackend(CaptureBackend):
                 raise ModelAdapterError(f"the {type(self._run).__name__} takes no position_ids, so left padding "
                                         "would shift its positions; scan it with padding_side='right'")
         handles = []
-        fused = self._fused
         try:
-            for m in fused:  # an instance attribute shadows the class's forward until it is deleted again
-                m.forward = _gelu_tanh
             for l in layers:
                 handles.append(_hf_hook(*sites[l], take(l)))
-            with torch.inference_mode():
+            with torch.inference_mode(), _fused_gelu(self._fused):
                 try:
                     self._run(**kwargs)
                 except _StopForward:
@@ -240,8 +269,6 @@ class HuggingFaceBackend(CaptureBackend):
         finally:
             for h in handles:
                 h.remove()
-            for m in fused:
-                m.__dict__.pop("forward", None)
         missing = [l for l in layers if l not in seen]
         if missing:
             raise ModelAdapterError(f"hooks for layers {missing} never fired "
@@ -291,7 +318,7 @@ _BACKENDS = {"transformer_lens": TransformerLensBackend, "tl": TransformerLensBa
 
 
 def get_backend(adapter: ModelAdapter, backend: str | CaptureBackend | None = None,
-                units: UnitSet | None = None) -> CaptureBackend:
+                units: UnitSet | None = None, fused_activations: bool | None = None) -> CaptureBackend:
     """Resolve a backend name or pass an instance through.
 
     Default: ``"hf"`` for a plain Hugging Face model (:class:`~mri_lens.HFModel`), ``"transformer_lens"`` for a
@@ -308,7 +335,8 @@ def get_backend(adapter: ModelAdapter, backend: str | CaptureBackend | None = No
     if name != "hf" and getattr(adapter, "is_hf", False):
         raise ModelAdapterError(f"the {name!r} capture backend needs a TransformerLens model; this is a plain "
                                 "Hugging Face model (use backend='hf')")
-    return _BACKENDS[name](adapter, units=units)
+    kw = {} if fused_activations is None else {"fused_activations": bool(fused_activations)}
+    return _BACKENDS[name](adapter, units=units, **kw)
 
 
 def token_activations(model: Any, token_ids: Sequence[Sequence[int]], layers: Sequence[int] | None = None, *,

@@ -553,3 +553,32 @@ def test_unknown_architecture_and_wrong_backend(tiny, tiny_hf):
     assert get_backend(ModelAdapter(tiny)).name == "transformer_lens"  # TL default unchanged
     with pytest.raises(ValueError, match="backend"):
         ml.load_model(ml.models.tiny_lm_dir(), backend="nope")
+
+
+def test_tl_backend_fuses_gelu_only_when_asked(tiny, code_prose):
+    """N2G's forwards on a TL bridge run gelu_new fused (``fused_activations=True``); scans keep the model's own."""
+    from mri_lens.model.capture import TransformerLensBackend, get_backend
+
+    adapter = ModelAdapter(tiny)
+    fused, own = get_backend(adapter, fused_activations=True), get_backend(adapter)
+    gelus = [m for m in tiny.modules() if type(m).__name__ == "NewGELUActivation"]
+    if tl_major_version() < 3:  # a HookedTransformer computes gelu_new itself: nothing to swap
+        assert not gelus and not fused._fused
+        return
+    assert isinstance(fused, TransformerLensBackend) and fused._fused and not own._fused
+    assert len(gelus) == 4 and "fused_activations" in fused.describe() and "fused_activations" not in own.describe()
+    segs, _ = adapter.encode(code_prose.texts)
+    tokens, mask, _ = adapter.pad_batch([s[0] for s in segs])
+    real = mask.bool()
+    a, b = fused.forward(tokens, mask, range(4)), own.forward(tokens, mask, range(4))
+    for l in range(4):
+        np.testing.assert_allclose(a[l][real].numpy(), b[l][real].numpy(), atol=ATOL, rtol=0)
+    assert any(not np.array_equal(a[l][real].numpy(), b[l][real].numpy()) for l in range(4))  # it did run fused
+    assert all("forward" not in m.__dict__ for m in gelus)
+
+    def boom(layer, acts):
+        raise RuntimeError("consumer failed")
+
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        fused.forward(tokens, mask, [1], consume=boom)
+    assert all("forward" not in m.__dict__ for m in gelus)  # restored after an error too

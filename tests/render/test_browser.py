@@ -62,7 +62,8 @@ def _network_requests(driver) -> list[str]:
         ".filter(function(u){return !u.startsWith('file:') && !u.startsWith('data:') && !u.startsWith('blob:');});")
 
 
-@pytest.mark.parametrize("page", ["index.html", os.path.join("mri", "index.html"), "neuroscope_view.html"])
+@pytest.mark.parametrize("page", ["index.html", os.path.join("mri", "index.html"),
+                                  os.path.join("hidden_mri", "index.html"), "neuroscope_view.html"])
 def test_demo_pages_render_every_figure(browser, small_demo, page):
     path = os.path.join(small_demo["out"], page)
     logs = _open(browser, path)
@@ -118,7 +119,8 @@ def _layout_ok(state) -> bool:
 
 
 @pytest.mark.parametrize("width", [420, 1400])
-@pytest.mark.parametrize("page", ["index.html", os.path.join("mri", "index.html"), "neuroscope_view.html"])
+@pytest.mark.parametrize("page", ["index.html", os.path.join("mri", "index.html"),
+                                  os.path.join("hidden_mri", "index.html"), "neuroscope_view.html"])
 def test_demo_pages_fit_the_screen(sized_browser, small_demo, page, width):
     """At a phone's 420 px and a desktop's 1,400 px: the page never scrolls sideways (wide tables scroll inside their
     own box), every plotly figure fits the page and its plot fits its box, and no figure title is cut."""

@@ -500,7 +500,9 @@ def _fuzz(rng, original: dict, write, load, n: int) -> dict[str, int]:
         damaged = rng.random() < 0.1
         if damaged:  # sometimes a damaged text, not a damaged structure
             cut = rng.randrange(len(text))
+            intact = text
             text = text[:cut] if rng.random() < 0.5 else text[:cut] + rng.choice("]}[{,\":x") + text[cut + 1:]
+            damaged = text != intact  # a character replaced by itself damages nothing
         write(text)
         try:
             load()

@@ -258,7 +258,8 @@ def evaluate(graph: Any, model: Any, test: Any = None, random: Any = None, *, ba
     rand_ids = _as_texts(random, adapter) if random is not None else []
     train_ids = [tuple(t) for t in graph.examples.get("train", [])] if baselines else []
     ctx_ids = _as_texts(contexts, adapter) if contexts is not None else []
-    run = Forward(adapter, get_backend(adapter, backend), graph.layer, graph.config.max_batch_tokens)
+    run = Forward(adapter, get_backend(adapter, backend, fused_activations=True), graph.layer,
+                  graph.config.max_batch_tokens)
     acts = run([(s, graph.neuron) for s in test_ids + rand_ids + train_ids + ctx_ids])
     a, b, c = len(test_ids), len(test_ids) + len(rand_ids), len(test_ids) + len(rand_ids) + len(train_ids)
     graph.scores, graph.meta["evaluation"] = score_activations(

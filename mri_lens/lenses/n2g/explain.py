@@ -259,7 +259,8 @@ class _LocalJob:
         self.cfg, self.aug, self.mask, self.width = cfg, aug, mask, width
         self.seed, self.evaluate, self.n_random = seed, evaluate, n_random
         self.progress, self.bands = progress, bands
-        cap = get_backend(adapter, backend, units=units_for_scan(scan))  # the scan's units: neurons or latents
+        # the scan's units (neurons or latents); gelu_new fused: N2G runs many short forwards
+        cap = get_backend(adapter, backend, units=units_for_scan(scan), fused_activations=True)
         self.fit_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress,
                                        share_prefixes=cfg.share_prefixes)
         self.eval_run = _CountedForward(adapter, cap, layer, cfg.max_batch_tokens, progress=progress,

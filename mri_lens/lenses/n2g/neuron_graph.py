@@ -132,7 +132,7 @@ class NeuronGraph:
         prompts = example_prompts(examples, adapter, window=window)
         if not prompts or any(len(p.ids) == 0 for p in prompts):
             raise ValueError("examples is empty (or holds an empty text): N2G needs the neuron's top examples")
-        run = Forward(adapter, get_backend(adapter, backend), layer, cfg.max_batch_tokens,
+        run = Forward(adapter, get_backend(adapter, backend, fused_activations=True), layer, cfg.max_batch_tokens,
                       share_prefixes=cfg.share_prefixes)
         norm = max_activation
         if norm is None:
