@@ -15,8 +15,11 @@ from mri_lens.model.loading import tl_major_version
 
 from reference import REFERENCE, cases
 
-# Arrays allowed to differ by float rounding, and why (none today: the merge order did not change).
-ROUNDING: dict[str, str] = {}
+# Arrays allowed to differ by float rounding, and why.
+ROUNDING: dict[str, str] = {
+    "tiny.n2g:predict": "N2G's forwards run GPT-2's gelu_new as torch's fused tanh GELU (the same formula): "
+                        "activations differ in the last float32 bits (so do the graph JSON's trie values)",
+}
 
 pytestmark = pytest.mark.skipif(tl_major_version() < 3, reason="the reference was written with TransformerLens 4")
 
@@ -40,4 +43,24 @@ def test_arrays_equal_the_reference(now, name):
         else:
             np.testing.assert_array_equal(got, want, err_msg=f"{name}:{key}")
     if js is not None:
-        assert json.loads(json.dumps(js)) == json.loads((REFERENCE / f"{name}.json").read_text())
+        got, want = json.loads(json.dumps(js)), json.loads((REFERENCE / f"{name}.json").read_text())
+        if any(k.startswith(f"{name}:") for k in ROUNDING):  # the same structure, every float to rounding
+            _assert_close_json(got, want, name)
+        else:
+            assert got == want
+
+
+def _assert_close_json(got, want, path: str) -> None:
+    """Equal JSON apart from floats, which agree to 1e-6 relative (ints, strings, keys and lengths exactly)."""
+    if isinstance(want, float):
+        assert isinstance(got, float) and abs(got - want) <= 1e-6 * max(1.0, abs(want)), (path, got, want)
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), path
+        for k in want:
+            _assert_close_json(got[k], want[k], f"{path}/{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            _assert_close_json(g, w, f"{path}[{i}]")
+    else:
+        assert got == want, (path, got, want)

@@ -515,17 +515,23 @@ def test_hooks_removed_after_exception_and_after_stop(tiny_hf):
     assert _pre_hooks(tiny_hf.model) == before
 
 
-def test_fused_gelu_matches_the_models_own_and_is_restored(tiny_hf, code_prose):
-    adapter = ModelAdapter(tiny_hf)
-    fused, own = HuggingFaceBackend(adapter), HuggingFaceBackend(adapter, fused_activations=False)
-    gelus = [m for m in tiny_hf.model.modules() if type(m).__name__ == "NewGELUActivation"]
-    assert len(gelus) == 4
-    segs, _ = adapter.encode(code_prose.texts)
+def _fused_and_own(adapter, fused, own, texts):
+    """Both backends' activations of every layer on ``texts`` (equal to 1e-5), the real-token mask, the batch."""
+    segs, _ = adapter.encode(texts)
     tokens, mask, _ = adapter.pad_batch([s[0] for s in segs])
     real = mask.bool()
     a, b = fused.forward(tokens, mask, range(4)), own.forward(tokens, mask, range(4))
     for l in range(4):
         np.testing.assert_allclose(a[l][real].numpy(), b[l][real].numpy(), atol=ATOL, rtol=0)
+    return a, b, real, tokens, mask
+
+
+def test_fused_gelu_matches_the_models_own_and_is_restored(tiny_hf, code_prose):
+    adapter = ModelAdapter(tiny_hf)
+    fused, own = HuggingFaceBackend(adapter), HuggingFaceBackend(adapter, fused_activations=False)
+    gelus = [m for m in tiny_hf.model.modules() if type(m).__name__ == "NewGELUActivation"]
+    assert len(gelus) == 4
+    a, b, real, tokens, mask = _fused_and_own(adapter, fused, own, code_prose.texts)
     assert all("forward" not in m.__dict__ for m in gelus)  # the model's own modules are back
 
     def boom(layer, acts):
@@ -567,12 +573,7 @@ def test_tl_backend_fuses_gelu_only_when_asked(tiny, code_prose):
         return
     assert isinstance(fused, TransformerLensBackend) and fused._fused and not own._fused
     assert len(gelus) == 4 and "fused_activations" in fused.describe() and "fused_activations" not in own.describe()
-    segs, _ = adapter.encode(code_prose.texts)
-    tokens, mask, _ = adapter.pad_batch([s[0] for s in segs])
-    real = mask.bool()
-    a, b = fused.forward(tokens, mask, range(4)), own.forward(tokens, mask, range(4))
-    for l in range(4):
-        np.testing.assert_allclose(a[l][real].numpy(), b[l][real].numpy(), atol=ATOL, rtol=0)
+    a, b, real, tokens, mask = _fused_and_own(adapter, fused, own, code_prose.texts)
     assert any(not np.array_equal(a[l][real].numpy(), b[l][real].numpy()) for l in range(4))  # it did run fused
     assert all("forward" not in m.__dict__ for m in gelus)
 

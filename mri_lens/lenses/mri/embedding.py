@@ -90,9 +90,25 @@ def _embed(points: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int 
         # umap-learn warns that a seed disables its threading; parallelism is across layers instead.
         warnings.simplefilter("ignore")
         reducer = umap.UMAP(n_components=n_components, n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs,
-                            random_state=seed, n_jobs=1, precomputed_knn=(knn[0], knn[1], None))
+                            random_state=seed, n_jobs=1, precomputed_knn=(knn[0], knn[1], None),
+                            init=_start(umap, points, knn, k, n_epochs))
         out = reducer.fit_transform(points)
     return np.asarray(out, dtype=np.float32)
+
+
+def _start(umap, points: np.ndarray, knn: tuple[np.ndarray, np.ndarray], k: int, n_epochs: int | None) -> str:
+    """umap-learn's ``init``: its spectral start, unless the graph it lays out falls apart into several components
+    (many identical points: first-token pooling of texts that often start alike). Its start of such a graph differs
+    from one process to the next with the same seed; PCA's start does not. The graph is umap-learn's own: the fuzzy
+    set of the neighbours without the edges it drops before the layout (below max weight / epochs)."""
+    from scipy.sparse.csgraph import connected_components
+
+    graph = umap.umap_.fuzzy_simplicial_set(points, k, None, "euclidean", knn_indices=knn[0], knn_dists=knn[1])[0]
+    default = 500 if graph.shape[0] <= 10000 else 200
+    epochs = n_epochs if n_epochs is not None and n_epochs > 10 else default
+    graph.data[graph.data < graph.data.max() / float(epochs)] = 0.0
+    graph.eliminate_zeros()
+    return "spectral" if connected_components(graph, directed=False)[0] == 1 else "pca"
 
 
 def _n_workers(n_jobs: int | None, n_tasks: int) -> int:

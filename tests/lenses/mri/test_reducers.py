@@ -299,3 +299,25 @@ def test_minilm_documents_pca_on_raw_activations(minilm, reviews):
         scores, comps = signed(est.fit_transform(x), est.components_)
         assert close(m.coordinates(layer), scores) and close(m.components_[i], comps)
         assert np.all(np.diff(m.explained_variance_ratio_[i]) <= 1e-7)  # in decreasing order
+
+
+def _embed_in_fresh_process(points):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mri_lens.lenses.mri.embedding import _embed
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_embed, points, 15, 0.1, 200, 0).result()
+
+
+def test_umap_of_many_identical_points_is_the_same_in_every_process():
+    """Points in a few groups of identical ones (first-token pooling of texts that start alike): umap-learn's
+    spectral start of the graph it lays out (which falls apart) differed between processes with the same seed."""
+    from mri_lens.lenses.mri.embedding import _import_umap, _start, exact_knn
+
+    rng = np.random.default_rng(0)
+    points = np.repeat(rng.normal(size=(18, 8)), rng.integers(1, 7, size=18), axis=0).astype(np.float32)
+    assert _start(_import_umap(), points, exact_knn(points, 15), 15, 200) == "pca"  # the case guarded here
+    a, b = _embed_in_fresh_process(points), _embed_in_fresh_process(points)
+    assert a.shape == (len(points), 2) and np.array_equal(a, b)
