@@ -379,11 +379,13 @@ def load_result(path: str | os.PathLike, *, fmt: str, schema: int, files: Iterab
     p = os.fspath(path)
     allowed = frozenset(files) | {TENSORS}
     pattern = re.compile(lazy) if lazy else None
-    for _ in range(20):  # a writer replacing the result under us: read its new manifest
+    # A writer replacing the result under us: read its new manifest, waiting longer each time (writers saving in a
+    # loop on a busy machine could otherwise replace it on every one of a few quick tries).
+    for attempt in range(40):
         try:
             return _load_once(p, fmt, schema, allowed, pattern, None if under is None else os.fspath(under))
         except _Changed:
-            time.sleep(0.01)
+            time.sleep(min(0.25, 0.01 * 1.5 ** attempt))
     raise ScanFileError(f"{p} kept changing while it was read (a writer is replacing it); try again")
 
 
