@@ -182,6 +182,7 @@ def cmd_mri(args) -> int:
     from .data.corpus import check_categories
     from .errors import CategoryError
     from .pipelines import mri_page
+    from .model.units import recorded
     from .results.scan import Scan
 
     out = check_save_target(args.out or os.path.join(args.scan, "mri"), "mri_lens.mri_page", overwrite=args.force)
@@ -191,6 +192,10 @@ def cmd_mri(args) -> int:
         if result.labels is None:
             raise CategoryError(f"--categories {','.join(cats)} given but the scan has no labels")
         check_categories(cats, result.label_names, "the scan")
+    kind = recorded(result.meta).get("kind")
+    if args.units is not None and args.units != kind:
+        raise ValueError(f"--units {args.units}: the scan holds {kind} units; units are chosen when scanning "
+                         f"(mri-lens scan --units {args.units} ...)")
     if args.pooling is not None and args.pooling not in result.poolings:
         raise ValueError(f"--pooling {args.pooling}: the scan kept {', '.join(result.poolings)} (scan again with "
                          f"--pooling {args.pooling})")

@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--components", type=positive_int, default=2,
                    help="components per layer: 2 gives the grid and its co-activation graph; more give LLM-MRI's "
                         "component graph (Spearman between neighbouring layers' components; --mode documents)")
+    m.add_argument("--units", default=None,
+                   help="the units the scan must hold (hidden_states, resid_post, mlp_post...): they are chosen when "
+                        "scanning (mri-lens scan --units); a scan of other units is refused")
     m.add_argument("--scaling", choices=("zscore", "minmax", "none"), default="zscore",
                    help="feature scaling before the reduction (default: zscore)")
     m.add_argument("--pooling", choices=POOLINGS, default=None,

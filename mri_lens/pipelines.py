@@ -55,6 +55,9 @@ def mri_page(scan, out: str | os.PathLike, *, grid: int = 10, mode: str = "neuro
     plotly.js lives (default ``out``). ``site``: a Neuroscope site directory of the same scan: neuron ids link to
     its pages. Returns ``(path of index.html, seconds per stage)``.
     """
+    if n_components != 2 and mode != "documents":
+        raise ValueError(f"{n_components} components give the component graph, which joins documents' component "
+                         "scores: use mode='documents' (--mode documents), or 2 components for the neurons' grid")
     maps_params = dict(grid=grid, mode=mode, seed=seed, reducer=reducer, n_components=n_components,
                        scaling=scaling, pooling=pooling or _default_pooling(scan))
     fit = _fit_mri(scan, out, maps_params, min_weight=min_weight, top_edges=top_edges, threshold=threshold,

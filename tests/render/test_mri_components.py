@@ -44,7 +44,10 @@ def test_component_page(tmp_path, hidden):
 def test_mri_command_components(tmp_path, hidden, capsys):
     scan_dir = hidden.save(tmp_path / "scan")
     out = tmp_path / "mri"
-    assert main(["mri", "--scan", scan_dir, "--mode", "documents", "--reducer", "svd", "--components", "3",
+    assert main(["mri", "--scan", scan_dir, "--units", "resid_post", "--out", str(tmp_path / "u"), "--quiet"]) == 2
+    assert "the scan holds hidden_states units" in capsys.readouterr().err and not (tmp_path / "u").exists()
+    assert main(["mri", "--scan", scan_dir, "--units", "hidden_states", "--mode", "documents", "--reducer", "svd",
+                 "--components", "3",
                  "--pooling", "first", "--threshold", "0.5", "--positive-only", "--out", str(out), "--quiet"]) == 0
     maps = ml.mri.RegionMaps.load(out / "maps")
     assert (maps.reducer, maps.n_components, maps.pooling) == ("svd", 3, "first")
@@ -53,6 +56,9 @@ def test_mri_command_components(tmp_path, hidden, capsys):
     assert all(d["rho"] > 0.5 or any(d.get(f"rho_{c}", 0) > 0.5 for c in ("positive", "negative"))
                for *_, d in g.edges(data=True))
     assert json.loads((out / "manifest.json").read_text())["format"] == "mri_lens.mri_page"
+    # more than two components in neurons mode: refused before any work, naming the mode to use
+    assert main(["mri", "--scan", scan_dir, "--components", "5", "--out", str(tmp_path / "n"), "--quiet"]) == 2
+    assert "--mode documents" in capsys.readouterr().err and not (tmp_path / "n").exists()
     # a pooling the scan did not keep is refused before any work, naming what it kept
     assert main(["mri", "--scan", scan_dir, "--pooling", "max", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "first, mean" in capsys.readouterr().err
