@@ -36,6 +36,7 @@ SHOTS = {
                     0.75),
     "mri_graph": ("mri/index.html", "h2~Co-activation graph", "h3~Graph metrics", 1200, 0.75),
     "mri_regions": ("mri/index.html", "h2~Region images", "h2~Layer", 1200, 0.75),
+    "mri_components": ("hidden_mri/index.html", 0, "h3~positive", 1400, 0.75),
     "scan_top_examples": ("index.html", "h3~Top examples", "h4::1", 1200, 0.75),
     "report": ("index.html", "h2~Category differences", "h3~Top examples", 1200, 0.75),
     "neuroscope_view": ("neuroscope_view.html", ".nsv > p", "td.nid::7", 1200, 0.75),
