@@ -255,8 +255,10 @@ def _maps_section(page: _Page, maps, cats: list[str]) -> None:
     parts, add = page.parts, page.figure
     two = len(cats) >= 2
     parts.append("<h2>Region images, all layers</h2>")
-    parts.append("<p>Each square is one layer's map cut into regions (rows and columns of the grid); a region is a "
-                 "group of neurons with similar activation patterns over the corpus. " +
+    what = ("a group of neurons with similar activation patterns over the corpus" if maps.mode == "neurons" else
+            "the documents that land in that cell of the layer's map")
+    parts.append("<p>Each square is one layer's map cut into regions (rows and columns of the grid); a region is "
+                 + what + ". " +
                  ("Colour: log-odds that a document activating the region is " + escape(cats[0]) + " rather "
                   "than " + escape(cats[1]) + " (red: " + escape(cats[0]) + ", blue: " +
                   escape(cats[1]) + "); blank regions hold no points.</p>" if two else

@@ -20,7 +20,7 @@ from ..storage.files import RUN_RE, part_dir_name, part_index
 from ..storage.read import LoadedResult, load_result
 
 __all__ = ["PooledArrays", "InMemoryPooled", "LayerFilePooled", "PartDocs", "SplitPooled", "layer_file",
-           "load_pooled", "PART_FORMAT", "PART_SCHEMA"]
+           "load_pooled", "PART_FORMAT", "PART_SCHEMA", "POOL_FILLS"]
 
 
 def layer_file(prefix: str, name: str, layer: int) -> str:
@@ -35,7 +35,8 @@ PART_SCHEMA = 2  # 2: partial_has_first (the "first" pooling); 1: parts written 
 PART_STATS = "stats.safetensors"  # a part's statistics and top-k, read when the part is merged
 PART_DOCS = ("complete_docs", "complete_tokens", "partial_docs", "partial_tokens", "partial_has_last", "window_docs",
              "partial_has_first")
-_FILLS = {"mean": 0.0, "last": 0.0, "first": 0.0, "max": -np.inf, "min": np.inf}  # a split document's start value
+# what a pooled value starts from before a document's first window is folded in
+POOL_FILLS = {"mean": 0.0, "last": 0.0, "first": 0.0, "max": -np.inf, "min": np.inf}
 
 
 class PooledArrays(Mapping):
@@ -181,7 +182,7 @@ class SplitPooled(PooledArrays):
 
     def layer(self, name: str, li: int) -> np.ndarray:
         out = np.empty((self.n_docs, self.d_mlp), dtype=self.dtype)
-        acc = np.full((len(self.split_docs), self.d_mlp), _FILLS[name], dtype=np.float32)
+        acc = np.full((len(self.split_docs), self.d_mlp), POOL_FILLS[name], dtype=np.float32)
         for p in self.parts:
             if len(p.complete_docs):
                 out[np.asarray(p.complete_docs, dtype=np.int64)] = p.pooled_layer(name, li)

@@ -19,6 +19,7 @@ from ..errors import ScanError
 from .histogram import _log2_lut
 from .plan import ShardSpec
 from ..results import ScanPart, TopK
+from ..results.pooled import POOL_FILLS
 
 __all__ = ["run_shard", "STATS_IMPLS"]
 
@@ -114,8 +115,7 @@ class _Accumulator:
         self.pooling = list(pooling)
         self.pooled = {}
         for p in self.pooling:
-            fill = {"mean": 0.0, "last": 0.0, "first": 0.0, "max": -math.inf, "min": math.inf}[p]
-            self.pooled[p] = torch.full((n_docs, L, d), fill, dtype=torch.float32)
+            self.pooled[p] = torch.full((n_docs, L, d), POOL_FILLS[p], dtype=torch.float32)
         self.doc_tokens = torch.zeros(n_docs, dtype=torch.float32)
         self.window_sums: list[list] = [[] for _ in range(L)]  # per layer: [rows, d] sums of split documents' windows
 
